@@ -1,0 +1,1 @@
+//! QEMU's `edu` educational PCI device (1234:11e8): BAR0 registers.

@@ -1,0 +1,1 @@
+//! Intel DSA driver (dedicated work queue, MEMMOVE in batches, completion-record polling).

@@ -1,0 +1,6 @@
+//! # passthru (test programs and CLI)
+//!
+//! The kselftest-compatible VFIO test programs, their harness, the `passthru` command and the
+//! QEMU rig.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

@@ -1,0 +1,5 @@
+//! The `passthru` command.
+fn main() {
+    eprintln!("passthru: no subcommands yet");
+    std::process::exit(4);
+}
