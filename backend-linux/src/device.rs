@@ -160,6 +160,8 @@ impl VfioPciDevice {
         fd: OwnedFd,
         already_bound: bool,
     ) -> Result<VfioPciDevice> {
+        // Take ownership through the Sys seam first, so every path closes the fd the same way.
+        let cdev = Cdev::from_fd(iommu.sys().clone(), bdf, fd);
         if iommu.mode().uses_container() {
             return Err(Error::InvalidArgument {
                 who: bdf.to_string(),
@@ -169,7 +171,6 @@ impl VfioPciDevice {
                 ),
             });
         }
-        let cdev = Cdev::from_fd(iommu.sys().clone(), bdf, fd);
         if already_bound {
             return Self::setup(bdf, iommu, cdev.into_fd(), None, None);
         }

@@ -245,16 +245,14 @@ impl Error {
         }
     }
 
-    /// Build an [`Error::Os`], turning EPERM/EACCES into [`Error::PermissionDenied`].
+    /// Build an [`Error::Os`] for a failed system call other than an open. (EPERM/EACCES from
+    /// an ioctl is the kernel refusing an operation, e.g. a VF-token mismatch, not missing
+    /// privileges, so it stays a failure; opens go through [`Error::open_node`].)
     pub(crate) fn os(who: impl Into<String>, op: &'static str, errno: Errno) -> Error {
-        let who = who.into();
-        match errno {
-            Errno::EPERM | Errno::EACCES => Error::PermissionDenied {
-                what: format!("{who}: {op}"),
-                path: PathBuf::from(&who),
-                errno,
-            },
-            _ => Error::Os { who, op, errno },
+        Error::Os {
+            who: who.into(),
+            op,
+            errno,
         }
     }
 

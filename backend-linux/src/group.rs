@@ -51,7 +51,12 @@ pub fn current_driver(sys: &dyn Sys, bdf: &str) -> Option<String> {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
-/// Check the device exists and is bound to vfio-pci.
+/// True for `vfio-pci` and its variant drivers (`mlx5_vfio_pci`, `nvgrace-gpu-vfio-pci`, ...).
+pub fn is_vfio_pci_driver(name: &str) -> bool {
+    name == "vfio-pci" || name.ends_with("-vfio-pci") || name.ends_with("_vfio_pci")
+}
+
+/// Check the device exists and is bound to vfio-pci (or a vfio-pci variant driver).
 pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
     check_bdf(bdf)?;
     if !sys.exists(&device_dir(bdf)) {
@@ -60,7 +65,7 @@ pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
         });
     }
     match current_driver(sys, bdf) {
-        Some(d) if d == "vfio-pci" => Ok(()),
+        Some(d) if is_vfio_pci_driver(&d) => Ok(()),
         driver => Err(Error::NotBoundToVfio {
             bdf: bdf.to_string(),
             driver,
@@ -103,7 +108,7 @@ pub fn non_vfio_group_member(
         }
         let drv = current_driver(sys, &d);
         match drv.as_deref() {
-            Some("vfio-pci") | Some("pcieport") => None,
+            Some(n) if is_vfio_pci_driver(n) || n == "pcieport" => None,
             _ => Some((d, drv)),
         }
     })

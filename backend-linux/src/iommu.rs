@@ -347,7 +347,7 @@ impl Iommu {
     }
 
     /// Unmap `iova..iova+size`, returning the kernel's unmapped byte count or its errno
-    /// (upstream's `__iommu_unmap`). Tracked mappings that start at `iova` are forgotten on
+    /// (upstream's `__iommu_unmap`). Tracked mappings wholly inside the range are forgotten on
     /// success.
     pub fn try_unmap(&self, iova: u64, size: u64) -> Result<u64, Errno> {
         let n = match &self.backend {
@@ -356,7 +356,13 @@ impl Iommu {
                 iommufd::unmap(&*self.sys, fd.raw(), *ioas_id, iova, size)
             }
         }?;
-        lock(&self.regions).retain(|m| !(m.iova == iova && m.size == size));
+        // Forget tracked mappings that lie wholly inside the unmapped range (regions are
+        // unmapped whole, as upstream does; a partial unmap leaves the mapping tracked).
+        let last = iova.saturating_add(size.saturating_sub(1));
+        lock(&self.regions).retain(|m| {
+            let m_last = m.iova.saturating_add(m.size.saturating_sub(1));
+            !(size > 0 && m.iova >= iova && m_last <= last)
+        });
         Ok(n)
     }
 
