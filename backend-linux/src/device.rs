@@ -367,7 +367,7 @@ impl VfioPciDevice {
                 // stays mapped until the device is dropped, and VolatileBar only performs
                 // volatile accesses inside it. Callers must not use the bar after dropping the
                 // device (as with any register window).
-                Ok(unsafe { VolatileBar::new(base, m.len()) })
+                Ok(unsafe { VolatileBar::new(base, m.len().min(bar.info.size as usize)) })
             }
             None => Err(Error::BarNotMappable {
                 bdf: self.bdf.clone(),

@@ -194,6 +194,8 @@ pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
     };
     check_bound_to_vfio(&*sys, bdf)?;
     let number = iommu_group_number(&*sys, bdf)?;
+    // Held for the whole setup: a second opener of the same group waits and then reuses it.
+    let _setup = iommu.container_setup_lock();
     {
         let state = iommu.container_state();
         if let Some(g) = state

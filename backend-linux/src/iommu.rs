@@ -158,6 +158,8 @@ pub(crate) enum Backend {
         fd: SysFd,
         path: PathBuf,
         state: Mutex<ContainerState>,
+        /// Serialises group setup, so two threads opening devices of one group share it.
+        setup: Mutex<()>,
     },
     Iommufd {
         fd: SysFd,
@@ -216,6 +218,7 @@ impl Iommu {
                     fd,
                     path,
                     state: Mutex::new(ContainerState::default()),
+                    setup: Mutex::new(()),
                 }
             }
             None => {
@@ -282,6 +285,13 @@ impl Iommu {
         match &self.backend {
             Backend::Container { path, .. } => format!("{} ({})", path.display(), self.mode),
             Backend::Iommufd { ioas_id, .. } => format!("{IOMMUFD_PATH} (ioas {ioas_id})"),
+        }
+    }
+
+    pub(crate) fn container_setup_lock(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.backend {
+            Backend::Container { setup, .. } => Some(lock(setup)),
+            Backend::Iommufd { .. } => None,
         }
     }
 

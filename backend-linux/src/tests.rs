@@ -944,3 +944,46 @@ fn vfio_pci_variant_drivers_are_accepted() {
     assert!(!crate::group::is_vfio_pci_driver("igb"));
     assert!(!crate::group::is_vfio_pci_driver("vfio-pcie"));
 }
+
+#[test]
+fn sub_page_bar_maps_one_page_but_exposes_its_size() {
+    let (f, sys) = FakeSys::new();
+    f.st().bar_sizes[4] = 0x100;
+    let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
+    let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let b = dev.bar_info(4).unwrap();
+    assert_eq!(b.mapped_len(), Some(PAGE as usize));
+    assert_eq!(b.vaddr().unwrap() % PAGE as usize, 0);
+    assert_eq!(dev.bar_mapping(4).unwrap().len(), 0x100);
+}
+
+#[test]
+fn handles_are_send_and_sync_for_parallel_init() {
+    fn check<T: Send + Sync>() {}
+    check::<Iommu>();
+    check::<VfioPciDevice>();
+    check::<DmaBuffer>();
+    check::<crate::group::Group>();
+}
+
+#[test]
+fn parallel_opens_on_one_container_share_the_group() {
+    let (f, sys) = FakeSys::new();
+    let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
+    let devs: Vec<VfioPciDevice> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| VfioPciDevice::open(BDF, &iommu).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for d in &devs[1..] {
+        assert!(Arc::ptr_eq(d.group().unwrap(), devs[0].group().unwrap()));
+    }
+    assert_eq!(
+        f.requests()
+            .iter()
+            .filter(|&&r| r == nr::VFIO_SET_IOMMU)
+            .count(),
+        1
+    );
+}
