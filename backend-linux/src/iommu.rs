@@ -342,6 +342,54 @@ impl Iommu {
         unsafe { self.map(buf.addr() as u64, iova, buf.len() as u64) }
     }
 
+    /// IOMMU-map `size` bytes at `offset` of mapped BAR `bar` of `dev` at `iova` (peer-to-peer /
+    /// MMIO DMA mapping; type1 accepts VM_PFNMAP, the iommufd modes refuse). Returns the errno
+    /// (EINVAL if the BAR is not mapped or the range is outside it).
+    pub fn try_map_bar(
+        &self,
+        dev: &crate::VfioPciDevice,
+        bar: u8,
+        offset: u64,
+        size: u64,
+        iova: u64,
+    ) -> Result<DmaMapping, Errno> {
+        let b = dev.bar_info(bar).ok_or(Errno::EINVAL)?;
+        let (Some(vaddr), Some(len)) = (b.vaddr(), b.mapped_len()) else {
+            return Err(Errno::EINVAL);
+        };
+        self.try_map_mmap_range(vaddr, len, offset, size, iova)
+    }
+
+    /// IOMMU-map `size` bytes at `offset` of an [`crate::region::Mmap`] this crate made (a BAR
+    /// mapping from [`crate::VfioPciDevice::mmap_bar_at`], typically) at `iova`.
+    pub fn try_map_mmap(
+        &self,
+        map: &crate::region::Mmap,
+        offset: u64,
+        size: u64,
+        iova: u64,
+    ) -> Result<DmaMapping, Errno> {
+        self.try_map_mmap_range(map.addr(), map.len(), offset, size, iova)
+    }
+
+    fn try_map_mmap_range(
+        &self,
+        addr: usize,
+        len: usize,
+        offset: u64,
+        size: u64,
+        iova: u64,
+    ) -> Result<DmaMapping, Errno> {
+        match offset.checked_add(size) {
+            Some(end) if size > 0 && end <= len as u64 => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        // SAFETY: the range lies inside a mapping owned by this crate (a device BAR or a
+        // reservation), which is only ever accessed with volatile operations; device access
+        // through the IOMMU cannot invalidate Rust references because none exist.
+        unsafe { self.try_map(addr as u64 + offset, iova, size) }
+    }
+
     fn map_op(&self) -> &'static str {
         match self.backend {
             Backend::Container { .. } => "VFIO_IOMMU_MAP_DMA",

@@ -987,3 +987,113 @@ fn parallel_opens_on_one_container_share_the_group() {
         1
     );
 }
+
+#[test]
+fn bar_ranges_can_be_iommu_mapped_and_bounds_are_checked() {
+    let (f, iommu, dev) = open(IommuMode::VfioType1v2Iommu);
+    let m = iommu
+        .try_map_bar(&dev, 2, 0, 0x20_0000, 0x4000_0000)
+        .unwrap();
+    assert_eq!(m.vaddr, dev.bar_info(2).unwrap().vaddr().unwrap() as u64);
+    assert_eq!(f.st().mappings.len(), 1);
+    assert_eq!(
+        iommu
+            .try_map_bar(&dev, 2, 0x1000, 0x20_0000, 0)
+            .unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        iommu.try_map_bar(&dev, 1, 0, 0x1000, 0).unwrap_err(),
+        Errno::EINVAL
+    );
+    assert_eq!(
+        iommu.try_map_bar(&dev, 2, 0, 0, 0).unwrap_err(),
+        Errno::EINVAL
+    );
+    let skewed = dev.mmap_bar_at(2, 1 << 30, PAGE).unwrap();
+    let m2 = iommu.try_map_mmap(&skewed, 0, PAGE, 0x8000_0000).unwrap();
+    assert_eq!(m2.vaddr % (1 << 30), PAGE);
+}
+
+// ---------------------------------------------------------------- the real kernel (no VFIO needed)
+
+mod real {
+    use super::*;
+    use crate::irq::{eventfd_signal, eventfd_take, eventfd_wait};
+    use crate::region::reserve_aligned;
+    use crate::sys::{IoctlArg, RealSys, SysFd};
+
+    #[test]
+    fn eventfd_take_and_wait_on_a_real_eventfd() {
+        let sys = RealSys::shared();
+        let fd = SysFd::new(sys.clone(), sys.eventfd().unwrap());
+        assert_eq!(eventfd_take(&*sys, fd.raw()).unwrap(), None);
+        eventfd_signal(&*sys, fd.raw()).unwrap();
+        eventfd_signal(&*sys, fd.raw()).unwrap();
+        assert_eq!(eventfd_take(&*sys, fd.raw()).unwrap(), Some(2));
+        let t = std::time::Instant::now();
+        assert_eq!(
+            eventfd_wait(&*sys, fd.raw(), Duration::from_millis(20)).unwrap(),
+            None
+        );
+        assert!(t.elapsed() >= Duration::from_millis(20));
+        eventfd_signal(&*sys, fd.raw()).unwrap();
+        assert_eq!(
+            eventfd_wait(&*sys, fd.raw(), Duration::from_secs(1)).unwrap(),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn ioctl_errno_passes_through() {
+        let sys = RealSys::shared();
+        let fd = SysFd::new(sys.clone(), sys.eventfd().unwrap());
+        // SAFETY: VFIO_GET_API_VERSION takes no argument; an eventfd rejects it.
+        let r = unsafe { sys.ioctl(fd.raw(), nr::VFIO_GET_API_VERSION, IoctlArg::None) };
+        assert_eq!(r.unwrap_err(), Errno::ENOTTY);
+    }
+
+    #[test]
+    fn reserve_aligned_honours_alignment_and_skew() {
+        let sys = RealSys::shared();
+        for (align, skew) in [
+            (1usize << 30, 0usize),
+            (1 << 30, PAGE as usize),
+            (1 << 21, 0),
+        ] {
+            let r = reserve_aligned(&sys, 3 * PAGE as usize + 1, align, skew).unwrap();
+            assert_eq!(r.addr() % align, skew);
+            assert_eq!(r.len(), 4 * PAGE as usize, "rounded up to pages");
+        }
+        assert_eq!(
+            reserve_aligned(&sys, 4096, 3, 0).unwrap_err(),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            reserve_aligned(&sys, 4096, 4096, 4096).unwrap_err(),
+            Errno::EINVAL
+        );
+    }
+
+    #[test]
+    fn memfd_and_shared_buffers_are_usable() {
+        for b in [Backing::Memfd, Backing::AnonymousShared, Backing::Anonymous] {
+            let buf = DmaBuffer::new(b, 3 * PAGE).unwrap();
+            // SAFETY: `buf` outlives `r`.
+            let r = unsafe { buf.region(0) };
+            r.write_u64(8, 0x0123_4567_89ab_cdef).unwrap();
+            assert_eq!(r.read_u64(8).unwrap(), 0x0123_4567_89ab_cdef);
+            assert_eq!(buf.len(), 3 * PAGE as usize);
+        }
+    }
+
+    #[test]
+    fn missing_vfio_container_is_reported_as_a_skip() {
+        if std::path::Path::new("/dev/vfio/vfio").exists() {
+            return; // a VFIO host: nothing to check here
+        }
+        let e = Iommu::open(IommuMode::VfioType1Iommu).unwrap_err();
+        assert!(matches!(e, Error::NodeMissing { .. }), "{e}");
+        assert!(e.is_skip());
+    }
+}
