@@ -1097,3 +1097,19 @@ mod real {
         assert!(e.is_skip());
     }
 }
+
+#[test]
+fn populated_buffers_are_resident_and_plain_ones_are_not() {
+    fn resident_pages(buf: &DmaBuffer) -> usize {
+        let pages = buf.len() / PAGE as usize;
+        let mut vec = vec![0u8; pages];
+        // SAFETY: the range is a live mapping owned by `buf`; `vec` has one byte per page.
+        let r = unsafe { libc::mincore(buf.as_ptr().cast(), buf.len(), vec.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+    let p = DmaBuffer::new_populated(Backing::AnonymousShared, 8 * PAGE).unwrap();
+    assert_eq!(resident_pages(&p), 8);
+    let q = DmaBuffer::new(Backing::Anonymous, 8 * PAGE).unwrap();
+    assert_eq!(resident_pages(&q), 0);
+}
