@@ -743,9 +743,17 @@ fn reenable_after_reset_keeps_eventfds() {
         "reset tore the trigger down"
     );
     dev.irq_reenable(IrqKind::MsiX).unwrap();
-    let last = f.st().set_irqs_log.last().cloned().unwrap();
-    assert_eq!((last.2, last.3), (1, 3));
-    assert_eq!(last.4, fds);
+    let log = f.st().set_irqs_log.clone();
+    let (off, on) = (&log[log.len() - 2], &log[log.len() - 1]);
+    assert_eq!(
+        (off.0, off.3),
+        (
+            vb::VFIO_IRQ_SET_DATA_NONE | vb::VFIO_IRQ_SET_ACTION_TRIGGER,
+            0
+        )
+    );
+    assert_eq!((on.2, on.3), (1, 3));
+    assert_eq!(on.4, fds);
     dev.irq_trigger(IrqKind::MsiX, 3).unwrap();
     assert!(dev.irq_pending(IrqKind::MsiX, 3).unwrap());
 }
@@ -1112,4 +1120,21 @@ fn populated_buffers_are_resident_and_plain_ones_are_not() {
     assert_eq!(resident_pages(&p), 8);
     let q = DmaBuffer::new(Backing::Anonymous, 8 * PAGE).unwrap();
     assert_eq!(resident_pages(&q), 0);
+}
+
+#[test]
+fn reenable_fills_gaps_with_minus_one() {
+    let (f, _iommu, dev) = open(IommuMode::Iommufd);
+    dev.irq_enable(IrqKind::MsiX, 0, 1).unwrap();
+    dev.irq_enable(IrqKind::MsiX, 2, 1).unwrap();
+    let a = dev.irq_eventfd(IrqKind::MsiX, 0).unwrap();
+    let c = dev.irq_eventfd(IrqKind::MsiX, 2).unwrap();
+    dev.irq_reenable(IrqKind::MsiX).unwrap();
+    let on = f.st().set_irqs_log.last().cloned().unwrap();
+    assert_eq!((on.2, on.3), (0, 3));
+    assert_eq!(on.4, vec![a, -1, c]);
+    // Nothing held: no ioctl at all.
+    let n = f.st().set_irqs_log.len();
+    dev.irq_reenable(IrqKind::Msi).unwrap();
+    assert_eq!(f.st().set_irqs_log.len(), n);
 }
