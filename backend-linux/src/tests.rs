@@ -1138,3 +1138,45 @@ fn reenable_fills_gaps_with_minus_one() {
     dev.irq_reenable(IrqKind::Msi).unwrap();
     assert_eq!(f.st().set_irqs_log.len(), n);
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use crate::container::parse_iova_ranges;
+    use crate::region::{parse_region_caps, RegionInfo};
+    use crate::sys::cap_chain;
+
+    proptest! {
+        #[test]
+        fn capability_parsers_never_panic_on_garbage(
+            buf in proptest::collection::vec(any::<u8>(), 0..512),
+            first in any::<u32>(),
+        ) {
+            if let Ok(caps) = cap_chain(&buf, first, 24) {
+                // Every reported cap lies inside the buffer, after the header, with no repeats.
+                for c in &caps {
+                    prop_assert!(c.offset >= 24 && c.offset + 8 <= buf.len());
+                }
+                let mut offs: Vec<usize> = caps.iter().map(|c| c.offset).collect();
+                offs.sort();
+                offs.dedup();
+                prop_assert_eq!(offs.len(), caps.len());
+            }
+            let _ = parse_iova_ranges(&buf);
+            let mut info = RegionInfo::default();
+            let _ = parse_region_caps(&buf, first, &mut info);
+        }
+    }
+}
+
+#[test]
+fn group_busy_elsewhere_is_reported_with_the_node() {
+    let (f, sys) = FakeSys::new();
+    f.st()
+        .fail_open
+        .insert(PathBuf::from(format!("/dev/vfio/{GROUP}")), Errno::EBUSY);
+    let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
+    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::EBUSY));
+    assert!(e.to_string().contains(&format!("/dev/vfio/{GROUP}")), "{e}");
+}
