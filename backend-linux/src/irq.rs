@@ -133,8 +133,17 @@ pub fn eventfd_take(sys: &dyn Sys, fd: RawFd) -> Result<Option<u64>, Errno> {
 
 /// Wait up to `timeout` for an eventfd to become readable, then read its counter.
 /// `Ok(None)` on timeout.
+///
+/// A timeout too large to represent waits forever. The eventfds this crate creates are
+/// blocking (as upstream's are), so only one reader per eventfd should use these helpers.
 pub fn eventfd_wait(sys: &dyn Sys, fd: RawFd, timeout: Duration) -> Result<Option<u64>, Errno> {
-    let deadline = Instant::now() + timeout;
+    let Some(deadline) = Instant::now().checked_add(timeout) else {
+        return if sys.poll_readable(fd, -1)? {
+            eventfd_read(sys, fd).map(Some)
+        } else {
+            Ok(None)
+        };
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = i32::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);

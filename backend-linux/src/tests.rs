@@ -1180,3 +1180,11 @@ fn group_busy_elsewhere_is_reported_with_the_node() {
     assert_eq!(e.errno(), Some(Errno::EBUSY));
     assert!(e.to_string().contains(&format!("/dev/vfio/{GROUP}")), "{e}");
 }
+
+#[test]
+fn unbounded_wait_does_not_overflow() {
+    let (_f, _iommu, dev) = open(IommuMode::Iommufd);
+    dev.irq_enable(IrqKind::Msi, 0, 1).unwrap();
+    dev.irq_trigger(IrqKind::Msi, 0).unwrap();
+    assert_eq!(dev.irq_wait(IrqKind::Msi, 0, Duration::MAX).unwrap(), 1);
+}
