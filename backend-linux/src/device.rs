@@ -483,6 +483,17 @@ impl VfioPciDevice {
             .map_err(|e| Error::os(&self.bdf, "VFIO_DEVICE_RESET", e))
     }
 
+    /// Attach the (cdev-opened) device to another IOAS or HWPT (a replacement if attached).
+    /// Returns the attached pt_id or the errno (the kernel refuses on group-opened devices).
+    pub fn attach_pt(&self, pt_id: u32) -> Result<u32, Errno> {
+        crate::cdev::attach_pt(&*self.sys, self.fd.raw(), pt_id)
+    }
+
+    /// Detach the (cdev-opened) device from its IOAS/HWPT (DMA is then blocked).
+    pub fn detach_pt(&self) -> Result<(), Errno> {
+        crate::cdev::detach_pt(&*self.sys, self.fd.raw())
+    }
+
     /// Set the PF's VF token (VFIO_DEVICE_FEATURE SET | PCI_VF_TOKEN).
     pub fn set_vf_token(&self, token: &VfToken) -> Result<()> {
         set_vf_token(&*self.sys, self.fd.raw(), token)

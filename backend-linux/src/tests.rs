@@ -1188,3 +1188,17 @@ fn unbounded_wait_does_not_overflow() {
     dev.irq_trigger(IrqKind::Msi, 0).unwrap();
     assert_eq!(dev.irq_wait(IrqKind::Msi, 0, Duration::MAX).unwrap(), 1);
 }
+
+#[test]
+fn device_level_detach_and_reattach() {
+    let (f, iommu, dev) = open(IommuMode::Iommufd);
+    dev.detach_pt().unwrap();
+    assert_eq!(f.st().attached, None);
+    assert_eq!(dev.detach_pt().unwrap_err(), Errno::EINVAL);
+    let ioas = iommu.ioas_id().unwrap();
+    assert_eq!(dev.attach_pt(ioas).unwrap(), ioas);
+    assert_eq!(dev.attach_pt(u32::MAX).unwrap_err(), Errno::ENOENT);
+    let (_f, _iommu, gdev) = open(IommuMode::VfioType1Iommu);
+    // Not a cdev: the kernel refuses (the exact errno is the kernel's business).
+    assert!(gdev.detach_pt().is_err());
+}
