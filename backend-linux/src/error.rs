@@ -190,7 +190,7 @@ pub enum Error {
         timeout_ms: u64,
     },
     /// The device does not support what was asked (reset, an IRQ kind, a vector count).
-    #[error("{bdf}: {what} is not supported by this device")]
+    #[error("{bdf}: {what} is not supported by this device or kernel; use a device and kernel that provide it")]
     Unsupported {
         /// The device.
         bdf: String,

@@ -1202,3 +1202,153 @@ fn device_level_detach_and_reattach() {
     // Not a cdev: the kernel refuses (the exact errno is the kernel's business).
     assert!(gdev.detach_pt().is_err());
 }
+
+#[test]
+fn every_error_message_is_one_line_and_names_its_subject() {
+    let bdf = || BDF.to_string();
+    let cases: Vec<(Error, &str)> = vec![
+        (Error::InvalidBdf { bdf: "x".into() }, "\"x\""),
+        (Error::DeviceNotFound { bdf: bdf() }, BDF),
+        (
+            Error::NotBoundToVfio {
+                bdf: bdf(),
+                driver: Some("igb".into()),
+            },
+            "igb",
+        ),
+        (Error::NoIommuGroup { bdf: bdf() }, BDF),
+        (
+            Error::GroupNotViable {
+                bdf: bdf(),
+                group: 3,
+                culprit: None,
+            },
+            "group 3",
+        ),
+        (
+            Error::NodeMissing {
+                path: "/dev/iommu".into(),
+                config: "CONFIG_IOMMUFD",
+                bdf: Some(bdf()),
+            },
+            BDF,
+        ),
+        (
+            Error::PermissionDenied {
+                what: format!("{BDF}: open"),
+                path: "/dev/vfio/7".into(),
+                errno: Errno::EPERM,
+            },
+            "/dev/vfio/7",
+        ),
+        (
+            Error::HugepagesUnavailable {
+                page_kib: 2048,
+                size: 1 << 21,
+                errno: Errno::ENOMEM,
+            },
+            "hugepages-2048kB",
+        ),
+        (
+            Error::BarNotMappable {
+                bdf: bdf(),
+                bar: 2,
+                reason: "r".into(),
+            },
+            "BAR2",
+        ),
+        (
+            Error::UnknownIommuMode { name: "m".into() },
+            "iommufd_compat_type1v2",
+        ),
+        (
+            Error::ApiVersion {
+                path: "/dev/vfio/vfio".into(),
+                got: 9,
+            },
+            "/dev/vfio/vfio",
+        ),
+        (
+            Error::ExtensionUnsupported {
+                bdf: bdf(),
+                path: "/dev/vfio/vfio".into(),
+                iommu_type: 3,
+            },
+            "CONFIG_VFIO_IOMMU_TYPE1",
+        ),
+        (
+            Error::Os {
+                who: bdf(),
+                op: "VFIO_DEVICE_RESET",
+                errno: Errno::EIO,
+            },
+            "VFIO_DEVICE_RESET",
+        ),
+        (
+            Error::ShortTransfer {
+                bdf: bdf(),
+                op: "config read",
+                offset: 4,
+                done: 1,
+                want: 2,
+            },
+            BDF,
+        ),
+        (
+            Error::InvalidArgument {
+                who: bdf(),
+                reason: "why".into(),
+            },
+            "why",
+        ),
+        (
+            Error::Malformed {
+                who: bdf(),
+                what: "caps",
+                reason: "loop".into(),
+            },
+            "loop",
+        ),
+        (Error::IovaExhausted { size: 4096 }, "0x1000"),
+        (Error::NotMapped { vaddr: 0x1234 }, "0x1234"),
+        (
+            Error::IrqTimeout {
+                bdf: bdf(),
+                kind: "MSI-X",
+                vector: 1,
+                timeout_ms: 5,
+            },
+            "MSI-X",
+        ),
+        (
+            Error::Unsupported {
+                bdf: bdf(),
+                what: "reset".into(),
+            },
+            "reset",
+        ),
+    ];
+    for (e, needle) in cases {
+        let m = e.to_string();
+        assert!(!m.contains('\n'), "{m}");
+        assert!(m.contains(needle), "{m:?} lacks {needle:?}");
+        // Skip-class errors say how to fix the environment.
+        if e.is_skip() {
+            assert!(
+                [
+                    "bind",
+                    "enable",
+                    "build",
+                    "run as root",
+                    "reserve",
+                    "use ",
+                    "check",
+                    "put it"
+                ]
+                .iter()
+                .any(|w| m.contains(w)),
+                "{m}"
+            );
+        }
+    }
+}
