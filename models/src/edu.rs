@@ -362,12 +362,11 @@ impl DeviceModel for EduModel {
             let dma_running = regs.cmd & hw::DmaCommand::START != 0;
             match offset {
                 hw::LIVENESS => regs.liveness = !(value as u32),
-                hw::FACTORIAL => {
-                    if regs.status & hw::Status::COMPUTING == 0 {
-                        regs.fact = value as u32;
-                        regs.status |= hw::Status::COMPUTING;
-                        kick = true;
-                    }
+                // Ignored while a factorial is being computed.
+                hw::FACTORIAL if regs.status & hw::Status::COMPUTING == 0 => {
+                    regs.fact = value as u32;
+                    regs.status |= hw::Status::COMPUTING;
+                    kick = true;
                 }
                 hw::STATUS => {
                     if value as u32 & hw::Status::IRQ_ON_FACTORIAL != 0 {
