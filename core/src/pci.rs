@@ -1402,6 +1402,22 @@ pub fn supported_device(vendor: u16, device: u16) -> Option<KnownDevice> {
         .copied()
 }
 
+/// Read-modify-write COMMAND: set the bits of `set`, then clear those of `clear` (upstream's
+/// `vfio_pci_cmd_set`/`vfio_pci_cmd_clear`). Writes only if the value changes; returns the new
+/// value.
+pub fn update_command<F: PciFunction + ?Sized>(
+    function: &F,
+    set: Command,
+    clear: Command,
+) -> Result<Command, FunctionError> {
+    let old = Command::from_bits_retain(function.config_read16(COMMAND)?);
+    let new = (old | set) - clear;
+    if new != old {
+        function.config_write16(COMMAND, new.bits())?;
+    }
+    Ok(new)
+}
+
 /// Read the vendor and device ids of `access`.
 pub fn read_ids<A: ConfigAccess + ?Sized>(access: &A) -> Result<(u16, u16), FunctionError> {
     Ok((access.read16(VENDOR_ID)?, access.read16(DEVICE_ID)?))

@@ -140,15 +140,15 @@ impl<F: PciFunction, C: Clock> Edu<F, C> {
     }
 
     fn set_bus_master(&self, on: bool) -> Result<(), DriverError> {
-        let cmd = Command::from_bits_retain(self.function.config_read16(pci::COMMAND)?);
-        let new = if on {
-            cmd | Command::MEMORY_SPACE | Command::BUS_MASTER
+        let (set, clear) = if on {
+            (
+                Command::MEMORY_SPACE | Command::BUS_MASTER,
+                Command::empty(),
+            )
         } else {
-            cmd - Command::BUS_MASTER
+            (Command::empty(), Command::BUS_MASTER)
         };
-        if new != cmd {
-            self.function.config_write16(pci::COMMAND, new.bits())?;
-        }
+        pci::update_command(&self.function, set, clear)?;
         Ok(())
     }
 }

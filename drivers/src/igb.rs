@@ -185,11 +185,11 @@ impl<F: PciFunction, C: Clock> Igb<F, C> {
             (ext | hw::ctrl_ext::DRV_LOAD) & !hw::ctrl_ext::LINK_MODE_MASK,
         );
 
-        let cmd = Command::from_bits_retain(self.function.config_read16(pci::COMMAND)?);
-        let want = cmd | Command::MEMORY_SPACE | Command::BUS_MASTER;
-        if want != cmd {
-            self.function.config_write16(pci::COMMAND, want.bits())?;
-        }
+        pci::update_command(
+            &self.function,
+            Command::MEMORY_SPACE | Command::BUS_MASTER,
+            Command::empty(),
+        )?;
 
         // PHY: kick autonegotiation (QEMU raises STATUS.LU on its completion), then internal
         // loopback at 1000 Mb/s full duplex, and force the MAC to match.
@@ -353,15 +353,8 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
         let ext = self.read(hw::CTRL_EXT);
         self.write(hw::CTRL_EXT, ext & !hw::ctrl_ext::DRV_LOAD);
         let irq = self.function.irq_disable(IrqKind::MsiX).map_err(Into::into);
-        let master = self
-            .function
-            .config_read16(pci::COMMAND)
-            .and_then(|c| {
-                let c = Command::from_bits_retain(c) - Command::BUS_MASTER;
-                self.function.config_write16(pci::COMMAND, c.bits())
-            })
-            .map_err(Into::into);
-        irq.and(master)
+        let master = pci::update_command(&self.function, Command::empty(), Command::BUS_MASTER);
+        irq.and(master.map(|_| ()).map_err(Into::into))
     }
 
     fn limits(&self) -> Limits {
