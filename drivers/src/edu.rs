@@ -39,6 +39,9 @@ pub const LIVENESS_PATTERN: u32 = 0x1234_5678;
 pub const IDLE_TIMEOUT_NS: u64 = 1_000_000_000;
 /// Interval between polls of the DMA command register.
 pub const POLL_INTERVAL_NS: u64 = 20_000;
+/// Time one copy takes on QEMU's edu (two DMAs of ~100 ms virtual time each): size
+/// `memcpy_wait` timeouts from it when running on the QEMU rig.
+pub const QEMU_NS_PER_COPY: u64 = 2 * hw::DMA_LATENCY_NS;
 /// Smallest BAR0 the driver accepts (the register block).
 pub const MIN_BAR_LEN: usize = 0x100;
 

@@ -81,8 +81,8 @@ pub struct Igb<F: PciFunction, C: Clock> {
     bar: F::Bar,
     tx_tail: usize,
     rx_tail: usize,
-    /// Index of the last RX descriptor of the copies in flight.
-    last_rx: Option<usize>,
+    /// Index of the last RX descriptor of the copies in flight, and the copy size.
+    last_rx: Option<(usize, u16)>,
     mac_loopback: bool,
 }
 
@@ -283,6 +283,13 @@ impl<F: PciFunction, C: Clock> Igb<F, C> {
         Ok(())
     }
 
+    fn rx_length(&self, index: usize) -> Result<u16, DmaError> {
+        // length is bytes 12..14 of the write-back descriptor.
+        self.region
+            .read_u16(RX_RING_OFFSET + index * hw::DESCRIPTOR_SIZE + 12)
+            .map(u16::from_le)
+    }
+
     fn rx_status(&self, index: usize) -> Result<u32, DmaError> {
         // status_error is bytes 8..12 of the write-back descriptor.
         self.region
@@ -408,12 +415,12 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
         arch::write_barrier();
         self.write(hw::RDT0, self.rx_tail as u32);
         self.write(hw::TDT0, self.tx_tail as u32);
-        self.last_rx = Some(last);
+        self.last_rx = Some((last, len));
         Ok(())
     }
 
     fn memcpy_wait(&mut self, timeout_ns: u64) -> Result<(), DriverError> {
-        let Some(last) = self.last_rx.take() else {
+        let Some((last, len)) = self.last_rx.take() else {
             return Ok(());
         };
         let mut dma_err = None;
@@ -444,6 +451,16 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
                         device: NAME,
                         register: "RX descriptor status_error",
                         value: status,
+                    }));
+                }
+                // With SECRC the frame lands exactly as sent; any other length means the copy
+                // was truncated or padded.
+                let got = self.rx_length(last)?;
+                if got != len {
+                    return Err(DriverError::Device(DeviceError::Register {
+                        device: NAME,
+                        register: "RX descriptor length",
+                        value: got.into(),
                     }));
                 }
                 Ok(())
