@@ -248,8 +248,13 @@ fn wedged_dma_engine_times_out_and_recovers() {
             }))
         );
         f.model.inject_stuck(false);
-        if mode == ExecMode::Threaded {
-            std::thread::sleep(Duration::from_millis(20));
+        // Threaded mode: the worker finishes the old DMA asynchronously; give it time.
+        let bar = passthru_core::mmio::PciFunction::bar(&f.model.function(), 0).unwrap();
+        let t = std::time::Instant::now();
+        while passthru_core::mmio::RegisterIo::read64(&bar, hw::DMA_CMD) & 1 != 0
+            && t.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(1));
         }
         f.driver.memcpy(f.src, f.dst, f.size, TIMEOUT_NS).unwrap();
         assert!(f.src_equals_dst());
