@@ -228,6 +228,37 @@ impl BarKind {
     }
 }
 
+/// A BAR as read from configuration space (no size: sizing needs writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BarInfo {
+    /// What kind of BAR.
+    pub kind: BarKind,
+    /// The address it holds (both dwords for a 64-bit BAR).
+    pub address: u64,
+}
+
+/// Read BAR `index` of a type 0 header; a 64-bit BAR also reads the next slot. `Ok(None)` for
+/// an index beyond BAR5, or a 64-bit BAR in BAR5 (no room for its upper half).
+pub fn read_bar<A: ConfigAccess + ?Sized>(
+    access: &A,
+    index: u8,
+) -> Result<Option<BarInfo>, FunctionError> {
+    let Some(off) = bar_offset(index) else {
+        return Ok(None);
+    };
+    let low = access.read32(off)?;
+    let kind = BarKind::decode(low);
+    let mut address = u64::from(BarKind::address_bits(low));
+    if let BarKind::Memory64 { .. } = kind {
+        let Some(high_off) = bar_offset(index + 1) else {
+            return Ok(None);
+        };
+        address |= u64::from(access.read32(high_off)?) << 32;
+    }
+    Ok(Some(BarInfo { kind, address }))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Capability ids
 // ---------------------------------------------------------------------------------------------

@@ -632,3 +632,36 @@ fn update_command_sets_and_clears() {
     assert_eq!(c.bits(), 0x402);
     assert_eq!(f.0.get(), 0x402);
 }
+
+#[test]
+fn read_bar_decodes_32_and_64_bit_bars() {
+    let s = e1000e();
+    let a = s.access();
+    assert_eq!(
+        read_bar(&a, 0).unwrap(),
+        Some(BarInfo {
+            kind: BarKind::Memory32 {
+                prefetchable: false
+            },
+            address: 0xfebc_0000
+        })
+    );
+    assert_eq!(read_bar(&a, 2).unwrap().unwrap().kind, BarKind::Io);
+    assert_eq!(read_bar(&a, 2).unwrap().unwrap().address, 0xc000);
+    assert_eq!(read_bar(&a, 6).unwrap(), None);
+    let mut d = dsa_synthetic();
+    d.put32(0x10, 0xc000_000c).put32(0x14, 0x0000_0038);
+    assert_eq!(
+        read_bar(&d.access(), 0).unwrap(),
+        Some(BarInfo {
+            kind: BarKind::Memory64 { prefetchable: true },
+            address: 0x38_c000_0000
+        })
+    );
+    d.put32(0x24, 0x0000_0004);
+    assert_eq!(
+        read_bar(&d.access(), 5).unwrap(),
+        None,
+        "64-bit BAR5 has no upper half"
+    );
+}
