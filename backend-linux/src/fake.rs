@@ -453,7 +453,12 @@ impl State {
                 if self.group_container.is_none() {
                     return Err(Errno::EINVAL);
                 }
-                if self.set_iommu_busy || self.iommu_set.is_some() {
+                // A legacy container with an IOMMU already set answers EINVAL
+                // (vfio_ioctl_set_iommu); `set_iommu_busy` models a racing opener's EBUSY.
+                if self.iommu_set.is_some() {
+                    return Err(Errno::EINVAL);
+                }
+                if self.set_iommu_busy {
                     return Err(Errno::EBUSY);
                 }
                 self.iommu_set = Some(v as u32);
@@ -671,7 +676,14 @@ impl Sys for FakeSys {
                 st.attached = None;
             }
             if matches!(node, Node::Group) {
-                st.group_container = None;
+                // The last group leaving returns a legacy container to its unset state and
+                // drops its mappings; iommufd's compat container keeps its IOAS.
+                if let Some(cfd) = st.group_container.take() {
+                    if matches!(st.fds.get(&cfd), Some(Node::Container)) {
+                        st.mappings.clear();
+                    }
+                    st.iommu_set = None;
+                }
             }
         } else {
             panic!("double close or unknown fd {fd}");

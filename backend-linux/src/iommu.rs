@@ -146,8 +146,11 @@ impl DmaMapping {
 
 #[derive(Debug, Default)]
 pub(crate) struct ContainerState {
-    /// SET_IOMMU done (by us or tolerated as already done by a racing opener).
+    /// SET_IOMMU done (by us or tolerated as already done by a racing opener). Cleared when
+    /// the last group leaves: the kernel then returns the container to its unset state.
     pub(crate) iommu_set: bool,
+    /// Groups currently attached to the container.
+    pub(crate) live_groups: usize,
     /// Open groups by number, so two devices of one group share the group fd.
     pub(crate) groups: HashMap<u32, Weak<Group>>,
 }
@@ -502,14 +505,20 @@ impl Iommu {
     }
 
     /// Set the container's IOMMU type once (container modes), tolerating EBUSY from a racing
-    /// opener as upstream ≥ 6.19 does. No-op for native iommufd or if already set.
+    /// opener as upstream ≥ 6.19 does. No-op for native iommufd or if already set. Needs at
+    /// least one group attached (the kernel refuses otherwise).
     pub fn container_set_iommu(&self) -> Result<()> {
-        let (Backend::Container { fd, state, .. }, Some(ty)) =
-            (&self.backend, self.mode.iommu_type())
+        match self.container_state() {
+            Some(mut st) => self.set_iommu_locked(&mut st),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_iommu_locked(&self, st: &mut ContainerState) -> Result<()> {
+        let (Backend::Container { fd, .. }, Some(ty)) = (&self.backend, self.mode.iommu_type())
         else {
             return Ok(());
         };
-        let mut st = lock(state);
         if st.iommu_set {
             return Ok(());
         }
@@ -519,6 +528,20 @@ impl Iommu {
                 Ok(())
             }
             Err(e) => Err(Error::os(self.who(), "VFIO_SET_IOMMU", e)),
+        }
+    }
+
+    /// Book-keeping after a group fd was closed (called with the state lock held). When the
+    /// last group leaves a legacy VFIO container the kernel releases its IOMMU and every DMA
+    /// mapping, so SET_IOMMU is needed again and the tracked mappings are gone. (The iommufd
+    /// compatibility container keeps its IOAS and mappings.)
+    pub(crate) fn group_closed(&self, st: &mut ContainerState) {
+        st.live_groups = st.live_groups.saturating_sub(1);
+        if st.live_groups == 0 {
+            st.iommu_set = false;
+            if !self.mode.is_iommufd() {
+                lock(&self.regions).clear();
+            }
         }
     }
 

@@ -418,7 +418,7 @@ fn set_iommu_ebusy_from_a_racing_opener_is_tolerated() {
     let (f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
     let _d = VfioPciDevice::open(BDF, &iommu).unwrap();
-    // A second SET_IOMMU attempt answers EBUSY in the fake; ours is skipped or tolerated.
+    // A second SET_IOMMU would answer EINVAL (already set); ours is skipped.
     iommu.container_set_iommu().unwrap();
     f.fail_next(nr::VFIO_SET_IOMMU, Errno::ENODEV);
     iommu.container_set_iommu().unwrap();
@@ -1350,5 +1350,33 @@ fn every_error_message_is_one_line_and_names_its_subject() {
                 "{m}"
             );
         }
+    }
+}
+
+#[test]
+fn last_group_leaving_resets_a_legacy_container() {
+    for mode in [IommuMode::VfioType1Iommu, IommuMode::IommufdCompatType1v2] {
+        let (f, sys) = FakeSys::new();
+        let iommu = Iommu::open_with(sys, mode).unwrap();
+        let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+        let buf = DmaBuffer::new_with(iommu.sys().clone(), Backing::Anonymous, PAGE).unwrap();
+        iommu.map_buffer(&buf, 0x1000).unwrap();
+        drop(dev);
+        let legacy = mode == IommuMode::VfioType1Iommu;
+        assert_eq!(iommu.mappings().is_empty(), legacy, "{mode}");
+        assert_eq!(f.st().mappings.is_empty(), legacy, "{mode}");
+        // Reopening sets the IOMMU again (the kernel forgot it) and mapping works.
+        let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+        let sets = f
+            .requests()
+            .iter()
+            .filter(|&&r| r == nr::VFIO_SET_IOMMU)
+            .count();
+        assert_eq!(sets, 2, "{mode}");
+        if legacy {
+            iommu.map_buffer(&buf, 0x1000).unwrap();
+        }
+        assert_eq!(iommu.mappings().len(), 1);
+        drop(dev);
     }
 }
