@@ -13,7 +13,10 @@
 //! | unmap-all (FLAG_ALL / IOAS_UNMAP 0..u64::MAX) reports bytes | yes | yes |
 //! | IOMMU-mapping a BAR mmap (VM_PFNMAP) | type1: OK; iommufd modes: EFAULT | same |
 //! | huge IOMMU pages in `iommufd_compat_type1` | never (4K PTEs) | never |
-//! | VF token on VFIO_DEVICE_BIND_IOMMUFD | absent | present in the 7.x guest |
+//! | VF token on VFIO_DEVICE_BIND_IOMMUFD (BIND_FLAG_TOKEN) | EINVAL (unknown flag) | accepted |
+//! | cdev bind of a VF whose PF set a token, without a token | **succeeds** (not enforced) | EACCES |
+//! | group path (`"<bdf> vf_token=<uuid>"`): missing or wrong token | EACCES | EACCES |
+//! | VFIO_DEVICE_FEATURE SET PCI_VF_TOKEN on a PF (SR-IOV enabled or not) | OK | OK |
 //!
 //! qemu-rig.md §14 saw the compat modes report 0..=u64::MAX and refuse the last page with
 //! EINVAL; with the ranges read after attaching the device (as upstream and this crate's
@@ -117,6 +120,13 @@ pub fn expected_iommu_page_size(mode: IommuMode, buffer_page_size: u64) -> u64 {
 pub fn last_reported_page_maps(mode: IommuMode, kernel: KernelVersion) -> bool {
     let _ = (mode, kernel);
     true
+}
+
+/// Whether a cdev bind of a VF is refused (EACCES) without the PF's token. 6.12 does not
+/// enforce VF tokens on the cdev path at all; 7.3 does. The first enforcing release is
+/// unconfirmed, so 7.0 is an assumption (hence the name).
+pub fn cdev_bind_enforces_vf_token_assume_7_0(kernel: KernelVersion) -> bool {
+    kernel.at_least(7, 0)
 }
 
 /// Whether VFIO_DEVICE_BIND_IOMMUFD accepts a VF token. Absent in 6.12, present in 7.x; the
