@@ -222,5 +222,14 @@ mod tests {
         assert!(cdev_bind_token_supported_assume_7_0(KernelVersion::new(
             7, 3
         )));
+        for (k, want) in [
+            ((6, 12), false),
+            ((6, 18), false),
+            ((7, 0), true),
+            ((7, 3), true),
+        ] {
+            let kv = KernelVersion::new(k.0, k.1);
+            assert_eq!(cdev_bind_enforces_vf_token_assume_7_0(kv), want, "{kv}");
+        }
     }
 }
