@@ -1,0 +1,1 @@
+//! Intel VT-d debugfs page-table walk (mapping sizes). Filled in below.
