@@ -726,7 +726,8 @@ impl Sysfs {
             let Ok(dev) = fs::canonicalize(dir.join("device")) else {
                 continue;
             };
-            if dev != device_real {
+            // The link may point at a child of the PCI function (virtio-net: .../virtio1).
+            if !dev.starts_with(&device_real) {
                 continue;
             }
             let operstate = read_optional(&dir.join("operstate"))?.unwrap_or_default();
@@ -1374,6 +1375,18 @@ mod tests {
             t.sys().join("class/net/eth0"),
         )
         .unwrap();
+        // A virtio-style interface whose device link points at a child of 0000:00:05.0.
+        let child = t.dev_dir("0000:00:05.0").join("virtio1");
+        let net1 = child.join("net/eth1");
+        fs::create_dir_all(&net1).unwrap();
+        symlink("../../../virtio1", net1.join("device")).unwrap();
+        fs::write(net1.join("operstate"), "up\n").unwrap();
+        fs::write(net1.join("flags"), "0x1002\n").unwrap();
+        symlink(
+            "../../devices/pci0000:00/0000:00:05.0/virtio1/net/eth1",
+            t.sys().join("class/net/eth1"),
+        )
+        .unwrap();
         fs::write(
             t.base.join("proc/mounts"),
             "/dev/nvme0n1p1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n\
@@ -1432,7 +1445,14 @@ mod tests {
             }],
             "IFF_UP in flags counts even with operstate down"
         );
-        assert!(sys.device_uses(b("0000:00:05.0")).unwrap().is_empty());
+        assert_eq!(
+            sys.device_uses(b("0000:00:05.0")).unwrap(),
+            vec![DeviceUse::NetworkUp {
+                interface: "eth1".into()
+            }],
+            "operstate up through a child device (virtio-net)"
+        );
+        assert!(sys.device_uses(b("0000:01:10.0")).unwrap().is_empty());
         assert!(matches!(
             sys.setup_vfio(&store, nic, false),
             Err(SysfsError::InUse { .. })
