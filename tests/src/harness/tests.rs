@@ -315,3 +315,39 @@ fn selector_no_match_exits_4_with_reason() {
     assert!(out.is_empty());
     assert!(err.contains("need 1 SR-IOV PF, found 0"), "{err}");
 }
+
+#[test]
+fn before_all_skip_or_fail_stops_the_program_and_after_all_runs() {
+    let after = Arc::new(AtomicUsize::new(0));
+    let a2 = after.clone();
+    let ok = Suite::new("drv")
+        .before_all(|bdfs| {
+            check_eq!(bdfs.len(), 1);
+            Ok(())
+        })
+        .after_all(move |_| {
+            a2.fetch_add(1, Ordering::SeqCst);
+        })
+        .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
+    let (code, _, _) = run(&ok, &[], &with_device());
+    assert_eq!(code, KSFT_PASS);
+    assert_eq!(after.load(Ordering::SeqCst), 1);
+    // -l does not run the hooks.
+    run(&ok, &["-l"], &with_device());
+    assert_eq!(after.load(Ordering::SeqCst), 1);
+
+    let skip = Suite::new("drv")
+        .before_all(|bdfs| skip!("No driver found for device {}", bdfs[0]))
+        .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
+    let (code, out, err) = run(&skip, &[], &with_device());
+    assert_eq!(code, KSFT_SKIP);
+    assert!(out.is_empty());
+    assert_eq!(err, "drv: No driver found for device 0000:00:04.0\n");
+
+    let failing = Suite::new("drv")
+        .before_all(|_| fail!("sriov_numvfs write failed"))
+        .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
+    let (code, _, err) = run(&failing, &[], &with_device());
+    assert_eq!(code, KSFT_FAIL);
+    assert!(err.contains("sriov_numvfs write failed"), "{err}");
+}
