@@ -147,10 +147,20 @@ fn cmd_list(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
     if let Some(a) = args.first() {
         return one_line_error(err, format!("list: unexpected argument {a:?}"));
     }
-    let functions = match env.sysfs.list_functions() {
-        Ok(f) => f,
+    let bdfs = match env.sysfs.list_bdfs() {
+        Ok(b) => b,
         Err(e) => return one_line_error(err, e),
     };
+    // One unreadable function (permissions, hot-unplug) does not hide the others.
+    let mut functions = Vec::new();
+    for bdf in bdfs {
+        match env.sysfs.function(bdf) {
+            Ok(f) => functions.push(f),
+            Err(e) => {
+                let _ = writeln!(err, "passthru: list: {e}");
+            }
+        }
+    }
     let set_up = env.store.list().unwrap_or_default();
     if functions.is_empty() {
         let _ = writeln!(
@@ -583,6 +593,16 @@ mod tests {
         let (code, _, err) = t.cli(&["list", "extra"]);
         assert_eq!(code, KSFT_FAIL);
         assert_eq!(err.lines().count(), 1);
+        // An unreadable function is reported and the others still listed.
+        fs::write(
+            t.0.join("sys/devices/pci0000:00/0000:00:04.0/vendor"),
+            "garbage",
+        )
+        .unwrap();
+        let (code, out, err) = t.cli(&["list"]);
+        assert_eq!(code, KSFT_PASS);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(err.contains("0000:00:04.0/vendor"), "{err}");
     }
 
     #[test]

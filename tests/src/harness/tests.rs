@@ -177,7 +177,10 @@ fn list_needs_no_device() {
     assert_eq!(out.lines().next(), Some("fx.one.passes"));
     let (code, out, err) = run(&suite, &["-h"], &DeviceSource::default());
     assert_eq!(code, KSFT_SKIP, "-h exits 4 as upstream");
-    assert!(out.is_empty() && err.starts_with("Usage: prog [-h|-l]"), "{err}");
+    assert!(
+        out.is_empty() && err.starts_with("Usage: prog [-h|-l]"),
+        "{err}"
+    );
 }
 
 #[test]
