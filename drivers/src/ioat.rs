@@ -366,7 +366,7 @@ impl<F: PciFunction, C: Clock> Driver for Ioat<F, C> {
                 have: region.len(),
             });
         }
-        if region.iova() % 64 != 0 {
+        if !region.iova().is_multiple_of(64) {
             return Err(DriverError::Unsupported {
                 device: NAME,
                 reason: "the DMA region's IOVA is not 64-byte aligned (descriptors must be)",
