@@ -175,6 +175,16 @@ pub const CHWPREFLMT: usize = 0x4C;
 /// The value Linux writes to [`CHWPREFLMT`] on v3.4 parts with DPS (pending level 7, plus one).
 pub const CHWPREFLMT_LINUX_VALUE: u8 = 8;
 
+/// BWD / BDX-DE: BAR0 offset of the MSI-X table (it must be saved and restored across a channel
+/// reset on those parts, an erratum Linux works around).
+pub const BWD_MSIX_TABLE_OFFSET: usize = 0x1000;
+/// BWD / BDX-DE: BAR0 offset of MSI-X table entry 0's message data.
+pub const BWD_MSIX_ENTRY0_DATA_OFFSET: usize = 0x1008;
+/// BWD / BDX-DE: BAR0 offset of the MSI-X pending-bit array.
+pub const BWD_MSIX_PBA_OFFSET: usize = 0x1800;
+/// The most channels Linux drives on one function.
+pub const LINUX_MAX_CHANNELS: u8 = 4;
+
 /// Size of one channel register block, and the offset of channel 0's block.
 pub const CHANNEL_MMIO_SIZE: usize = 0x80;
 /// The largest channel count the 5-bit [`ChanCnt`] field can express.
@@ -1152,6 +1162,174 @@ impl Descriptor {
         zerocopy::transmute!(*bytes)
     }
 }
+
+/// Values Linux writes to [`chan::CHANERR_MASK`] on BWD / BDX-DE parts with DWBES: mask the
+/// XOR-P/CRC and XOR-Q validate errors (bits 16 and 17), whose result goes to the descriptor.
+pub const CHANERR_MASK_DWBES_LINUX: u32 = (1 << 16) | (1 << 17);
+
+/// Timing expectations of the drivers in the sources (`dsa-cbdma.md` §B.7, §C.4).
+pub mod timing {
+    /// Linux: after the first doorbell CHANSTS must read ACTIVE or IDLE within ~20 µs (20 polls
+    /// of 1 µs), or the channel is failed.
+    pub const LINUX_START_US: u64 = 20;
+    /// Linux: the reset bit must clear within 200 ms.
+    pub const LINUX_RESET_MS: u64 = 200;
+    /// Linux: a suspend must take effect within 100 ms.
+    pub const LINUX_SUSPEND_MS: u64 = 100;
+    /// Linux: the completion watchdog period; no progress over two periods resets the channel.
+    pub const LINUX_COMPLETION_TIMER_MS: u64 = 200;
+    /// SPDK: wait for IDLE after start, at most 10 ms.
+    pub const SPDK_IDLE_MS: u64 = 10;
+    /// SPDK: wait for a suspend, at most 20 ms.
+    pub const SPDK_SUSPEND_MS: u64 = 20;
+    /// Upstream VFIO selftest: reset polled every 1 ms, at most 5000 times.
+    pub const SELFTEST_RESET_POLLS: u32 = 5000;
+    /// DPDK: spin iterations waiting for ARMED after recovery.
+    pub const DPDK_ARMED_SPINS: u32 = 200;
+}
+
+/// SPDK's NULL-descriptor size (Linux uses [`Descriptor::NULL_SIZE`] = 1).
+pub const SPDK_NULL_SIZE: u32 = 8;
+
+/// An XOR / XOR-validate descriptor (opcodes 0x87 / 0x88), 64 bytes: up to 5 sources here, more
+/// in an [`XorExtDescriptor`].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, align(64))]
+pub struct XorDescriptor {
+    /// Bytes 0..4: size.
+    pub size: u32,
+    /// Bytes 4..8: control ([`DescControl`]; source count − 2 in bits 7:5).
+    pub ctl: u32,
+    /// Bytes 8..16: source 1.
+    pub src1: u64,
+    /// Bytes 16..24: destination.
+    pub dst: u64,
+    /// Bytes 24..32: next descriptor.
+    pub next: u64,
+    /// Bytes 32..40: source 2.
+    pub src2: u64,
+    /// Bytes 40..48: source 3.
+    pub src3: u64,
+    /// Bytes 48..56: source 4.
+    pub src4: u64,
+    /// Bytes 56..64: source 5.
+    pub src5: u64,
+}
+
+/// The extended (second) XOR descriptor: sources 6–8 and the next link.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, align(64))]
+pub struct XorExtDescriptor {
+    /// Bytes 0..8: source 6.
+    pub src6: u64,
+    /// Bytes 8..16: source 7.
+    pub src7: u64,
+    /// Bytes 16..24: source 8.
+    pub src8: u64,
+    /// Bytes 24..32: next descriptor.
+    pub next: u64,
+    /// Bytes 32..64: reserved.
+    pub rsvd: [u64; 4],
+}
+
+/// A P+Q descriptor (opcodes 0x89 / 0x8A / 0x8B, and 0xA0 / 0xA1 with a super-extended block).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, align(64))]
+pub struct PqDescriptor {
+    /// Bytes 0..4: size (P+Q validate with DWBES: the result bits [`PQ_VAL_P_MISMATCH`] …).
+    pub size: u32,
+    /// Bytes 4..8: control ([`DescControl`]).
+    pub ctl: u32,
+    /// Bytes 8..16: source 1.
+    pub src1: u64,
+    /// Bytes 16..24: P destination.
+    pub p_dst: u64,
+    /// Bytes 24..32: next descriptor.
+    pub next: u64,
+    /// Bytes 32..40: source 2.
+    pub src2: u64,
+    /// Bytes 40..48: source 3, or the super-extended descriptor address (16-source ops).
+    pub src3_or_sed: u64,
+    /// Bytes 48..56: coefficients for sources 1–8, one byte each.
+    pub coef: [u8; 8],
+    /// Bytes 56..64: Q destination.
+    pub q_dst: u64,
+}
+
+/// The extended (second) P+Q descriptor: sources 4–6, next link, sources 7–8.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, align(64))]
+pub struct PqExtDescriptor {
+    /// Bytes 0..8: source 4.
+    pub src4: u64,
+    /// Bytes 8..16: source 5.
+    pub src5: u64,
+    /// Bytes 16..24: source 6.
+    pub src6: u64,
+    /// Bytes 24..32: next descriptor.
+    pub next: u64,
+    /// Bytes 32..40: source 7.
+    pub src7: u64,
+    /// Bytes 40..48: source 8.
+    pub src8: u64,
+    /// Bytes 48..64: reserved.
+    pub rsvd: [u64; 2],
+}
+
+/// The 128-byte super-extended descriptor of 16-source P+Q: coefficients 9–16, then sources
+/// 3–16. The sheet gives only that order; the packing below (coefficients at 0, sources from 8,
+/// the last 8 bytes unused) is our inference [I].
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
+)]
+#[repr(C, align(64))]
+pub struct PqSuperExtDescriptor {
+    /// Bytes 0..8: coefficients for sources 9–16.
+    pub coef: [u8; 8],
+    /// Bytes 8..120: sources 3–16.
+    pub src: [u64; 14],
+    /// Bytes 120..128: unused.
+    pub rsvd: u64,
+}
+
+const _: () = {
+    use core::mem::{offset_of, size_of};
+    assert!(size_of::<XorDescriptor>() == 64);
+    assert!(offset_of!(XorDescriptor, src1) == 8);
+    assert!(offset_of!(XorDescriptor, dst) == 16);
+    assert!(offset_of!(XorDescriptor, next) == 24);
+    assert!(offset_of!(XorDescriptor, src2) == 32);
+    assert!(offset_of!(XorDescriptor, src3) == 40);
+    assert!(offset_of!(XorDescriptor, src4) == 48);
+    assert!(offset_of!(XorDescriptor, src5) == 56);
+    assert!(size_of::<XorExtDescriptor>() == 64);
+    assert!(offset_of!(XorExtDescriptor, src6) == 0);
+    assert!(offset_of!(XorExtDescriptor, src8) == 16);
+    assert!(offset_of!(XorExtDescriptor, next) == 24);
+    assert!(size_of::<PqDescriptor>() == 64);
+    assert!(offset_of!(PqDescriptor, p_dst) == 16);
+    assert!(offset_of!(PqDescriptor, next) == 24);
+    assert!(offset_of!(PqDescriptor, src2) == 32);
+    assert!(offset_of!(PqDescriptor, src3_or_sed) == 40);
+    assert!(offset_of!(PqDescriptor, coef) == 48);
+    assert!(offset_of!(PqDescriptor, q_dst) == 56);
+    assert!(size_of::<PqExtDescriptor>() == 64);
+    assert!(offset_of!(PqExtDescriptor, src4) == 0);
+    assert!(offset_of!(PqExtDescriptor, src6) == 16);
+    assert!(offset_of!(PqExtDescriptor, next) == 24);
+    assert!(offset_of!(PqExtDescriptor, src7) == 32);
+    assert!(offset_of!(PqExtDescriptor, src8) == 40);
+    assert!(size_of::<PqSuperExtDescriptor>() == 128);
+    assert!(offset_of!(PqSuperExtDescriptor, src) == 8);
+};
 
 #[cfg(test)]
 mod tests;

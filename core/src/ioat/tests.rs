@@ -96,6 +96,28 @@ fn global_register_offsets() {
     assert_eq!(channel_base(1), 0x100);
     assert_eq!(channel_base(3), 0x200);
     assert_eq!(channel_base(31), 0x1000);
+    assert_eq!(BWD_MSIX_TABLE_OFFSET, 0x1000);
+    assert_eq!(BWD_MSIX_ENTRY0_DATA_OFFSET, 0x1008);
+    assert_eq!(BWD_MSIX_PBA_OFFSET, 0x1800);
+    assert_eq!(LINUX_MAX_CHANNELS, 4);
+}
+
+#[test]
+fn timing_and_misc_values() {
+    assert_eq!(timing::LINUX_START_US, 20);
+    assert_eq!(timing::LINUX_RESET_MS, 200);
+    assert_eq!(timing::LINUX_SUSPEND_MS, 100);
+    assert_eq!(timing::LINUX_COMPLETION_TIMER_MS, 200);
+    assert_eq!(timing::SPDK_IDLE_MS, 10);
+    assert_eq!(timing::SPDK_SUSPEND_MS, 20);
+    assert_eq!(timing::SELFTEST_RESET_POLLS, 5000);
+    assert_eq!(timing::DPDK_ARMED_SPINS, 200);
+    assert_eq!(SPDK_NULL_SIZE, 8);
+    assert_eq!(CHANERR_MASK_DWBES_LINUX, 0x30000);
+    assert_eq!(
+        CHANERR_MASK_DWBES_LINUX,
+        (ChanErr::XOR_P_OR_CRC_ERR | ChanErr::XOR_Q_ERR).bits()
+    );
 }
 
 #[test]
@@ -563,6 +585,89 @@ fn null_interrupt_builder_bytes() {
     assert_eq!(Descriptor::NULL_SIZE, 1);
     let f = d.control().flags();
     assert!(f.contains(DescFlags::NULL | DescFlags::INT_EN | DescFlags::COMPL_WRITE));
+}
+
+/// Every field of a RAID descriptor set to a distinct marker lands at its §B.4 byte offset.
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+}
+
+#[test]
+fn xor_descriptor_layout() {
+    let d = XorDescriptor {
+        size: 0x11,
+        ctl: 0x8700_0060,
+        src1: 1,
+        dst: 2,
+        next: 3,
+        src2: 4,
+        src3: 5,
+        src4: 6,
+        src5: 7,
+    };
+    let b = zerocopy::IntoBytes::as_bytes(&d);
+    assert_eq!(b.len(), 64);
+    assert_eq!(u32::from_le_bytes(b[0..4].try_into().unwrap()), 0x11);
+    assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()), 0x8700_0060);
+    for (off, v) in [(8, 1), (16, 2), (24, 3), (32, 4), (40, 5), (48, 6), (56, 7)] {
+        assert_eq!(u64_at(b, off), v, "offset {off}");
+    }
+    assert_eq!(DescControl(d.ctl).src_cnt_field(), 3, "5 sources - 2");
+    let e = XorExtDescriptor {
+        src6: 6,
+        src7: 7,
+        src8: 8,
+        next: 9,
+        rsvd: [0; 4],
+    };
+    let b = zerocopy::IntoBytes::as_bytes(&e);
+    for (off, v) in [(0, 6), (8, 7), (16, 8), (24, 9), (32, 0)] {
+        assert_eq!(u64_at(b, off), v, "offset {off}");
+    }
+}
+
+#[test]
+fn pq_descriptor_layout() {
+    let d = PqDescriptor {
+        size: 0x22,
+        ctl: 0x8900_0000,
+        src1: 1,
+        p_dst: 2,
+        next: 3,
+        src2: 4,
+        src3_or_sed: 5,
+        coef: [1, 2, 3, 4, 5, 6, 7, 8],
+        q_dst: 9,
+    };
+    let b = zerocopy::IntoBytes::as_bytes(&d);
+    for (off, v) in [(8, 1), (16, 2), (24, 3), (32, 4), (40, 5), (56, 9)] {
+        assert_eq!(u64_at(b, off), v, "offset {off}");
+    }
+    assert_eq!(&b[48..56], &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let e = PqExtDescriptor {
+        src4: 4,
+        src5: 5,
+        src6: 6,
+        next: 7,
+        src7: 8,
+        src8: 9,
+        rsvd: [0; 2],
+    };
+    let b = zerocopy::IntoBytes::as_bytes(&e);
+    for (off, v) in [(0, 4), (8, 5), (16, 6), (24, 7), (32, 8), (40, 9)] {
+        assert_eq!(u64_at(b, off), v, "offset {off}");
+    }
+    let mut s = PqSuperExtDescriptor {
+        coef: [9, 10, 11, 12, 13, 14, 15, 16],
+        ..Default::default()
+    };
+    s.src[0] = 3;
+    s.src[13] = 16;
+    let b = zerocopy::IntoBytes::as_bytes(&s);
+    assert_eq!(b.len(), 128);
+    assert_eq!(b[0], 9);
+    assert_eq!(u64_at(b, 8), 3, "source 3 first (inferred packing)");
+    assert_eq!(u64_at(b, 112), 16, "source 16 last");
 }
 
 // ----- Round trips ----------------------------------------------------------------------------
