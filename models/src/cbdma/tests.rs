@@ -588,16 +588,38 @@ fn threaded_mode_completes_asynchronously() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { off: usize, width: u8, value: u64 },
-    Read { off: usize, width: u8 },
-    Desc { slot: usize, bytes: Vec<u8> },
+    Write {
+        off: usize,
+        width: u8,
+        value: u64,
+    },
+    Read {
+        off: usize,
+        width: u8,
+    },
+    Desc {
+        slot: usize,
+        bytes: Vec<u8>,
+    },
+    Start {
+        ch: usize,
+        slot: u64,
+        ctrl: u16,
+        count: u16,
+        cmp: u64,
+    },
     Step(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let width = prop_oneof![Just(1u8), Just(2), Just(4), Just(8)];
-    // Bias offsets towards the global block and channel 0.
-    let off = prop_oneof![0usize..0x20, 0x80usize..0xC0, 0usize..0x4000];
+    // Bias offsets towards the global block and the two channels' registers.
+    let off = prop_oneof![
+        0usize..0x20,
+        0x80usize..0xB8,
+        0x100usize..0x138,
+        0usize..0x4000
+    ];
     prop_oneof![
         (off.clone(), width.clone(), any::<u64>()).prop_map(|(o, w, v)| Op::Write {
             off: o & !(usize::from(w) - 1),
@@ -610,15 +632,31 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (0usize..8, proptest::collection::vec(any::<u8>(), 64))
             .prop_map(|(slot, bytes)| Op::Desc { slot, bytes }),
+        (
+            0usize..2,
+            0u64..10,
+            any::<u16>(),
+            any::<u16>(),
+            any::<u64>()
+        )
+            .prop_map(|(ch, slot, ctrl, count, cmp)| Op::Start {
+                ch,
+                slot,
+                ctrl,
+                count,
+                cmp
+            }),
         any::<u8>().prop_map(Op::Step),
     ]
 }
 
-/// A descriptor whose addresses point into the mapped window, the guard pages, or anywhere.
+/// Shape random bytes into a descriptor that is often executable: addresses into the mapped
+/// window, the guard pages or anywhere; `next` often another slot; copy/fill/NULL opcodes mostly.
 fn steer(mut b: Vec<u8>) -> Vec<u8> {
     let pick = b[63];
-    for field in [8usize, 16, 24] {
-        let raw = u64::from_le_bytes(b[field..field + 8].try_into().unwrap());
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    for field in [8usize, 16] {
+        let raw = u64_at(&b, field);
         let v = match pick % 3 {
             0 => MEM_IOVA + raw % (MEM_SIZE as u64),
             1 => MEM_IOVA - 4096 + raw % (MEM_SIZE as u64 + 8192),
@@ -626,15 +664,29 @@ fn steer(mut b: Vec<u8>) -> Vec<u8> {
         };
         b[field..field + 8].copy_from_slice(&v.to_le_bytes());
     }
+    let raw_next = u64_at(&b, 24);
+    let next = match (pick >> 2) % 4 {
+        0..=2 => MEM_IOVA + (raw_next % 9) * 64, // slot 8 is never written: zeros
+        _ => raw_next,
+    };
+    b[24..32].copy_from_slice(&next.to_le_bytes());
+    let ctl = u32::from_le_bytes(b[4..8].try_into().unwrap());
+    let ctl = match (pick >> 4) % 4 {
+        0 => ctl & 0x7FF,                 // copy (or NULL) with any flags
+        1 => (ctl & 0x7FF) | 0x0100_0000, // fill
+        2 => (ctl & 0x7FF) | (1 << 5),    // NULL
+        _ => ctl,                         // anything
+    };
+    b[4..8].copy_from_slice(&ctl.to_le_bytes());
     // Keep sizes mostly small so execution stays fast.
     let size = u32::from_le_bytes(b[0..4].try_into().unwrap());
-    let size = if pick & 4 == 0 { size % 4096 } else { size };
+    let size = if pick & 0x40 == 0 { size % 4096 } else { size };
     b[0..4].copy_from_slice(&size.to_le_bytes());
     b
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 
     #[test]
     fn random_mmio_and_descriptors_never_panic_or_escape(ops in proptest::collection::vec(op(), 1..80)) {
@@ -667,6 +719,15 @@ proptest! {
                 }
                 Op::Desc { slot, bytes } => {
                     host.write(4096 + slot * 64, &steer(bytes)).unwrap();
+                }
+                Op::Start { ch, slot, ctrl, count, cmp } => {
+                    let base = 0x80 * (ch + 1);
+                    let cmp = if cmp & 1 == 0 { MEM_IOVA + (cmp % MEM_SIZE as u64) & !7 } else { cmp };
+                    bar.write64(base + chan::CHANCMP, cmp);
+                    bar.write32(base + chan::CHAINADDR_LOW, (MEM_IOVA + slot * 64) as u32);
+                    bar.write32(base + chan::CHAINADDR_HIGH, ((MEM_IOVA + slot * 64) >> 32) as u32);
+                    bar.write16(base + chan::CHANCTRL, ctrl);
+                    bar.write16(base + chan::DMACOUNT, count);
                 }
                 Op::Step(n) => {
                     for _ in 0..n {
