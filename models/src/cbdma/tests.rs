@@ -722,7 +722,7 @@ proptest! {
                 }
                 Op::Start { ch, slot, ctrl, count, cmp } => {
                     let base = 0x80 * (ch + 1);
-                    let cmp = if cmp & 1 == 0 { MEM_IOVA + (cmp % MEM_SIZE as u64) & !7 } else { cmp };
+                    let cmp = if cmp & 1 == 0 { (MEM_IOVA + cmp % MEM_SIZE as u64) & !7 } else { cmp };
                     bar.write64(base + chan::CHANCMP, cmp);
                     bar.write32(base + chan::CHAINADDR_LOW, (MEM_IOVA + slot * 64) as u32);
                     bar.write32(base + chan::CHAINADDR_HIGH, ((MEM_IOVA + slot * 64) >> 32) as u32);
