@@ -553,3 +553,159 @@ mod random {
         }
     }
 }
+
+// ----- a function that stops answering ---------------------------------------------------------
+
+mod surprise_removal {
+    use super::*;
+    use passthru_core::mmio::{FunctionError, PortalError, RegisterIo};
+    use passthru_models::function::ModelBar;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The model behind a switch: once `gone` is set, every BAR read returns all ones and writes
+    /// are dropped, as after a surprise removal.
+    #[derive(Clone)]
+    struct Gone {
+        inner: ModelFunction<Cbdma>,
+        gone: Arc<AtomicBool>,
+    }
+
+    #[derive(Clone)]
+    struct GoneBar {
+        inner: ModelBar<Cbdma>,
+        gone: Arc<AtomicBool>,
+    }
+
+    impl RegisterIo for GoneBar {
+        fn len(&self) -> usize {
+            self.inner.len()
+        }
+        fn read8(&self, o: usize) -> u8 {
+            if self.gone.load(Ordering::SeqCst) {
+                u8::MAX
+            } else {
+                self.inner.read8(o)
+            }
+        }
+        fn read16(&self, o: usize) -> u16 {
+            if self.gone.load(Ordering::SeqCst) {
+                u16::MAX
+            } else {
+                self.inner.read16(o)
+            }
+        }
+        fn read32(&self, o: usize) -> u32 {
+            if self.gone.load(Ordering::SeqCst) {
+                u32::MAX
+            } else {
+                self.inner.read32(o)
+            }
+        }
+        fn read64(&self, o: usize) -> u64 {
+            if self.gone.load(Ordering::SeqCst) {
+                u64::MAX
+            } else {
+                self.inner.read64(o)
+            }
+        }
+        fn write8(&self, o: usize, v: u8) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write8(o, v)
+            }
+        }
+        fn write16(&self, o: usize, v: u16) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write16(o, v)
+            }
+        }
+        fn write32(&self, o: usize, v: u32) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write32(o, v)
+            }
+        }
+        fn write64(&self, o: usize, v: u64) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write64(o, v)
+            }
+        }
+        fn submit64(&self, o: usize, d: &[u8; 64]) -> Result<(), PortalError> {
+            self.inner.submit64(o, d)
+        }
+    }
+
+    impl PciFunction for Gone {
+        type Bar = GoneBar;
+        fn bar(&self, i: u8) -> Result<GoneBar, FunctionError> {
+            Ok(GoneBar {
+                inner: self.inner.bar(i)?,
+                gone: Arc::clone(&self.gone),
+            })
+        }
+        fn config_read8(&self, o: u16) -> Result<u8, FunctionError> {
+            self.inner.config_read8(o)
+        }
+        fn config_read16(&self, o: u16) -> Result<u16, FunctionError> {
+            self.inner.config_read16(o)
+        }
+        fn config_read32(&self, o: u16) -> Result<u32, FunctionError> {
+            self.inner.config_read32(o)
+        }
+        fn config_write8(&self, o: u16, v: u8) -> Result<(), FunctionError> {
+            self.inner.config_write8(o, v)
+        }
+        fn config_write16(&self, o: u16, v: u16) -> Result<(), FunctionError> {
+            self.inner.config_write16(o, v)
+        }
+        fn config_write32(&self, o: u16, v: u32) -> Result<(), FunctionError> {
+            self.inner.config_write32(o, v)
+        }
+        fn irq_enable(&self, k: IrqKind, f: u32, c: u32) -> Result<(), FunctionError> {
+            self.inner.irq_enable(k, f, c)
+        }
+        fn irq_disable(&self, k: IrqKind) -> Result<(), FunctionError> {
+            self.inner.irq_disable(k)
+        }
+        fn reset(&self) -> Result<(), FunctionError> {
+            self.inner.reset()
+        }
+    }
+
+    #[test]
+    fn all_ones_chansts_is_reported_not_waited_on() {
+        let r = rig(ExecMode::Immediate);
+        let gone = Arc::new(AtomicBool::new(false));
+        let f = Gone {
+            inner: r.func.clone(),
+            gone: Arc::clone(&gone),
+        };
+        let mut d = Ioat::init(f, StdClock::new(), r.region).unwrap();
+        gone.store(true, Ordering::SeqCst);
+        d.memcpy_start(BUF_IOVA, BUF_IOVA + 64, 64, 1).unwrap();
+        let t = std::time::Instant::now();
+        let e = d.memcpy_wait(10 * TIMEOUT_NS).unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "no long wait on a dead function"
+        );
+        assert_eq!(
+            e,
+            DriverError::Device(DeviceError::Register {
+                device: "ioat",
+                register: "CHANSTS",
+                value: u64::MAX
+            })
+        );
+        // Removing a dead function is bounded and says which register never settled.
+        match d.remove().unwrap_err() {
+            DriverError::Timeout {
+                device,
+                register,
+                value,
+                ..
+            } => {
+                assert_eq!((device, register, value), ("ioat", "CHANCMD", 0xFF));
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+}
