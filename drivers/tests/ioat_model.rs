@@ -321,17 +321,17 @@ fn unmapped(src_unmapped: bool, mode: ExecMode) {
 }
 
 #[test]
-fn memcpy_from_unmapped_iova() {
+fn memcpy_from_unmapped_iova_read_data_error_modelling_choice() {
     unmapped(true, ExecMode::Immediate);
 }
 
 #[test]
-fn memcpy_to_unmapped_iova() {
+fn memcpy_to_unmapped_iova_write_data_error_modelling_choice() {
     unmapped(false, ExecMode::Immediate);
 }
 
 #[test]
-fn memcpy_from_and_to_unmapped_iova_threaded() {
+fn memcpy_from_and_to_unmapped_iova_threaded_modelling_choice() {
     unmapped(true, ExecMode::Threaded);
     unmapped(false, ExecMode::Threaded);
 }
@@ -504,7 +504,7 @@ fn dropped_interrupt_is_not_seen_and_the_next_one_is() {
 }
 
 #[test]
-fn unmapped_driver_region_is_reported_not_hung() {
+fn unmapped_driver_region_is_reported_not_hung_modelling_choice() {
     // The driver region's descriptor lives in DMA memory the device cannot read: bit 2.
     let r = rig(ExecMode::Immediate);
     let mut d = r.checked();
