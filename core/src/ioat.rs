@@ -647,6 +647,39 @@ impl ChanSts {
     }
 }
 
+impl fmt::Display for ChanState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Active => "ACTIVE",
+            Self::Done => "DONE",
+            Self::Suspended => "SUSPENDED",
+            Self::Halted => "HALTED",
+            Self::Armed => "ARMED",
+        })
+    }
+}
+
+impl fmt::Display for ChanSts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.state() {
+            Ok(s) => write!(f, "{s}")?,
+            Err(v) => write!(f, "undefined state {v}")?,
+        }
+        write!(
+            f,
+            ", last completed descriptor {:#x}",
+            self.completed_address()
+        )?;
+        if self.unaffiliated_err() {
+            f.write_str(", unaffiliated error")?;
+        }
+        if self.soft_err() {
+            f.write_str(", soft error")?;
+        }
+        Ok(())
+    }
+}
+
 bitflags! {
     /// [`chan::CHANERR`] bits (RW1C), named and described as in Linux's table.
     ///

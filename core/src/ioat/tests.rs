@@ -347,6 +347,27 @@ fn chansts_states_and_fields() {
 }
 
 #[test]
+fn chansts_display() {
+    assert_eq!(
+        format!("{}", ChanSts(0x1000_0043)),
+        "HALTED, last completed descriptor 0x10000040"
+    );
+    assert_eq!(
+        format!("{}", ChanSts(0x1D)),
+        "undefined state 5, last completed descriptor 0x0, unaffiliated error, soft error"
+    );
+    for (s, name) in [
+        (ChanState::Active, "ACTIVE"),
+        (ChanState::Done, "DONE"),
+        (ChanState::Suspended, "SUSPENDED"),
+        (ChanState::Halted, "HALTED"),
+        (ChanState::Armed, "ARMED"),
+    ] {
+        assert_eq!(format!("{s}"), name);
+    }
+}
+
+#[test]
 fn chanerr_every_bit() {
     let expect: &[(ChanErr, u32)] = &[
         (ChanErr::SRC_ADDR_ERR, 0x1),
