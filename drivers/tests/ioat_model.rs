@@ -449,7 +449,14 @@ fn every_injected_chanerr_bit_is_decoded_and_recovered() {
     let err = d
         .memcpy(BUF_IOVA, BUF_IOVA + 64, 64, TIMEOUT_NS)
         .unwrap_err();
-    assert!(format!("{err}").contains("CHANERR = 0x00000800"), "{err}");
+    assert!(
+        format!("{err}").contains("CHANERR = 0x00000800 (descriptor transfer size error)"),
+        "{err}"
+    );
+    assert!(
+        format!("{err}").contains("(HALTED, last completed descriptor 0x10000000)"),
+        "{err}"
+    );
 }
 
 #[test]
