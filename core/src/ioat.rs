@@ -19,6 +19,32 @@
 //! Every register value type keeps the raw bits: unknown enum values are returned as the raw
 //! number (`TryFrom` errors carry it), and flag words built with `from_bits_retain` keep bits this
 //! module has no name for. Nothing here panics on any input.
+//!
+//! # Example
+//!
+//! A copy descriptor that links to itself (executed as many times as DMACOUNT says) and asks for
+//! a completion write-back, and Linux's NULL interrupt descriptor:
+//!
+//! ```
+//! use passthru_core::ioat::{ChanState, ChanSts, DescFlags, Descriptor, Opcode};
+//!
+//! let at = 0x10_0000; // the descriptor's own IOVA
+//! let copy = Descriptor::copy(0x20_0000, 0x30_0000, 4096)
+//!     .with_next(at)
+//!     .with_completion_write();
+//! let bytes = copy.to_bytes();
+//! assert_eq!(&bytes[0..4], &4096u32.to_le_bytes());
+//! assert_eq!(copy.control().op(), Ok(Opcode::Copy));
+//! assert_eq!(Descriptor::from_bytes(&bytes), copy);
+//!
+//! let irq = Descriptor::null_interrupt();
+//! assert!(irq.control().flags().contains(DescFlags::NULL | DescFlags::INT_EN));
+//!
+//! // What the channel writes back at CHANCMP after it:
+//! let wb = ChanSts(at | 1);
+//! assert_eq!(wb.state(), Ok(ChanState::Done));
+//! assert_eq!(wb.completed_address(), at);
+//! ```
 
 use core::fmt;
 
