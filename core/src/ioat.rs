@@ -55,7 +55,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 // PCI identity
 // ---------------------------------------------------------------------------------------------
 
-/// PCI ids of CBDMA / I/OAT functions (vendor [`VENDOR_INTEL`]).
+/// PCI ids of CBDMA / I/OAT functions (vendor [`ids::VENDOR_INTEL`]).
 pub mod ids {
     /// Intel's PCI vendor id.
     pub const VENDOR_INTEL: u16 = 0x8086;
@@ -1345,7 +1345,7 @@ pub struct PqExtDescriptor {
 
 /// The 128-byte super-extended descriptor of 16-source P+Q: coefficients 9–16, then sources
 /// 3–16. The sheet gives only that order; the packing below (coefficients at 0, sources from 8,
-/// the last 8 bytes unused) is our inference [I].
+/// the last 8 bytes unused) is our inference (tag \[I\] in the sheet).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]
