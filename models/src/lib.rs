@@ -18,6 +18,7 @@
 
 pub mod cbdma;
 pub mod config;
+pub mod edu;
 pub mod exec;
 pub mod function;
 pub mod iommu;
