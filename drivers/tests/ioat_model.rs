@@ -9,13 +9,13 @@ use passthru_core::driver::{CheckedDriver, DeviceError, Driver, DriverError, Dri
 use passthru_core::ioat::{self, ChanErr, ChanState, ChanSts};
 use passthru_core::mmio::{DmaRegion, IrqKind, PciFunction};
 use passthru_drivers::ioat::{Ioat, REGION_SIZE};
-use passthru_models::cbdma::{Cbdma, CbdmaConfig};
+use passthru_models::cbdma::{CbdmaConfig, CbdmaModel};
 use passthru_models::exec::ExecMode;
 use passthru_models::function::ModelFunction;
 use passthru_models::iommu::{HostMemory, Iommu};
 use passthru_models::StdClock;
 
-type Drv = Ioat<ModelFunction<Cbdma>, StdClock>;
+type Drv = Ioat<ModelFunction<CbdmaModel>, StdClock>;
 
 const REGION_IOVA: u64 = 0x1000_0000;
 const BUF_IOVA: u64 = 0x2000_0000;
@@ -25,8 +25,8 @@ const UNMAPPED_IOVA: u64 = 8 << 30;
 const TIMEOUT_NS: u64 = 1_000_000_000;
 
 struct Rig {
-    model: Arc<Cbdma>,
-    func: ModelFunction<Cbdma>,
+    model: Arc<CbdmaModel>,
+    func: ModelFunction<CbdmaModel>,
     buf: Arc<HostMemory>,
     region: DmaRegion,
     // Kept alive for `region`.
@@ -41,7 +41,7 @@ fn rig_with(config: CbdmaConfig) -> Rig {
     iommu.map_all(BUF_IOVA, &buf).unwrap();
     // SAFETY: `region_mem` lives in the rig as long as the region is used.
     let region = unsafe { region_mem.dma_region(REGION_IOVA) };
-    let model = Cbdma::new(iommu, config);
+    let model = CbdmaModel::new(iommu, config);
     let func = ModelFunction::new(Arc::clone(&model));
     Rig {
         model,
@@ -573,13 +573,13 @@ mod surprise_removal {
     /// are dropped, as after a surprise removal.
     #[derive(Clone)]
     struct Gone {
-        inner: ModelFunction<Cbdma>,
+        inner: ModelFunction<CbdmaModel>,
         gone: Arc<AtomicBool>,
     }
 
     #[derive(Clone)]
     struct GoneBar {
-        inner: ModelBar<Cbdma>,
+        inner: ModelBar<CbdmaModel>,
         gone: Arc<AtomicBool>,
     }
 

@@ -54,7 +54,7 @@ use passthru_core::ioat::{
 
 use crate::config::ConfigSpace;
 use crate::exec::{Engine, ExecMode, Executor};
-use crate::function::{DeviceModel, PciState, Width};
+use crate::function::{DeviceModel, ModelFunction, PciState, Width};
 use crate::iommu::Iommu;
 
 /// Size of BAR0 (the global block, channel blocks, and the MSI-X table/PBA area).
@@ -68,7 +68,7 @@ pub const MAX_MODEL_CHANNELS: u8 = 4;
 /// PCI class code: system peripheral, other.
 pub const CLASS_CODE: u32 = 0x08_80_00;
 
-/// How to build a [`Cbdma`].
+/// How to build a [`CbdmaModel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CbdmaConfig {
     /// PCI device id (default 0x2021, SKX).
@@ -193,10 +193,10 @@ enum ChanReg {
     DcaCtrl,
 }
 
-/// The CBDMA model. Build it with [`Cbdma::new`] and wrap it in a
-/// [`crate::function::ModelFunction`] to drive it.
+/// The CBDMA model. Build it with [`CbdmaModel::new`] and wrap it in a
+/// [`ModelFunction`] ([`CbdmaModel::function`]) to drive it.
 #[derive(Debug)]
-pub struct Cbdma {
+pub struct CbdmaModel {
     config: CbdmaConfig,
     pci: PciState,
     iommu: Arc<Iommu>,
@@ -204,7 +204,7 @@ pub struct Cbdma {
     state: Mutex<State>,
 }
 
-impl Cbdma {
+impl CbdmaModel {
     /// A model doing DMA through `iommu`.
     pub fn new(iommu: Arc<Iommu>, config: CbdmaConfig) -> Arc<Self> {
         let mut config = config;
@@ -239,6 +239,22 @@ impl Cbdma {
         });
         model.exec.start(Arc::downgrade(&model));
         model
+    }
+
+    /// A default model (8086:2021, CBVER 0x33, one channel) executing in `mode`.
+    pub fn with_mode(iommu: Arc<Iommu>, mode: ExecMode) -> Arc<Self> {
+        Self::new(
+            iommu,
+            CbdmaConfig {
+                mode,
+                ..CbdmaConfig::default()
+            },
+        )
+    }
+
+    /// The model as a PCI function for a driver.
+    pub fn function(self: &Arc<Self>) -> ModelFunction<Self> {
+        ModelFunction::new(Arc::clone(self))
     }
 
     /// The configuration the model was built with (channel count clamped to 1..=4).
@@ -811,7 +827,7 @@ fn byte_mask(n: usize) -> u64 {
     }
 }
 
-impl Engine for Cbdma {
+impl Engine for CbdmaModel {
     fn run_pending(&self) -> bool {
         if !self.pci.bus_master() {
             return false;
@@ -826,7 +842,7 @@ impl Engine for Cbdma {
     }
 }
 
-impl DeviceModel for Cbdma {
+impl DeviceModel for CbdmaModel {
     fn name(&self) -> &'static str {
         "cbdma-model"
     }

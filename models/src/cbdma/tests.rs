@@ -1,7 +1,7 @@
 //! Register-level tests of the CBDMA model, driven through the same `RegisterIo` a driver uses.
 
 use super::*;
-use crate::function::{ModelBar, ModelFunction};
+use crate::function::ModelBar;
 use crate::iommu::{HostMemory, Perm};
 use passthru_core::mmio::{IrqKind, PciFunction, RegisterIo};
 use proptest::prelude::*;
@@ -12,9 +12,9 @@ const CMP: u64 = MEM_IOVA + 0xF000; // write-back slot
 const C0: usize = 0x80; // channel 0 base
 
 struct T {
-    model: Arc<Cbdma>,
-    f: ModelFunction<Cbdma>,
-    bar: ModelBar<Cbdma>,
+    model: Arc<CbdmaModel>,
+    f: ModelFunction<CbdmaModel>,
+    bar: ModelBar<CbdmaModel>,
     mem: Arc<HostMemory>,
 }
 
@@ -22,7 +22,7 @@ fn rig_cfg(cfg: CbdmaConfig) -> T {
     let iommu = Iommu::new();
     let mem = HostMemory::pages(MEM_SIZE).unwrap();
     iommu.map_all(MEM_IOVA, &mem).unwrap();
-    let model = Cbdma::new(iommu, cfg);
+    let model = CbdmaModel::new(iommu, cfg);
     let f = ModelFunction::new(Arc::clone(&model));
     let bar = f.bar(0).unwrap();
     f.config_write16(0x04, 0x0006).unwrap(); // memory + bus master
@@ -704,7 +704,7 @@ proptest! {
         let host = HostMemory::pages(MEM_SIZE + 2 * 4096).unwrap();
         host.fill(0, host.len(), 0xC3).unwrap();
         iommu.map(MEM_IOVA, &host, 4096, MEM_SIZE as u64, Perm::RW).unwrap();
-        let model = Cbdma::new(iommu, CbdmaConfig { mode: ExecMode::Manual, channels: 2, ..CbdmaConfig::default() });
+        let model = CbdmaModel::new(iommu, CbdmaConfig { mode: ExecMode::Manual, channels: 2, ..CbdmaConfig::default() });
         let f = ModelFunction::new(Arc::clone(&model));
         f.config_write16(0x04, 0x0006).unwrap();
         f.irq_enable(IrqKind::MsiX, 0, 2).unwrap();
