@@ -733,31 +733,36 @@ impl CbdmaModel {
         true
     }
 
-    /// Descriptor at `addr` finished (successfully, or with a masked error).
+    /// Descriptor at `addr` moved its data: write back, count it, interrupt.
     fn complete(&self, st: &mut State, n: u8, addr: u64, desc: &Descriptor) {
-        let Some(c) = st.channels.get_mut(usize::from(n)) else {
-            return;
-        };
-        c.consumed = c.consumed.wrapping_add(1);
-        c.completed_total += 1;
-        c.next_desc = desc.next;
-        let state = if c.consumed == c.dmacount {
-            ChanState::Done
-        } else {
-            ChanState::Active
-        };
-        c.chansts = ChanSts::new(addr, state).0;
         let flags = DescControl(desc.ctl).flags();
+        let (consumed, sts, cmp) = {
+            let Some(c) = st.channels.get(usize::from(n)) else {
+                return;
+            };
+            let consumed = c.consumed.wrapping_add(1);
+            let state = if consumed == c.dmacount {
+                ChanState::Done
+            } else {
+                ChanState::Active
+            };
+            (consumed, ChanSts::new(addr, state).0, c.chancmp)
+        };
         if flags.contains(DescFlags::COMPL_WRITE) {
             // Data first, then the write-back.
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-            let cmp = c.chancmp;
-            let sts = c.chansts;
             if self.iommu.write_u64(cmp, sts).is_err() {
                 self.fail(st, n, ChanErr::COMPLETION_ADDR_ERR.bits(), false);
                 return;
             }
         }
+        let Some(c) = st.channels.get_mut(usize::from(n)) else {
+            return;
+        };
+        c.consumed = consumed;
+        c.completed_total += 1;
+        c.next_desc = desc.next;
+        c.chansts = sts;
         if flags.contains(DescFlags::INT_EN) {
             self.interrupt(st, n);
         }

@@ -464,7 +464,32 @@ fn masked_errors_are_not_latched_modelling_choice() {
     t.start(a, ABORT, 3);
     assert_eq!(t.chanerr(), 0);
     assert!(t.sts().is(ChanState::Done));
+    // A masked completion-address error: the descriptor counts once, the chain goes on.
+    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.bar
+        .write32(C0 + chan::CHANERR_MASK, ChanErr::COMPLETION_ADDR_ERR.bits());
+    let w = t.put(
+        0x40,
+        Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8)
+            .with_next(MEM_IOVA + 0x40)
+            .with_completion_write(),
+    );
+    let before = t.model.completed_descriptors(0);
+    t.bar.write64(C0 + chan::CHANCMP, 0x4000_0000);
+    t.bar.write64(C0 + chan::CHAINADDR, w);
+    t.bar.write16(C0 + chan::CHANCTRL, ABORT.bits());
+    t.bar.write16(C0 + chan::DMACOUNT, 3);
+    assert_eq!(t.chanerr(), 0);
+    assert!(t.sts().is(ChanState::Done));
+    assert_eq!(t.bar.read16(C0 + chan::DMACOUNT), 3);
+    assert_eq!(
+        t.model.completed_descriptors(0) - before,
+        0,
+        "no successful completion counted"
+    );
     // An injected unmasked bit still halts.
+    t.bar
+        .write32(C0 + chan::CHANERR_MASK, ChanErr::READ_DATA_ERR.bits());
     t.model.inject_chanerr_next(0, ChanErr::LENGTH_ERR);
     t.bar.write64(C0 + chan::CHAINADDR, a);
     t.bar.write16(C0 + chan::DMACOUNT, 1);
