@@ -72,3 +72,6 @@ pub(crate) const fn set_bits(value: u64, lo: u32, width: u32, field: u64) -> u64
 pub(crate) const fn bit(value: u64, bit: u32) -> bool {
     (value >> bit) & 1 != 0
 }
+
+#[cfg(test)]
+mod tests;
