@@ -17,6 +17,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod config;
+pub mod dsa;
 pub mod exec;
 pub mod function;
 pub mod iommu;
