@@ -272,6 +272,36 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         self.pending = Pending::None;
     }
 
+    /// Bring WQ 0 back after an error left it (or the device) disabled, e.g. another agent's
+    /// DISABLE_WQ or a dropped submission. Best effort; a halted device needs `remove` + `init`.
+    fn recover(&mut self) {
+        self.clear_swerr();
+        let gensts = GenSts(self.bar0.read32(offset::GENSTS));
+        match gensts.state() {
+            DeviceState::Disabled => {
+                if self.configure().is_err() || self.command(Command::EnableDevice, 0).is_err() {
+                    return;
+                }
+            }
+            DeviceState::Enabled => {}
+            DeviceState::Drain | DeviceState::Halted => return,
+        }
+        if self.wq_state() != WqState::Enabled {
+            let _ = self.command(Command::EnableWq, u32::from(WQ));
+        }
+        self.clear_swerr();
+    }
+
+    fn wq_state(&self) -> WqState {
+        let off = self.caps.tables.wqcfg_offset()
+            + usize::from(WQ) * self.caps.wqcap.wqcfg_stride()
+            + 4 * passthru_core::idxd::tables::WQCFG_STATUS_DWORD;
+        let status = self.bar0.read32(off);
+        WqConfig::new()
+            .with_dword(passthru_core::idxd::tables::WQCFG_STATUS_DWORD, status)
+            .state()
+    }
+
     fn configure(&mut self) -> Result<(), DriverError> {
         let caps = self.caps;
         let bar = &self.bar0;
@@ -323,6 +353,16 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         }
         Ok(())
     }
+}
+
+/// COMMAND |= memory space, bus master, INTx disable.
+fn enable_pci_command<F: PciFunction>(function: &F) -> Result<(), DriverError> {
+    let cmd = function.config_read16(PCI_COMMAND)?;
+    function.config_write16(
+        PCI_COMMAND,
+        cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE,
+    )?;
+    Ok(())
 }
 
 /// Write CMD and poll CMDSTS (bounded), checking SWERR; returns the result field.
@@ -410,11 +450,7 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         if !region.iova().is_multiple_of(64) {
             return Err(unsupported("driver region IOVA is not 64-byte aligned"));
         }
-        let cmd = function.config_read16(PCI_COMMAND)?;
-        function.config_write16(
-            PCI_COMMAND,
-            cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE,
-        )?;
+        enable_pci_command(&function)?;
         let bar0 = function.bar(passthru_core::idxd::BAR_CONTROL)?;
         let bar2 = function.bar(passthru_core::idxd::BAR_PORTALS)?;
 
@@ -423,7 +459,11 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         if gensts.state() == DeviceState::Halted {
             match gensts.reset_type() {
                 ResetType::Software => {}
-                ResetType::Flr => function.reset()?,
+                ResetType::Flr => {
+                    // FLR clears COMMAND too: set it again.
+                    function.reset()?;
+                    enable_pci_command(&function)?;
+                }
                 _ => {
                     return Err(DeviceError::DsaHalted {
                         gensts: gensts.raw(),
@@ -515,16 +555,12 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             .into());
         }
         dsa.command(Command::EnableWq, u32::from(WQ))?;
-        let status_off = caps.tables.wqcfg_offset()
-            + usize::from(WQ) * caps.wqcap.wqcfg_stride()
-            + 4 * passthru_core::idxd::tables::WQCFG_STATUS_DWORD;
-        let status = dsa.bar0.read32(status_off);
-        let wq = WqConfig::new().with_dword(passthru_core::idxd::tables::WQCFG_STATUS_DWORD, status);
-        if wq.state() != WqState::Enabled {
+        let state = dsa.wq_state();
+        if state != WqState::Enabled {
             return Err(DeviceError::Register {
                 device: NAME,
                 register: "WQCFG[0].state",
-                value: u64::from(status),
+                value: state as u64,
             }
             .into());
         }
@@ -624,8 +660,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             Pending::Single => self.finish_single(start, timeout_ns),
             Pending::Batches(n) => self.finish_batches(n, start, timeout_ns),
         };
-        if let Err(DriverError::Timeout { .. }) = result {
-            self.abandon();
+        match result {
+            Err(DriverError::Timeout { .. }) => {
+                self.abandon();
+                self.recover();
+            }
+            Err(DriverError::Device(DeviceError::DsaSoftwareError { .. })) => self.recover(),
+            _ => {}
         }
         result
     }
@@ -642,8 +683,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         let status = match self.wait_record(layout::MSI_RECORD, start, COMMAND_TIMEOUT_NS) {
             Ok(s) => s,
             Err(e) => {
-                if let DriverError::Timeout { .. } = e {
-                    self.abandon();
+                match e {
+                    DriverError::Timeout { .. } => {
+                        self.abandon();
+                        self.recover();
+                    }
+                    DriverError::Device(DeviceError::DsaSoftwareError { .. }) => self.recover(),
+                    _ => {}
                 }
                 return Err(e);
             }
