@@ -980,9 +980,11 @@ impl DsaModel {
                 rec[4..8].copy_from_slice(&o.bytes_completed.to_le_bytes());
                 rec[8..16].copy_from_slice(&o.fault_addr.to_le_bytes());
                 rec[16..32].copy_from_slice(&o.op);
+                // Check the whole record first so a fault names the record address.
                 let wrote = self
                     .iommu
-                    .write(addr + 1, &rec[1..])
+                    .probe(addr, 32, true)
+                    .and_then(|()| self.iommu.write(addr + 1, &rec[1..]))
                     .and_then(|()| self.iommu.write_status_u8(addr, o.status));
                 match wrote {
                     Ok(()) => st.stats.records += 1,
