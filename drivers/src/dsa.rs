@@ -505,7 +505,9 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             ));
         }
         if !caps.gencap.config_support() {
-            return Err(unsupported("WQ/group configuration is read-only (GENCAP bit 31)"));
+            return Err(unsupported(
+                "WQ/group configuration is read-only (GENCAP bit 31)",
+            ));
         }
         if caps.wqcap.num_wqs() == 0 || caps.wqcap.total_wq_size() == 0 {
             return Err(unsupported("device has no work queue entries"));
@@ -581,7 +583,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         self.limits
     }
 
-    fn memcpy_start(&mut self, src: u64, dst: u64, size: u64, count: u64) -> Result<(), DriverError> {
+    fn memcpy_start(
+        &mut self,
+        src: u64,
+        dst: u64,
+        size: u64,
+        count: u64,
+    ) -> Result<(), DriverError> {
         if size > self.limits.max_memcpy_size || count == 0 || count > self.limits.max_memcpy_count
         {
             return Err(DriverError::BeyondLimits {

@@ -147,9 +147,16 @@ fn memcpy_success() {
 fn memcpy_from_unmapped_iova() {
     let mut r = rig();
     r.fill();
-    let e = r.drv.memcpy(UNMAPPED_IOVA, DST, SIZE, TIMEOUT_NS).unwrap_err();
+    let e = r
+        .drv
+        .memcpy(UNMAPPED_IOVA, DST, SIZE, TIMEOUT_NS)
+        .unwrap_err();
     let (status, done, addr) = completion_status(e);
-    assert_eq!(status, CompletionStatus::PageFaultNoBof as u8, "read fault: bit 7 clear");
+    assert_eq!(
+        status,
+        CompletionStatus::PageFaultNoBof as u8,
+        "read fault: bit 7 clear"
+    );
     assert_eq!((done, addr), (0, UNMAPPED_IOVA));
     assert_eq!(r.msi(1), 0);
     r.memcpy_ok();
@@ -159,9 +166,16 @@ fn memcpy_from_unmapped_iova() {
 fn memcpy_to_unmapped_iova() {
     let mut r = rig();
     r.fill();
-    let e = r.drv.memcpy(SRC, UNMAPPED_IOVA, SIZE, TIMEOUT_NS).unwrap_err();
+    let e = r
+        .drv
+        .memcpy(SRC, UNMAPPED_IOVA, SIZE, TIMEOUT_NS)
+        .unwrap_err();
     let (status, _, addr) = completion_status(e);
-    assert_eq!(status, 0x80 | CompletionStatus::PageFaultNoBof as u8, "write fault: bit 7");
+    assert_eq!(
+        status,
+        0x80 | CompletionStatus::PageFaultNoBof as u8,
+        "write fault: bit 7"
+    );
     assert_eq!(addr, UNMAPPED_IOVA);
     assert_eq!(r.msi(1), 0);
     r.memcpy_ok();
@@ -211,7 +225,11 @@ fn storm_at_max_count() {
     r.drv.memcpy_start(SRC, DST, 4096, count).unwrap();
     r.drv.memcpy_wait(TIMEOUT_NS).unwrap();
     let after = r.model.stats();
-    assert_eq!(after.completed - before.completed, 32, "32 BATCH descriptors");
+    assert_eq!(
+        after.completed - before.completed,
+        32,
+        "32 BATCH descriptors"
+    );
     assert_eq!(r.msi(1), 0);
     let v = r.data.to_vec();
     assert_eq!(&v[DATA_LEN / 2..DATA_LEN / 2 + 4096], &v[..4096]);
@@ -256,7 +274,8 @@ fn injected_page_fault_status() {
 #[test]
 fn injected_batch_member_fault_reports_the_member_record() {
     let mut r = rig();
-    r.model.inject_status(CompletionStatus::PageFaultNoBof as u8);
+    r.model
+        .inject_status(CompletionStatus::PageFaultNoBof as u8);
     r.drv.memcpy_start(SRC, DST, 64, 8).unwrap();
     let (status, ..) = completion_status(r.drv.memcpy_wait(TIMEOUT_NS).unwrap_err());
     assert_eq!(status, CompletionStatus::PageFaultNoBof as u8);
@@ -294,7 +313,10 @@ fn disabled_wq_drops_with_swerr_modelling_choice() {
     assert!(s.valid() && s.wq_index_valid() && s.desc_valid());
     assert_eq!(s.error_code(), SWERR_SUBMISSION_DROPPED);
     assert_eq!((s.wq_index(), s.operation()), (0, 0x03));
-    assert!(!r.model.swerr_value().valid(), "the driver acknowledged SWERR");
+    assert!(
+        !r.model.swerr_value().valid(),
+        "the driver acknowledged SWERR"
+    );
     r.memcpy_ok();
 }
 
@@ -313,7 +335,10 @@ fn stuck_device_times_out_then_recovers() {
     else {
         panic!("expected a timeout, got {e:?}");
     };
-    assert_eq!((device, register, value), ("dsa", "completion record status", 0));
+    assert_eq!(
+        (device, register, value),
+        ("dsa", "completion record status", 0)
+    );
     assert!(waited_ns >= SHORT_TIMEOUT_NS);
     r.model.set_stuck(false);
     r.memcpy_ok();
@@ -381,9 +406,20 @@ mod robustness {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Mmio { off: usize, width: u8, value: u64 },
-        Read { off: usize, width: u8 },
-        Portal { wq: usize, page: usize, desc: [u8; 64] },
+        Mmio {
+            off: usize,
+            width: u8,
+            value: u64,
+        },
+        Read {
+            off: usize,
+            width: u8,
+        },
+        Portal {
+            wq: usize,
+            page: usize,
+            desc: [u8; 64],
+        },
     }
 
     const MAPPED_IOVA: u64 = 0x4000_0000;
@@ -397,8 +433,20 @@ mod robustness {
 
     fn desc() -> impl Strategy<Value = [u8; 64]> {
         (
-            prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(4), Just(5), Just(6),
-                        Just(9), Just(0x10), Just(0x11), Just(0x20), any::<u8>()],
+            prop_oneof![
+                Just(0u8),
+                Just(1),
+                Just(2),
+                Just(3),
+                Just(4),
+                Just(5),
+                Just(6),
+                Just(9),
+                Just(0x10),
+                Just(0x11),
+                Just(0x20),
+                any::<u8>()
+            ],
             any::<u32>(),
             addr(),
             addr(),
@@ -424,11 +472,22 @@ mod robustness {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            (0usize..0x4000, prop_oneof![Just(1u8), Just(2), Just(4), Just(8)], any::<u64>())
+            (
+                0usize..0x4000,
+                prop_oneof![Just(1u8), Just(2), Just(4), Just(8)],
+                any::<u64>()
+            )
                 .prop_map(|(off, width, value)| Op::Mmio { off, width, value }),
-            (0usize..0x4000, prop_oneof![Just(1u8), Just(2), Just(4), Just(8)])
+            (
+                0usize..0x4000,
+                prop_oneof![Just(1u8), Just(2), Just(4), Just(8)]
+            )
                 .prop_map(|(off, width)| Op::Read { off, width }),
-            (0usize..9, 0usize..4, desc()).prop_map(|(wq, page, desc)| Op::Portal { wq, page, desc }),
+            (0usize..9, 0usize..4, desc()).prop_map(|(wq, page, desc)| Op::Portal {
+                wq,
+                page,
+                desc
+            }),
         ]
     }
 

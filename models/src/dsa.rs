@@ -243,7 +243,10 @@ pub struct DsaModel {
 impl std::fmt::Debug for DsaModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DsaModel")
-            .field("device", &format_args!("8086:{:04x}", self.profile.device_id))
+            .field(
+                "device",
+                &format_args!("8086:{:04x}", self.profile.device_id),
+            )
             .field("mode", &self.exec.mode())
             .finish()
     }
@@ -303,7 +306,11 @@ const CRC32C_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -562,7 +569,9 @@ impl DsaModel {
                 lohi(st.swerr[i], offset::SWERR + 8 * i)
             }
             _ => {
-                if let Some((g, o)) = table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups()) {
+                if let Some((g, o)) =
+                    table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups())
+                {
                     return dword_of(st.grpcfg[g].as_bytes_le(), o);
                 }
                 let stride = p.wqcap().wqcfg_stride();
@@ -592,12 +601,23 @@ impl DsaModel {
             0x80 => {
                 // Writable only while the device is disabled [V]; no event log on this profile.
                 if disabled {
-                    let mask = 0xff | 1 << 12 | if p.gencap().evl_support() != 0 { 1 << 13 } else { 0 };
+                    let mask = 0xff
+                        | 1 << 12
+                        | if p.gencap().evl_support() != 0 {
+                            1 << 13
+                        } else {
+                            0
+                        };
                     st.gencfg = value & mask;
                 }
             }
             0x88 => {
-                let mask = 0x3 | if p.gencap().evl_support() != 0 { 0x4 } else { 0 };
+                let mask = 0x3
+                    | if p.gencap().evl_support() != 0 {
+                        0x4
+                    } else {
+                        0
+                    };
                 st.genctrl = value & mask;
             }
             0x98 => st.intcause &= !value,
@@ -607,7 +627,9 @@ impl DsaModel {
                 st.swerr[0] &= !u64::from(value & 0x3);
             }
             _ => {
-                if let Some((g, o)) = table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups()) {
+                if let Some((g, o)) =
+                    table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups())
+                {
                     if disabled && o < 48 {
                         let mut b = st.grpcfg[g].as_bytes_le();
                         b[o..o + 4].copy_from_slice(&value.to_le_bytes());
@@ -621,7 +643,11 @@ impl DsaModel {
                     if st.wqcfg[w].state() != WqState::Disabled || d >= WQCFG_DWORDS {
                         return;
                     }
-                    let prs = if p.wqcap().wq_prs_support() { 1 << 3 } else { 0 };
+                    let prs = if p.wqcap().wq_prs_support() {
+                        1 << 3
+                    } else {
+                        0
+                    };
                     let mask = match d {
                         0 | 1 => 0xffff,
                         2 => 0x3fff_fff7 | prs,
@@ -932,7 +958,8 @@ impl DsaModel {
         let d = Descriptor::from_bytes(&q.bytes);
         if !self.pci.bus_master() {
             // DMA with bus mastering off: PCI configuration error, halt needing FLR [V].
-            let e = SwErr::new(passthru_core::idxd::SwErrOnlyCode::PciConfig as u8).with_wq(wq as u8);
+            let e =
+                SwErr::new(passthru_core::idxd::SwErrOnlyCode::PciConfig as u8).with_wq(wq as u8);
             self.swerr(st, e);
             self.halt(st, ResetType::Flr);
             return;
@@ -971,7 +998,7 @@ impl DsaModel {
         };
         if crav && (rcr || !ok) {
             let addr = d.completion_addr.get();
-            if addr % 32 != 0 {
+            if !addr.is_multiple_of(32) {
                 let e = swerr_for(CompletionStatus::CompletionRecordMisaligned as u8);
                 self.swerr(st, e);
             } else {
@@ -1134,8 +1161,14 @@ impl DsaModel {
             let n = ((size - done) as usize).min(CHUNK);
             self.iommu
                 .read(src + done, &mut a[..n])
-                .map_err(|f| DmaFault { done: done + f.done, ..f })?;
-            other(done, &mut b[..n]).map_err(|f| DmaFault { done: done + f.done, ..f })?;
+                .map_err(|f| DmaFault {
+                    done: done + f.done,
+                    ..f
+                })?;
+            other(done, &mut b[..n]).map_err(|f| DmaFault {
+                done: done + f.done,
+                ..f
+            })?;
             if let Some(i) = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y) {
                 return Ok(Some(done + i as u64));
             }
@@ -1154,7 +1187,8 @@ impl DsaModel {
                     o.bytes_completed = u32::try_from(at).unwrap_or(u32::MAX);
                 }
                 if d.flags().contains(DescriptorFlags::CHECK_RESULT)
-                    && o.result != d.op_byte(passthru_core::idxd::descriptor::op_offset::EXPECTED_RESULT)
+                    && o.result
+                        != d.op_byte(passthru_core::idxd::descriptor::op_offset::EXPECTED_RESULT)
                 {
                     o.status = CompletionStatus::SuccessPredicateFalse as u8;
                 }
@@ -1171,11 +1205,17 @@ impl DsaModel {
             let n = ((size - done) as usize).min(CHUNK);
             self.iommu
                 .read(src + done, &mut buf[..n])
-                .map_err(|f| DmaFault { done: done + f.done, ..f })?;
+                .map_err(|f| DmaFault {
+                    done: done + f.done,
+                    ..f
+                })?;
             if copy {
                 self.iommu
                     .write(dst + done, &buf[..n])
-                    .map_err(|f| DmaFault { done: done + f.done, ..f })?;
+                    .map_err(|f| DmaFault {
+                        done: done + f.done,
+                        ..f
+                    })?;
             }
             crc = crc32c_update(crc, &buf[..n]);
             done += n as u64;
@@ -1190,7 +1230,7 @@ impl DsaModel {
         if count < 2 || u64::from(count) > 1u64 << cfg.max_batch_shift() {
             return Outcome::status(CompletionStatus::InvalidDescriptorCount);
         }
-        if list % 64 != 0 {
+        if !list.is_multiple_of(64) {
             return Outcome::status(CompletionStatus::DescriptorListMisaligned);
         }
         let mut failed = false;

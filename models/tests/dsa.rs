@@ -137,7 +137,9 @@ fn spr_capabilities_and_reset_values() {
     assert_eq!(b.read32(0x14), 0x40);
     assert_eq!(b.read8(0x12), 0x5F);
     assert_eq!(b.read16(0x22), 0x0008);
-    for off in [0x80, 0x88, 0x90, 0x98, 0xa8, 0xb0, 0xc0, 0xe0, 0xf0, 0x100, 0x180] {
+    for off in [
+        0x80, 0x88, 0x90, 0x98, 0xa8, 0xb0, 0xc0, 0xe0, 0xf0, 0x100, 0x180,
+    ] {
         assert_eq!(b.read32(off), 0, "reset value at {off:#x}");
     }
     assert_eq!(t.bar2.read32(0), u32::MAX, "portal reads are all ones");
@@ -151,8 +153,16 @@ fn pci_identity_class_bars_msix() {
     let t = setup();
     assert_eq!(t.f.config_read32(0).unwrap(), 0x0b25_8086);
     assert_eq!(t.f.config_read32(0x08).unwrap() >> 8, 0x08_8000);
-    assert_eq!(t.f.config_read32(0x10).unwrap() & 0xf, 0xc, "BAR0 64-bit prefetchable");
-    assert_eq!(t.f.config_read32(0x18).unwrap() & 0xf, 0xc, "BAR2 64-bit prefetchable");
+    assert_eq!(
+        t.f.config_read32(0x10).unwrap() & 0xf,
+        0xc,
+        "BAR0 64-bit prefetchable"
+    );
+    assert_eq!(
+        t.f.config_read32(0x18).unwrap() & 0xf,
+        0xc,
+        "BAR2 64-bit prefetchable"
+    );
     // Walk to the MSI-X capability: 1 + 8 vectors.
     let mut p = t.f.config_read8(0x34).unwrap();
     let mut found = None;
@@ -180,13 +190,21 @@ fn command_error_codes() {
     assert_eq!(t.err(0x0060_0001), 0x22, "ENABLE_WQ of a size-0 WQ");
     assert_eq!(t.err(0x0070_0001), 0x32, "DISABLE_WQ of a disabled WQ");
     assert_eq!(t.err(0x0060_0000), 0);
-    assert_eq!(t.bar0.read32(WQCFG + 24) >> 30, 1, "WQCFG dword 6 state = enabled");
+    assert_eq!(
+        t.bar0.read32(WQCFG + 24) >> 30,
+        1,
+        "WQCFG dword 6 state = enabled"
+    );
     assert_eq!(t.err(0x0060_0000), 0x21, "ENABLE_WQ twice");
     assert_eq!(t.err(0x0080_0001), 0, "DRAIN_WQ");
     assert_eq!(t.err(0x0090_0001), 0, "ABORT_WQ");
     assert_eq!(t.err(0x0070_0001), 0, "DISABLE_WQ");
     assert_eq!(t.bar0.read32(WQCFG + 24) >> 30, 0);
-    assert_eq!(t.err(0x0070_0000 | 1 << 16 | 1), 0x02, "block 1 = WQ 16: absent");
+    assert_eq!(
+        t.err(0x0070_0000 | 1 << 16 | 1),
+        0x02,
+        "block 1 = WQ 16: absent"
+    );
     assert_eq!(t.err(0x0030_0000), 0, "DRAIN_ALL");
     assert_eq!(t.err(0x0040_0000), 0, "ABORT_ALL");
     assert_eq!(t.err(0x00b0_0000), 0, "DRAIN_PASID");
@@ -199,7 +217,11 @@ fn command_error_codes() {
 fn unsupported_commands_give_0x01() {
     let t = setup();
     assert_eq!(t.err(0), 0x01, "code 0");
-    assert_eq!(t.err(13 << 20 | 1), 0x01, "REQUEST_INT_HANDLE without CMDCAP");
+    assert_eq!(
+        t.err(13 << 20 | 1),
+        0x01,
+        "REQUEST_INT_HANDLE without CMDCAP"
+    );
     assert_eq!(t.err(15 << 20), 0x01, "DSA 2.0 command");
     assert_eq!(t.err(0x1f << 20), 0x01);
 }
@@ -283,21 +305,44 @@ fn enable_device_validation_modelling_choice() {
 fn tables_are_locked_while_enabled_and_reset_restores_defaults() {
     let t = setup();
     t.bar0.write32(offset::GENCFG, 0xffff_ffff);
-    assert_eq!(t.bar0.read32(offset::GENCFG), 0x10ff, "rdbuf limit + user int en");
+    assert_eq!(
+        t.bar0.read32(offset::GENCFG),
+        0x10ff,
+        "rdbuf limit + user int en"
+    );
     t.bar0.write32(offset::GENCTRL, 0xffff_ffff);
     assert_eq!(t.bar0.read32(offset::GENCTRL), 0x3);
     t.bar0.write32(0x200 + 8, 0xffff_ffff); // MSI-X perm entry 1
     assert_eq!(t.bar0.read32(0x208), 0xffff_f00c);
-    assert_eq!(t.bar0.read32(0x20c), 0, "high half of a perm slot is reserved");
+    assert_eq!(
+        t.bar0.read32(0x20c),
+        0,
+        "high half of a perm slot is reserved"
+    );
     t.enable();
     t.bar0.write32(WQCFG, 5);
     t.bar0.write64(GRPCFG + 40, 0x9);
     t.bar0.write32(offset::GENCFG, 0);
-    assert_eq!(t.bar0.read32(WQCFG), 16, "WQCFG locked while the WQ is enabled");
+    assert_eq!(
+        t.bar0.read32(WQCFG),
+        16,
+        "WQCFG locked while the WQ is enabled"
+    );
     assert_eq!(t.bar0.read64(GRPCFG + 40), 0, "GRPCFG locked while enabled");
-    assert_eq!(t.bar0.read32(offset::GENCFG), 0x10ff, "GENCFG locked while enabled");
+    assert_eq!(
+        t.bar0.read32(offset::GENCFG),
+        0x10ff,
+        "GENCFG locked while enabled"
+    );
     assert_eq!(t.err(0x0050_0000), 0);
-    for off in [offset::GENCFG, offset::GENCTRL, offset::GENSTS, WQCFG, WQCFG + 8, 0x208] {
+    for off in [
+        offset::GENCFG,
+        offset::GENCTRL,
+        offset::GENSTS,
+        WQCFG,
+        WQCFG + 8,
+        0x208,
+    ] {
         assert_eq!(t.bar0.read32(off), 0, "{off:#x} after RESET_DEVICE");
     }
     assert_eq!(t.bar0.read64(GRPCFG), 0);
@@ -311,9 +356,17 @@ fn split_and_narrow_table_writes() {
     assert_eq!(t.bar0.read64(GRPCFG + 32), 0x1_0000_0005);
     t.bar0.write8(WQCFG + 1, 0x12);
     t.bar0.write16(WQCFG + 2, 0xffff);
-    assert_eq!(t.bar0.read32(WQCFG), 0x1200, "bits above 15 are not part of wq_size");
+    assert_eq!(
+        t.bar0.read32(WQCFG),
+        0x1200,
+        "bits above 15 are not part of wq_size"
+    );
     t.bar0.write32(WQCFG + 24, 0xffff_ffff);
-    assert_eq!(t.bar0.read32(WQCFG + 24), 1 << 29, "dword 6 is read-only (mode support)");
+    assert_eq!(
+        t.bar0.read32(WQCFG + 24),
+        1 << 29,
+        "dword 6 is read-only (mode support)"
+    );
 }
 
 #[test]
@@ -342,7 +395,10 @@ fn cmd_while_active_latches_swerr_0x52_and_overflow() {
     assert_eq!(t.bar0.read32(offset::INTCAUSE) & 1, 1);
     assert_eq!(t.msi(0), 1, "GENCTRL bit 0: software error raises vector 0");
     t.bar0.write32(offset::CMD, 0x0030_0000);
-    assert!(t.swerr().overflow(), "second error while valid sets overflow");
+    assert!(
+        t.swerr().overflow(),
+        "second error while valid sets overflow"
+    );
     assert_eq!(t.swerr().error_code(), 0x52);
     t.bar0.write64(offset::SWERR, SwErr::ACK);
     assert!(!t.swerr().valid() && !t.swerr().overflow());
@@ -359,12 +415,24 @@ fn halt_injection_and_recovery_rules() {
     assert_eq!(t.bar0.read32(offset::GENSTS), 0b0111);
     assert_eq!(t.bar0.read32(offset::INTCAUSE) & (1 << 4), 1 << 4);
     assert_eq!(t.msi(0), 1);
-    assert_eq!(t.err(0x0050_0000), 0x03, "RESET_DEVICE cannot leave an FLR halt");
+    assert_eq!(
+        t.err(0x0050_0000),
+        0x03,
+        "RESET_DEVICE cannot leave an FLR halt"
+    );
     t.f.reset().unwrap();
     assert_eq!(t.bar0.read32(offset::GENSTS), 0);
-    assert_eq!(t.f.config_read16(0x04).unwrap() & 0x6, 0, "FLR clears COMMAND");
+    assert_eq!(
+        t.f.config_read16(0x04).unwrap() & 0x6,
+        0,
+        "FLR clears COMMAND"
+    );
     t.model.inject_halt(ResetType::Software);
-    assert_eq!(t.err(0x0050_0000), 0, "software reset type: RESET_DEVICE leaves halt");
+    assert_eq!(
+        t.err(0x0050_0000),
+        0,
+        "software reset type: RESET_DEVICE leaves halt"
+    );
     assert_eq!(t.bar0.read32(offset::GENSTS), 0);
 }
 
@@ -393,7 +461,11 @@ fn memmove_noop_drain_records() {
 fn fill_compare_and_pattern() {
     let t = setup();
     t.enable();
-    t.submit(Fill::new(0x0807_0605_0403_0201, A, 20).completion(CR).build());
+    t.submit(
+        Fill::new(0x0807_0605_0403_0201, A, 20)
+            .completion(CR)
+            .build(),
+    );
     assert_eq!(t.status(), 1);
     assert_eq!(
         t.read(A, 21),
@@ -409,18 +481,34 @@ fn fill_compare_and_pattern() {
     t.submit(Compare::new(A, B, 20).completion(CR).build());
     let r = t.record();
     assert_eq!((r.status, r.result), (1, 1));
-    assert_eq!(r.bytes_completed.get(), 13, "offset of the first difference (modelling choice)");
+    assert_eq!(
+        r.bytes_completed.get(),
+        13,
+        "offset of the first difference (modelling choice)"
+    );
     t.clear_record();
     t.submit(Compare::new(A, B, 20).expect(0).completion(CR).build());
-    assert_eq!(t.status(), 2, "check-result mismatch: success with false predicate");
+    assert_eq!(
+        t.status(),
+        2,
+        "check-result mismatch: success with false predicate"
+    );
     t.clear_record();
     t.submit(Compare::new(A, B, 20).expect(1).completion(CR).build());
     assert_eq!(t.status(), 1);
     t.clear_record();
-    t.submit(ComparePattern::new(A, 0x0807_0605_0403_0201, 16).completion(CR).build());
+    t.submit(
+        ComparePattern::new(A, 0x0807_0605_0403_0201, 16)
+            .completion(CR)
+            .build(),
+    );
     assert_eq!((t.record().status, t.record().result), (1, 0));
     t.clear_record();
-    t.submit(ComparePattern::new(A, 0x0807_0605_0403_0200, 16).completion(CR).build());
+    t.submit(
+        ComparePattern::new(A, 0x0807_0605_0403_0200, 16)
+            .completion(CR)
+            .build(),
+    );
     let r = t.record();
     assert_eq!((r.status, r.result, r.bytes_completed.get()), (1, 1, 0));
 }
@@ -430,7 +518,11 @@ fn dualcast_and_address_bits_rule() {
     let t = setup();
     t.enable();
     t.write(A, &[9u8; 64]);
-    t.submit(Dualcast::new(A, B + 0x40, C + 0x40, 64).completion(CR).build());
+    t.submit(
+        Dualcast::new(A, B + 0x40, C + 0x40, 64)
+            .completion(CR)
+            .build(),
+    );
     assert_eq!(t.status(), 1);
     assert_eq!(t.read(B + 0x40, 64), vec![9u8; 64]);
     assert_eq!(t.read(C + 0x40, 64), vec![9u8; 64]);
@@ -443,7 +535,11 @@ fn dualcast_and_address_bits_rule() {
 fn crc32c_castagnoli_check_value_modelling_choice() {
     // Standard CRC-32C check value; seed semantics are a modelling choice.
     assert_eq!(crc32c(0, b"123456789"), 0xE306_9283);
-    assert_eq!(crc32c(crc32c(0, b"12345"), b"6789"), 0xE306_9283, "seed chains");
+    assert_eq!(
+        crc32c(crc32c(0, b"12345"), b"6789"),
+        0xE306_9283,
+        "seed chains"
+    );
     let t = setup();
     t.enable();
     t.write(A, b"123456789");
@@ -453,10 +549,20 @@ fn crc32c_castagnoli_check_value_modelling_choice() {
     t.write(A + 0x100, b"12345");
     t.write(A + 0x200, &crc32c(0, b"12345").to_le_bytes());
     t.clear_record();
-    t.submit(CrcGen::new(A + 5, 4).seed_from(A + 0x200).completion(CR).build());
+    t.submit(
+        CrcGen::new(A + 5, 4)
+            .seed_from(A + 0x200)
+            .completion(CR)
+            .build(),
+    );
     assert_eq!(t.record().crc32(), 0xE306_9283, "seed read from memory");
     t.clear_record();
-    t.submit(CrcGen::new(A + 5, 4).seed(crc32c(0, b"12345")).completion(CR).build());
+    t.submit(
+        CrcGen::new(A + 5, 4)
+            .seed(crc32c(0, b"12345"))
+            .completion(CR)
+            .build(),
+    );
     assert_eq!(t.record().crc32(), 0xE306_9283, "seed in the descriptor");
     t.clear_record();
     t.submit(CopyCrc::new(A, B, 9).completion(CR).build());
@@ -488,7 +594,10 @@ fn page_faults_report_progress_and_direction() {
     t.clear_record();
     t.submit(MemMove::new(UNMAPPED, A, 300).completion(CR).build());
     let r = t.record();
-    assert_eq!((r.status, r.bytes_completed.get(), r.fault_addr.get()), (0x03, 0, UNMAPPED));
+    assert_eq!(
+        (r.status, r.bytes_completed.get(), r.fault_addr.get()),
+        (0x03, 0, UNMAPPED)
+    );
 }
 
 #[test]
@@ -539,7 +648,11 @@ fn record_policy_crav_rcr() {
     t.enable();
     t.write(CR, &[0xaa; 32]);
     t.submit(MemMove::new(A, B, 8).completion_on_error(CR).build());
-    assert_eq!(t.read(CR, 32), vec![0xaa; 32], "CRAV without RCR: no record on success");
+    assert_eq!(
+        t.read(CR, 32),
+        vec![0xaa; 32],
+        "CRAV without RCR: no record on success"
+    );
     t.clear_record();
     t.submit(MemMove::new(UNMAPPED, B, 8).completion_on_error(CR).build());
     assert_eq!(t.status(), 0x03, "CRAV without RCR: record on failure");
@@ -550,14 +663,21 @@ fn record_policy_crav_rcr() {
     t.submit(MemMove::new(UNMAPPED, B, 8).build());
     let s = t.swerr();
     assert!(s.valid() && s.desc_valid() && s.wq_index_valid());
-    assert_eq!((s.error_code(), s.operation(), s.fault_addr()), (0x03, 0x03, UNMAPPED));
+    assert_eq!(
+        (s.error_code(), s.operation(), s.fault_addr()),
+        (0x03, 0x03, UNMAPPED)
+    );
     t.bar0.write64(offset::SWERR, SwErr::ACK);
     t.submit(Noop::new().completion(CR + 8).build());
     assert_eq!(t.swerr().error_code(), 0x1b, "misaligned record");
     t.bar0.write64(offset::SWERR, SwErr::ACK);
     t.submit(Noop::new().completion(UNMAPPED).build());
     let s = t.swerr();
-    assert_eq!((s.error_code(), s.fault_addr()), (0x1a, UNMAPPED), "record write fault");
+    assert_eq!(
+        (s.error_code(), s.fault_addr()),
+        (0x1a, UNMAPPED),
+        "record write fault"
+    );
 }
 
 #[test]
@@ -566,10 +686,18 @@ fn interrupts_by_handle_and_ims_portal_modelling_choice() {
     t.enable();
     t.submit(Noop::new().interrupt(3).build());
     assert_eq!((t.msi(3), t.msi(1), t.msi(0)), (1, 0, 0));
-    t.submit(MemMove::new(UNMAPPED, A, 8).completion(CR).interrupt(1).build());
+    t.submit(
+        MemMove::new(UNMAPPED, A, 8)
+            .completion(CR)
+            .interrupt(1)
+            .build(),
+    );
     assert_eq!(t.msi(1), 1, "RCI fires on failure too, after the record");
     t.bar2
-        .submit64(0x2000, &Noop::new().interrupt(1).completion(CR).build().as_bytes())
+        .submit64(
+            0x2000,
+            &Noop::new().interrupt(1).completion(CR).build().as_bytes(),
+        )
         .unwrap();
     assert_eq!(t.msi(1), 0, "IMS portal: no MSI-X (IMS not modelled)");
     t.bar2
@@ -586,7 +714,9 @@ fn batch_semantics() {
     let rec1 = CR + 32;
     let members = [
         MemMove::new(A, B, 16).build(),
-        MemMove::new(UNMAPPED, B, 16).completion_on_error(rec1).build(),
+        MemMove::new(UNMAPPED, B, 16)
+            .completion_on_error(rec1)
+            .build(),
         Noop::new().build(),
         Noop::new().fence().build(),
         Noop::new().build(),
@@ -597,7 +727,11 @@ fn batch_semantics() {
     t.submit(Batch::new(list, 3).completion(CR).build());
     let r = t.record();
     assert_eq!((r.status, r.result, r.bytes_completed.get()), (0x05, 1, 3));
-    assert_eq!(t.record_at(rec1).status, 0x03, "failed member wrote its own record");
+    assert_eq!(
+        t.record_at(rec1).status,
+        0x03,
+        "failed member wrote its own record"
+    );
     t.clear_record();
     t.submit(Batch::new(list, 5).completion(CR).build());
     assert_eq!(
@@ -617,14 +751,22 @@ fn batch_semantics() {
     t.submit(Batch::new(list + 32, 2).completion(CR).build());
     assert_eq!(t.status(), 0x18);
     t.clear_record();
-    t.submit(Batch::new(MEM + MEM_LEN as u64 - 64, 2).completion(CR).build());
+    t.submit(
+        Batch::new(MEM + MEM_LEN as u64 - 64, 2)
+            .completion(CR)
+            .build(),
+    );
     let r = t.record();
     assert_eq!((r.status, r.bytes_completed.get()), (0x06, 1));
     t.write(list, &Batch::new(list, 2).build().as_bytes());
     t.write(list + 64, &Noop::new().build().as_bytes());
     t.clear_record();
     t.submit(Batch::new(list, 2).completion(CR).build());
-    assert_eq!(t.status(), 0x05, "a batch inside a batch fails (modelling choice)");
+    assert_eq!(
+        t.status(),
+        0x05,
+        "a batch inside a batch fails (modelling choice)"
+    );
 }
 
 #[test]
@@ -647,7 +789,10 @@ fn dropped_submissions_set_swerr_modelling_choice() {
     t.submit(d); // device disabled
     let s = t.swerr();
     assert!(s.valid() && s.wq_index_valid());
-    assert_eq!((s.error_code(), s.wq_index()), (SWERR_SUBMISSION_DROPPED, 0));
+    assert_eq!(
+        (s.error_code(), s.wq_index()),
+        (SWERR_SUBMISSION_DROPPED, 0)
+    );
     t.bar0.write64(offset::SWERR, SwErr::ACK);
     t.configure(2);
     assert_eq!(t.err(0x0010_0000), 0);
@@ -664,7 +809,10 @@ fn dropped_submissions_set_swerr_modelling_choice() {
     assert_eq!(t.swerr().wq_index(), 1);
     assert_eq!(t.model.run_until_idle(), 2);
     assert_eq!(t.status(), 1);
-    assert!(t.bar2.submit64(0x20, &d.as_bytes()).is_err(), "misaligned portal write");
+    assert!(
+        t.bar2.submit64(0x20, &d.as_bytes()).is_err(),
+        "misaligned portal write"
+    );
 }
 
 #[test]
@@ -699,7 +847,11 @@ fn bus_master_cleared_while_enabled_halts_with_flr() {
     t.f.config_write16(0x04, 0x0002).unwrap();
     t.model.step();
     assert_eq!(t.swerr().error_code(), 0x51);
-    assert_eq!(t.bar0.read32(offset::GENSTS), 0b0111, "HALT, reset type FLR");
+    assert_eq!(
+        t.bar0.read32(offset::GENSTS),
+        0b0111,
+        "HALT, reset type FLR"
+    );
     assert_eq!(t.status(), 0);
 }
 
@@ -709,10 +861,7 @@ fn threaded_mode_completes_asynchronously() {
     t.enable();
     t.write(A, &[5; 4096]);
     t.submit(MemMove::new(A, B, 4096).completion(CR).interrupt(1).build());
-    assert_eq!(
-        t.f.msi().wait_take(1, std::time::Duration::from_secs(2)),
-        1
-    );
+    assert_eq!(t.f.msi().wait_take(1, std::time::Duration::from_secs(2)), 1);
     assert_eq!(t.status(), 1);
     assert_eq!(t.read(B, 4096), vec![5; 4096]);
 }

@@ -189,7 +189,9 @@ impl FaultInfo {
 }
 
 /// The 32-byte DSA completion record (32-byte aligned).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct CompletionRecord {
     /// Byte 0: status ([`StatusByte`]).
@@ -298,7 +300,8 @@ impl CompletionRecord {
     }
     /// 64-bit CRC field (newest headers).
     pub fn crc64(&self) -> u64 {
-        self.op_u32(op_offset::CRC_VALUE) as u64 | (self.op_u32(op_offset::CRC_VALUE + 4) as u64) << 32
+        self.op_u32(op_offset::CRC_VALUE) as u64
+            | (self.op_u32(op_offset::CRC_VALUE + 4) as u64) << 32
     }
     /// Delta-record size (create delta).
     pub fn delta_record_size(&self) -> u32 {

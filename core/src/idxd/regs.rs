@@ -1117,8 +1117,19 @@ impl MsixPerm {
 pub const IMS_ENTRY_SIZE: usize = 16;
 
 /// One IMS entry (16 bytes: address low, address high, data, vector control).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct ImsEntry {
     /// +0: message address, low 32 bits.
