@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use passthru_core::driver::{CheckedDriver, DeviceError, Driver, DriverError};
-use passthru_core::idxd::regs::offset;
 use passthru_core::idxd::{CompletionStatus, ResetType, SwErr};
-use passthru_core::mmio::{PciFunction, RegisterIo};
+use passthru_core::mmio::PciFunction;
 use passthru_drivers::dsa::{layout, Dsa, MSI_VECTOR};
 use passthru_models::dsa::{DsaModel, SWERR_SUBMISSION_DROPPED};
 use passthru_models::exec::ExecMode;
@@ -342,8 +341,6 @@ fn stuck_device_times_out_then_recovers() {
     assert!(waited_ns >= SHORT_TIMEOUT_NS);
     r.model.set_stuck(false);
     r.memcpy_ok();
-    // A stuck send_msi also comes back (with the driver's fixed command timeout it would take
-    // 5 s, so only the memcpy path is timed here).
 }
 
 #[test]
@@ -366,23 +363,64 @@ fn halted_device_error_then_reinit_after_flr() {
     r.memcpy_ok();
 }
 
+/// Virtual time: `delay_ns` advances it instantly, so the driver's 5 s command timeout passes
+/// in microseconds of real time.
+#[derive(Clone, Default)]
+struct VirtualClock(Arc<std::sync::atomic::AtomicU64>);
+
+impl passthru_core::mmio::Clock for VirtualClock {
+    fn now_ns(&self) -> u64 {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+    fn delay_ns(&self, ns: u64) {
+        self.0.fetch_add(ns, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+type VDrv = Dsa<ModelFunction<DsaModel>, VirtualClock>;
+
 #[test]
 fn stuck_command_unit_is_a_bounded_timeout() {
-    // Drive the command path directly with a short custom poll: the driver's own command
-    // timeout is 5 s, so here we check that CMDSTS stays Active and the SWERR rule for a second
-    // CMD write holds, which is what the driver's bounded poll sees.
-    let r = rig();
-    r.model.set_command_stuck(true);
-    let bar = r.model.function().bar(0).unwrap();
-    bar.write32(offset::CMD, 0x0030_0000); // DRAIN_ALL
-    assert!(bar.read32(offset::CMDSTS) & (1 << 31) != 0);
-    bar.write32(offset::CMD, 0x0030_0000);
-    let s = SwErr([bar.read64(offset::SWERR), 0, 0, 0]);
-    assert!(s.valid());
-    assert_eq!(s.error_code(), 0x52);
-    r.model.set_command_stuck(false);
-    assert_eq!(bar.read32(offset::CMDSTS), 0);
-    bar.write64(offset::SWERR, 3);
+    let iommu = Iommu::new();
+    let model = DsaModel::new(Arc::clone(&iommu), ExecMode::Immediate);
+    let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
+    iommu.map_all(REGION_IOVA, &region).unwrap();
+    // SAFETY: `region` outlives every driver below; no references into it are formed.
+    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    model.set_command_stuck(true);
+    let clock = VirtualClock::default();
+    let e = VDrv::init(model.function(), clock.clone(), dma).unwrap_err();
+    let DriverError::Timeout {
+        device,
+        register,
+        value,
+        waited_ns,
+    } = e
+    else {
+        panic!("expected a timeout, got {e:?}");
+    };
+    assert_eq!((device, register), ("dsa", "CMDSTS"));
+    assert_eq!(value, 1 << 31, "CMDSTS still Active");
+    assert!(waited_ns >= passthru_drivers::dsa::COMMAND_TIMEOUT_NS);
+    model.set_command_stuck(false);
+    let mut d = VDrv::init(model.function(), clock, dma).unwrap();
+    // send_msi on a stuck engine: bounded by the command timeout, then the device works again.
+    model.set_stuck(true);
+    let e = d.send_msi().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DriverError::Timeout {
+                register: "completion record status",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    model.set_stuck(false);
+    d.send_msi().unwrap();
+    assert_eq!(model.function().msi().take(1), 1);
+    d.remove().unwrap();
 }
 
 #[test]
