@@ -94,7 +94,7 @@ pub struct DsaProfile {
 impl DsaProfile {
     /// Sapphire Rapids values from the fact sheet: VERSION 0x100, GENCAP 0x40915F010F,
     /// WQCAP 0x3F000000080080 (8 WQs, 128 entries, 32-byte WQCFG), GRPCAP 0x36004, ENGCAP 4,
-    /// OPCAP[0] 0x1003F03FF, TABLE_OFFSET grpcfg 3 / wqcfg 4 / msix_perm 2 / perfmon 0x10.
+    /// OPCAP qword 0 0x1003F03FF, TABLE_OFFSET grpcfg 3 / wqcfg 4 / msix_perm 2 / perfmon 0x10.
     pub const SPR: DsaProfile = DsaProfile {
         device_id: passthru_core::idxd::DEVICE_DSA_SPR0,
         version: 0x100,
