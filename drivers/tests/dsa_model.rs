@@ -575,3 +575,113 @@ mod robustness {
         }
     }
 }
+
+fn init_on(
+    p: passthru_models::dsa::DsaProfile,
+) -> (Arc<DsaModel>, Arc<HostMemory>, Arc<HostMemory>, Drv) {
+    let iommu = Iommu::new();
+    let model = DsaModel::with_profile(p, Arc::clone(&iommu), ExecMode::Immediate);
+    let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
+    let data = HostMemory::pages(DATA_LEN).unwrap();
+    iommu.map_all(REGION_IOVA, &region).unwrap();
+    iommu.map_all(DATA_IOVA, &data).unwrap();
+    // SAFETY: the caller keeps `region` alive as long as the driver; no references into it.
+    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    let d = Drv::init(model.function(), StdClock::new(), dma).unwrap();
+    (model, region, data, d)
+}
+
+#[test]
+fn small_wq_bounds_max_batches() {
+    let mut p = passthru_models::dsa::DsaProfile::SPR;
+    p.wqcap = (p.wqcap & !0xffff) | 4; // 4 WQ entries in total
+    let (model, _region, _data, mut d) = init_on(p);
+    assert_eq!(d.limits().max_memcpy_count, 4 * 1024);
+    assert_eq!(model.wq_config(0).unwrap().wq_size(), 4);
+    d.memcpy_start(SRC, DST, 64, 4 * 1024).unwrap();
+    d.memcpy_wait(TIMEOUT_NS).unwrap();
+    assert_eq!(
+        model.stats().dropped,
+        0,
+        "never more batches than WQ entries"
+    );
+}
+
+#[test]
+fn batch_shift_zero_limits_count_to_one() {
+    let mut p = passthru_models::dsa::DsaProfile::SPR;
+    p.gencap &= !(0xf << 21); // max batch size 2^0 = 1: batching impossible
+    let (_model, _region, _data, mut d) = init_on(p);
+    assert_eq!(d.limits().max_memcpy_count, 1);
+    assert!(matches!(
+        d.memcpy_start(SRC, DST, 64, 2),
+        Err(DriverError::BeyondLimits { .. })
+    ));
+    d.memcpy_start(SRC, DST, 64, 1).unwrap();
+    d.memcpy_wait(TIMEOUT_NS).unwrap();
+}
+
+#[test]
+fn op_config_written_on_64_byte_wqcfg() {
+    let mut p = passthru_models::dsa::DsaProfile::SPR;
+    p.wqcap |= 1 << 24 | 1 << 54; // 64-byte WQCFG with op-config
+    let (model, _region, _data, mut d) = init_on(p);
+    // NOOP (send_msi), BATCH, MEMMOVE.
+    assert_eq!(model.wq_config(0).unwrap().dword(8), 0b1011);
+    d.memcpy_start(SRC, DST, 64, 3).unwrap();
+    d.memcpy_wait(TIMEOUT_NS).unwrap();
+    d.send_msi().unwrap();
+}
+
+#[test]
+fn oversized_wqcfg_stride_is_written_within_the_known_layout() {
+    let mut p = passthru_models::dsa::DsaProfile::SPR;
+    p.wqcap |= 2 << 24; // 128-byte stride: only the 64-byte layout is written
+    let (model, _region, _data, mut d) = init_on(p);
+    assert_eq!(model.wq_config(0).unwrap().wq_size(), 128);
+    assert_eq!(model.wq_config(1).unwrap().wq_size(), 0);
+    d.memcpy_start(SRC, DST, 64, 1).unwrap();
+    d.memcpy_wait(TIMEOUT_NS).unwrap();
+}
+
+#[test]
+fn refuses_read_only_configuration() {
+    let mut p = passthru_models::dsa::DsaProfile::SPR;
+    p.gencap &= !(1 << 31);
+    let iommu = Iommu::new();
+    let model = DsaModel::with_profile(p, Arc::clone(&iommu), ExecMode::Immediate);
+    let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
+    // SAFETY: `region` outlives the init call; no references into it.
+    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    let e = Drv::init(model.function(), StdClock::new(), dma).unwrap_err();
+    assert!(
+        matches!(e, DriverError::Unsupported { device: "dsa", .. }),
+        "{e:?}"
+    );
+    // SAFETY: as above.
+    let small = unsafe { region.dma_region(REGION_IOVA) }
+        .subregion(0, 4096)
+        .unwrap();
+    let e = Drv::init(model.function(), StdClock::new(), small).unwrap_err();
+    assert!(matches!(e, DriverError::RegionTooSmall { .. }), "{e:?}");
+}
+
+mod batching {
+    use passthru_drivers::dsa::{batches_needed, next_batch_len};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn batches_cover_count_with_at_least_two_each(count in 2u64..200_000, per in 2u32..=1024) {
+            let mut remaining = count;
+            let mut n = 0;
+            while remaining > 0 {
+                let k = u64::from(next_batch_len(remaining, per));
+                prop_assert!((2..=u64::from(per)).contains(&k), "batch of {k}");
+                remaining -= k;
+                n += 1;
+            }
+            prop_assert_eq!(n, batches_needed(count, per));
+        }
+    }
+}

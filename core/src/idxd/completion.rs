@@ -308,3 +308,16 @@ impl CompletionRecord {
         self.op_u32(op_offset::DELTA_RECORD_SIZE)
     }
 }
+
+impl core::fmt::Display for StatusByte {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.status() {
+            Ok(s) => write!(f, "{s:?} ({:#04x})", self.0)?,
+            Err(c) => write!(f, "unknown status {c:#04x}")?,
+        }
+        if self.write_fault() {
+            f.write_str(", write fault")?;
+        }
+        Ok(())
+    }
+}

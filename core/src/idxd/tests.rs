@@ -1281,3 +1281,25 @@ proptest! {
         let _ = (EvlCfg([v, w]).pasid(), EvlStatus(v).tail(), PerfCap(v).filters());
     }
 }
+
+#[test]
+fn display_decodes_names() {
+    use std::format;
+    let s = SwErr::new(0x03).with_wq(0).with_fault(0x1000, true);
+    let text = format!("{s}");
+    assert!(
+        text.contains("PageFaultNoBof") && text.contains("WQ 0"),
+        "{text}"
+    );
+    assert!(text.contains("write fault at 0x1000"), "{text}");
+    assert_eq!(format!("{}", SwErr([0; 4])), "SWERR not valid");
+    assert!(format!("{}", SwErr::new(0x52)).contains("CommandWhileActive"));
+    assert!(format!("{}", CmdSts(0x22)).contains("WqSize"));
+    assert!(format!("{}", CmdSts(1 << 31)).contains("active"));
+    assert!(format!("{}", CmdSts(0x99)).contains("unknown"));
+    assert_eq!(
+        format!("{}", StatusByte(0x83)),
+        "PageFaultNoBof (0x83), write fault"
+    );
+    assert_eq!(format!("{}", StatusByte(0x7f)), "unknown status 0x7f");
+}
