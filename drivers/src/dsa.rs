@@ -221,8 +221,9 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         Ok(())
     }
 
-    /// Poll the status byte of the record at `off` until non-zero, bounded by `deadline_ns`
-    /// (absolute clock time). SWERR is checked on every empty poll.
+    /// Poll the status byte of the record at `off` until non-zero, for at most `timeout_ns` after
+    /// clock time `start`. SWERR is checked on every empty poll; on timeout a halted device is
+    /// reported as such, otherwise the last status byte is named.
     fn wait_record(&self, off: usize, start: u64, timeout_ns: u64) -> Result<u8, DriverError> {
         loop {
             let status = self.region.read_u8(off)?;

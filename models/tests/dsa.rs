@@ -1,5 +1,6 @@
 //! The DSA model at register and descriptor level, against dsa-cbdma.md §A and §C.2.
-//! Tests of behaviour the fact sheet leaves open carry `modelling_choice` in their names.
+//! Tests that (also) check behaviour the fact sheet leaves open carry `modelling_choice` in
+//! their names; the choices are listed in the `passthru_models::dsa` module docs.
 
 use std::sync::Arc;
 
@@ -242,7 +243,7 @@ fn request_int_handle_with_cmdcap_modelling_choice() {
 }
 
 #[test]
-fn enable_wq_validation() {
+fn enable_wq_validation_modelling_choice() {
     let t = setup();
     t.configure(16);
     t.bar0.write32(WQCFG + 8, 0x01); // priority 0
@@ -258,7 +259,7 @@ fn enable_wq_validation() {
 }
 
 #[test]
-fn enable_wq_profile_dependent_errors() {
+fn enable_wq_profile_dependent_errors_modelling_choice() {
     let mut p = DsaProfile::SPR;
     p.gencap = (p.gencap & !(0x1f << 16) & !1) | 20 << 16; // 1 MiB transfers, no BOF
     p.wqcap &= !(1 << 49); // no dedicated mode
@@ -458,7 +459,7 @@ fn memmove_noop_drain_records() {
 }
 
 #[test]
-fn fill_compare_and_pattern() {
+fn fill_compare_and_pattern_modelling_choice() {
     let t = setup();
     t.enable();
     t.submit(
@@ -571,7 +572,7 @@ fn crc32c_castagnoli_check_value_modelling_choice() {
 }
 
 #[test]
-fn cache_flush_checks_translation() {
+fn cache_flush_checks_translation_modelling_choice() {
     let t = setup();
     t.enable();
     t.submit(CacheFlush::new(A, 4096).completion(CR).build());
@@ -601,7 +602,7 @@ fn page_faults_report_progress_and_direction() {
 }
 
 #[test]
-fn validation_errors() {
+fn validation_errors_modelling_choice() {
     let t = setup();
     t.enable();
     let check = |d: Descriptor, want: u8| {
@@ -707,7 +708,7 @@ fn interrupts_by_handle_and_ims_portal_modelling_choice() {
 }
 
 #[test]
-fn batch_semantics() {
+fn batch_semantics_modelling_choice() {
     let t = setup();
     t.enable();
     let list = C;
