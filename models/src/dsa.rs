@@ -37,6 +37,16 @@
 //!   abandoned and the batch stops; the batch status is 0x05 with result byte 1 if any member
 //!   failed, and bytes_completed counts the members run. A member that is itself a BATCH gets 0x10.
 //! * ABORT_WQ / ABORT_ALL / RESET_DEVICE drop queued descriptors without writing records.
+//! * Validation order: opcode (0x10, against OPCAP), flags (0x11: bit 6, bits 17–23, and
+//!   block-on-fault unless WQCFG enables it or on BATCH/DRAIN), reserved fields (0x12: dword 0
+//!   bits 30:20, bytes 38–39), interrupt handle ≥ MSI-X vectors (0x19), transfer size (0x13), then
+//!   batch count (0x14) and list alignment (0x18), dualcast address bits (0x17).
+//! * CACHE_FLUSH checks that the range translates (0x03 otherwise); it moves no data.
+//! * RCI fires after every completion that requested it, success or failure.
+//! * Without GENCAP.cmd_cap the supported commands are 1..12; with it, CMDCAP decides.
+//!   REQUEST_INT_HANDLE returns handle = MSI-X index (1..vectors); IMS indices are refused (0x41).
+//!   The DSA 2.0 commands 15..17 are unsupported (0x01).
+//! * DRAIN_PASID / ABORT_PASID act on the WQs whose WQCFG has PASID enabled with that PASID.
 //! * IMS portals (pages 2 and 3) accept descriptors but never raise an interrupt (no IMS model).
 //! * Reads of BAR2 return all ones; the MSI-X table/PBA ranges of BAR0 read 0 (delivery is modelled
 //!   by the [`crate::irq::MsiSink`]).
