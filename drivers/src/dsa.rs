@@ -294,9 +294,12 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
     }
 
     fn wq_state(&self) -> WqState {
-        let off = self.caps.tables.wqcfg_offset()
-            + usize::from(WQ) * self.caps.wqcap.wqcfg_stride()
-            + 4 * passthru_core::idxd::tables::WQCFG_STATUS_DWORD;
+        let off = passthru_core::idxd::tables::wqcfg_dword_offset(
+            self.caps.tables,
+            self.caps.wqcap,
+            usize::from(WQ),
+            passthru_core::idxd::tables::WQCFG_STATUS_DWORD,
+        );
         let status = self.bar0.read32(off);
         WqConfig::new()
             .with_dword(passthru_core::idxd::tables::WQCFG_STATUS_DWORD, status)

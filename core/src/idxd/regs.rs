@@ -169,6 +169,10 @@ impl GenCap {
     pub const fn max_ims_mult(self) -> u8 {
         bits(self.0, 25, 6) as u8
     }
+    /// IMS table entries: `max_ims_mult × 256`.
+    pub const fn ims_entries(self) -> u32 {
+        self.max_ims_mult() as u32 * 256
+    }
     /// Bit 31: configuration support (WQ/group configuration is software-writable).
     pub const fn config_support(self) -> bool {
         bit(self.0, 31)

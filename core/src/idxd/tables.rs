@@ -3,7 +3,19 @@
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::{bit, bits, set_bits};
+use super::{bit, bits, set_bits, TableOffset, WqCap};
+
+/// BAR0 offset of dword `dword` of WQ `wq`'s WQCFG entry:
+/// `TABLE_OFFSET.wqcfg × 0x100 + wq × stride + 4 × dword`.
+pub const fn wqcfg_dword_offset(table: TableOffset, cap: WqCap, wq: usize, dword: usize) -> usize {
+    table.wqcfg_offset() + wq * cap.wqcfg_stride() + 4 * dword
+}
+
+/// BAR0 offset of byte `byte` of group `group`'s GRPCFG entry:
+/// `TABLE_OFFSET.grpcfg × 0x100 + group × 64 + byte`.
+pub const fn grpcfg_byte_offset(table: TableOffset, group: usize, byte: usize) -> usize {
+    table.grpcfg_offset() + group * GRPCFG_STRIDE + byte
+}
 
 /// WQ state, WQCFG dword 6 bits 31:30.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1303,3 +1303,18 @@ fn display_decodes_names() {
     );
     assert_eq!(format!("{}", StatusByte(0x7f)), "unknown status 0x7f");
 }
+
+#[test]
+fn table_address_helpers() {
+    use super::tables::{grpcfg_byte_offset, wqcfg_dword_offset};
+    let spr = TableOffset::new(3, 4, 2, 0, 0x10);
+    // 32-byte WQCFG: WQ 2 dword 6 at 0x400 + 2*32 + 24.
+    assert_eq!(wqcfg_dword_offset(spr, WqCap(0), 2, 6), 0x400 + 64 + 24);
+    // 64-byte WQCFG (code 1): WQ 1 dword 8 at 0x400 + 64 + 32.
+    assert_eq!(
+        wqcfg_dword_offset(spr, WqCap(1 << 24), 1, 8),
+        0x400 + 64 + 32
+    );
+    assert_eq!(grpcfg_byte_offset(spr, 1, GRPCFG_ENGINES), 0x300 + 64 + 32);
+    assert_eq!(GenCap(0x40_915F_010F).ims_entries(), 2048);
+}
