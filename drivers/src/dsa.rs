@@ -146,15 +146,16 @@ fn unsupported(reason: &'static str) -> DriverError {
     }
 }
 
-/// Split `count` copies into batches of at most `per_batch` (≥ 2) where no batch gets a single
-/// descriptor: returns the size of the next batch given `remaining`.
+/// Split `count` copies into batches of at most `per_batch` (≥ 2): returns the size of the next
+/// batch given `remaining`. A BATCH needs at least two descriptors, so when taking `per_batch`
+/// would leave exactly one, one fewer is taken (upstream's rule). With `per_batch == 2` and an
+/// odd count the last piece is a single copy, which the driver submits as a plain MEMMOVE.
 pub const fn next_batch_len(remaining: u64, per_batch: u32) -> u32 {
     let per = per_batch as u64;
     if remaining <= per {
         return remaining as u32;
     }
-    // Taking `per` would leave exactly one: take one fewer so the last batch gets two.
-    if remaining - per == 1 {
+    if remaining - per == 1 && per >= 3 {
         (per - 1) as u32
     } else {
         per as u32
@@ -433,7 +434,8 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             return None;
         }
         let bar0 = function.bar(passthru_core::idxd::BAR_CONTROL).ok()?;
-        if requires_int_handles(&bar0) {
+        // All ones means memory decode is off (probe must not turn it on): init checks again.
+        if bar0.read64(offset::GENCAP) != u64::MAX && requires_int_handles(&bar0) {
             return None;
         }
         Some(Match {
@@ -643,13 +645,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             let n = next_batch_len(remaining, self.max_copies_per_batch);
             remaining -= u64::from(n);
             let rec = self.iova(layout::BATCH_RECORDS + b * 32)?;
-            let batch = Batch::new(list, n);
-            let d = if remaining == 0 {
-                batch.completion(rec)
-            } else {
-                batch.completion_on_error(rec)
-            }
-            .build();
+            let last = remaining == 0;
+            let d = match (n, last) {
+                (1, true) => MemMove::new(src, dst, len).completion(rec).build(),
+                (1, false) => MemMove::new(src, dst, len).completion_on_error(rec).build(),
+                (_, true) => Batch::new(list, n).completion(rec).build(),
+                (_, false) => Batch::new(list, n).completion_on_error(rec).build(),
+            };
             if let Err(e) = self.submit(&d) {
                 // Batches already submitted may still run; abandon them so nothing completes
                 // into records the next operation reuses.

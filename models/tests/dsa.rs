@@ -866,3 +866,31 @@ fn threaded_mode_completes_asynchronously() {
     assert_eq!(t.status(), 1);
     assert_eq!(t.read(B, 4096), vec![5; 4096]);
 }
+
+#[test]
+fn record_fields_are_visible_before_the_status_byte() {
+    // Threaded model, a page-faulting copy: whenever the poller sees the status byte, the fault
+    // address and progress written before it must already be there.
+    let t = setup_profile(DsaProfile::SPR, ExecMode::Threaded);
+    t.enable();
+    // SAFETY: `t.mem` outlives the region; only volatile accesses are made through it.
+    let region = unsafe { t.mem.dma_region(MEM) };
+    let end = MEM + MEM_LEN as u64;
+    for i in 0..200u64 {
+        region.fill(0, 32, 0).unwrap();
+        let done = 64 + i;
+        t.submit(MemMove::new(A, end - done, 4096).completion(CR).build());
+        let t0 = std::time::Instant::now();
+        let status = loop {
+            let s = region.read_u8(0).unwrap();
+            if s != 0 || t0.elapsed() > std::time::Duration::from_secs(2) {
+                break s;
+            }
+            std::hint::spin_loop();
+        };
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        assert_eq!(status, 0x83);
+        assert_eq!(region.read_u32(4).unwrap(), done as u32);
+        assert_eq!(region.read_u64(8).unwrap(), end);
+    }
+}
