@@ -13,7 +13,8 @@
 //! * `max_batches = min(WQCAP.total_wq_size, 32)` — each BATCH occupies one entry of the
 //!   dedicated WQ, whose size is the device total — instead of upstream's over-wide shift
 //!   `1 << (total_wq_size + 5)`; `max_copies_per_batch = min(2^GENCAP.max_batch_shift, 1024)`;
-//!   a device whose batch limit is below 2 gets `max_memcpy_count = 1` (a batch needs ≥ 2);
+//!   a device whose batch limit is below 2 gets `max_memcpy_count = 1` (a batch needs ≥ 2), and
+//!   with a batch limit of exactly 2 an odd count ends with one plain MEMMOVE;
 //! * the WQCFG write loop stops at the 16 dwords of the 64-byte layout even if a device reports
 //!   a larger stride;
 //! * every batch has its own completion record (written only on error, except the last one), so
