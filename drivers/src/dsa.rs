@@ -44,13 +44,6 @@ use passthru_core::pci::{DEVICE_ID, VENDOR_ID};
 /// Driver name.
 pub const NAME: &str = "dsa";
 
-/// PCI COMMAND register offset (PCI Local Bus spec; local until `core::pci` grows it).
-const PCI_COMMAND: u16 = 0x04;
-/// COMMAND bits: memory space, bus master, INTx disable.
-const PCI_COMMAND_MEMORY: u16 = 1 << 1;
-const PCI_COMMAND_MASTER: u16 = 1 << 2;
-const PCI_COMMAND_INTX_DISABLE: u16 = 1 << 10;
-
 /// The work queue, group and engine this driver uses.
 const WQ: u16 = 0;
 /// The MSI-X vector (= interrupt handle) of WQ 0's completions.
@@ -363,10 +356,11 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
 
 /// COMMAND |= memory space, bus master, INTx disable.
 fn enable_pci_command<F: PciFunction>(function: &F) -> Result<(), DriverError> {
-    let cmd = function.config_read16(PCI_COMMAND)?;
-    function.config_write16(
-        PCI_COMMAND,
-        cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE,
+    use passthru_core::pci::Command as PciCommand;
+    passthru_core::pci::update_command(
+        function,
+        PciCommand::MEMORY_SPACE | PciCommand::BUS_MASTER | PciCommand::INTX_DISABLE,
+        PciCommand::empty(),
     )?;
     Ok(())
 }
