@@ -18,6 +18,7 @@
 
 pub mod cbdma;
 pub mod config;
+pub mod dsa;
 pub mod edu;
 pub mod exec;
 pub mod function;
