@@ -65,24 +65,23 @@ fn one_line_error(err: &mut dyn Write, msg: impl std::fmt::Display) -> i32 {
     KSFT_FAIL
 }
 
-/// The passthru driver (or test family) that handles a vendor/device pair, if any.
-///
-/// Interim table (dsa-cbdma.md §A.1/§B.1, qemu-rig.md) until `passthru_core::pci`'s
-/// `supported_device()` lands on main; then this becomes a call to it.
+/// The passthru driver (or test family) that handles a vendor/device pair, if any, from
+/// `passthru_core::pci::supported_device`: `family: product`, with a note for families that
+/// have no memcpy driver.
 fn passthru_match(vendor: u16, device: u16) -> Option<String> {
-    let name = match (vendor, device) {
-        (0x8086, 0x0b25) => "dsa (DSA SPR)",
-        (0x8086, 0x11fb) => "dsa (DSA GNR-D)",
-        (0x8086, 0x1212) => "dsa (DSA DMR)",
-        (0x8086, 0x2021) => "ioat (CBDMA SKX)",
-        (0x8086, 0x0b00) => "ioat (CBDMA ICX)",
-        (0x1234, 0x11e8) => "edu",
-        (0x8086, 0x10c9) => "igb (82576)",
-        (0x8086, 0x10ca) => "igb VF (82576)",
-        (0x8086, 0x10d3) => "e1000e (IRQ tests only)",
-        _ => return None,
+    use passthru_core::pci::DeviceFamily as F;
+    let known = passthru_core::pci::supported_device(vendor, device)?;
+    let family = match known.family {
+        F::Dsa => "dsa",
+        F::Iaa => "iaa (no memcpy driver)",
+        F::Ioat => "ioat",
+        F::IoatLegacy => "ioat-legacy (no driver)",
+        F::Edu => "edu",
+        F::Igb => "igb",
+        F::IgbVf => "igbvf",
+        F::E1000e => "e1000e (interrupt tests only)",
     };
-    Some(name.to_string())
+    Some(format!("{family}: {}", known.name))
 }
 
 /// The VFIO column: bound to vfio-pci (with its cdev), set up by passthru, or neither.
@@ -574,9 +573,10 @@ mod tests {
         assert!(lines[0].starts_with("BDF") && lines[0].ends_with("PASSTHRU"));
         let edu: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(
-            edu,
-            ["0000:00:04.0", "1234:11e8", "00ff00", "-", "3", "-", "edu"]
+            edu[..6],
+            ["0000:00:04.0", "1234:11e8", "00ff00", "-", "3", "-"]
         );
+        assert_eq!(edu[6], "edu:", "{out}");
         let virtio: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(
             virtio,
@@ -628,8 +628,11 @@ mod tests {
         );
         assert_eq!(
             passthru_match(0x8086, 0x0b25).as_deref(),
-            Some("dsa (DSA SPR)")
+            Some("dsa: DSA SPR")
         );
+        assert!(passthru_match(0x8086, 0x2021)
+            .unwrap()
+            .starts_with("ioat: "));
         assert_eq!(passthru_match(0x1af4, 0x1041), None);
     }
 
