@@ -5,7 +5,9 @@
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use passthru_core::mmio::{FunctionError, IrqKind, PciFunction, VolatileBar};
+use passthru_core::mmio::{
+    FunctionError, IrqKind, PciFunction, PortalError, RegisterIo, VolatileBar,
+};
 use vfio_bindings::bindings::vfio as vb;
 
 use crate::cdev::Cdev;
@@ -90,19 +92,114 @@ pub fn device_reset(sys: &dyn Sys, fd: RawFd) -> Result<(), Errno> {
 pub struct Bar {
     /// Region info.
     pub info: RegionInfo,
-    map: Option<Mmap>,
+    map: Option<Arc<BarMapping>>,
     /// Why it is not mapped (not mmap-able, size 0, or the mmap errno).
     pub unmapped_reason: Option<String>,
 }
 
 impl Bar {
     /// The mapping address, if mapped.
+    ///
+    /// A raw address: it stays mapped while the device, or any [`VfioBar`] of this BAR, is
+    /// alive. Hold a [`VfioBar`] (from [`VfioPciDevice::bar_mapping`]) for as long as you use
+    /// the address after the device may have been dropped.
     pub fn vaddr(&self) -> Option<usize> {
-        self.map.as_ref().map(Mmap::addr)
+        self.map.as_ref().map(|m| m.map.addr())
     }
-    /// The mapping length (the region size), if mapped.
+    /// The mapping length (the region size, rounded up to a whole page), if mapped.
     pub fn mapped_len(&self) -> Option<usize> {
-        self.map.as_ref().map(Mmap::len)
+        self.map.as_ref().map(|m| m.map.len())
+    }
+}
+
+/// One BAR's mmap, shared by the device and every [`VfioBar`] handed out for it; unmapped when
+/// the last of them is dropped.
+#[derive(Debug)]
+struct BarMapping {
+    map: Mmap,
+    /// The register window: the region size (a sub-page BAR maps a whole page).
+    window: usize,
+}
+
+/// A handle to one mapped BAR: the [`PciFunction::Bar`] of [`VfioPciDevice`].
+///
+/// Cloning is cheap (a reference count). The mapping stays valid while any handle lives, even
+/// after the device is dropped; the BAR is unmapped when the device and every handle are gone.
+/// (The kernel keeps the device file referenced by the mapping meanwhile, so the VFIO device is
+/// fully released only after the last handle drops.) Accesses are volatile, bounds-checked and
+/// never panic: out-of-range or misaligned reads return all ones and such writes are dropped.
+#[derive(Debug, Clone)]
+pub struct VfioBar {
+    map: Arc<BarMapping>,
+    io: VolatileBar,
+    index: u8,
+}
+
+impl VfioBar {
+    fn new(map: &Arc<BarMapping>, index: u8) -> Option<VfioBar> {
+        let base = std::ptr::NonNull::new(map.map.addr() as *mut u8)?;
+        // SAFETY: `map` is a live shared mapping of the BAR of at least `window` bytes; this
+        // handle owns a reference to it, so it stays mapped for as long as `io` (which is
+        // private and never copied out of a VfioBar) can be used. Only volatile accesses are
+        // made through it.
+        let io = unsafe { VolatileBar::new(base, map.window.min(map.map.len())) };
+        Some(VfioBar {
+            map: map.clone(),
+            io,
+            index,
+        })
+    }
+
+    /// The BAR index (0–5).
+    pub fn index(&self) -> u8 {
+        self.index
+    }
+
+    /// The base address of the mapping. A raw pointer: valid for volatile access while this
+    /// handle (or a clone) is alive; never form references to it.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.io.as_ptr()
+    }
+
+    /// How many handles (plus the device, while it lives) share this mapping.
+    pub fn handle_count(&self) -> usize {
+        Arc::strong_count(&self.map)
+    }
+}
+
+impl RegisterIo for VfioBar {
+    fn len(&self) -> usize {
+        self.io.len()
+    }
+    fn read8(&self, offset: usize) -> u8 {
+        self.io.read8(offset)
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        self.io.read16(offset)
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        self.io.read32(offset)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        self.io.read64(offset)
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        self.io.write8(offset, value)
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        self.io.write16(offset, value)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.io.write32(offset, value)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.io.write64(offset, value)
+    }
+    fn submit64(&self, offset: usize, descriptor: &[u8; 64]) -> Result<(), PortalError> {
+        self.io.submit64(offset, descriptor)
+    }
+    fn enqcmd(&self, offset: usize, descriptor: &[u8; 64]) -> Result<(), PortalError> {
+        self.io.enqcmd(offset, descriptor)
     }
 }
 
@@ -231,7 +328,13 @@ impl VfioPciDevice {
                 )
             } else {
                 match mmap_region(&sys, raw, &ri, bar_alignment(ri.size, page), 0) {
-                    Ok(m) => (Some(m), None),
+                    Ok(m) => (
+                        Some(Arc::new(BarMapping {
+                            window: usize::try_from(ri.size).unwrap_or(usize::MAX),
+                            map: m,
+                        })),
+                        None,
+                    ),
                     Err(e) => (None, Some(format!("mmap failed: {e}"))),
                 }
             };
@@ -351,32 +454,22 @@ impl VfioPciDevice {
             })
     }
 
-    /// A volatile register window over mapped BAR `index`.
-    pub fn bar_mapping(&self, index: u8) -> Result<VolatileBar> {
+    /// A register handle for mapped BAR `index`. The handle keeps the mapping alive (see
+    /// [`VfioBar`]), so it may outlive the device.
+    pub fn bar_mapping(&self, index: u8) -> Result<VfioBar> {
         let bar = self.bar_checked(index)?;
+        let not_mappable = |reason: String| Error::BarNotMappable {
+            bdf: self.bdf.clone(),
+            bar: index,
+            reason,
+        };
         match &bar.map {
-            Some(m) => {
-                let base = std::ptr::NonNull::new(m.addr() as *mut u8).ok_or_else(|| {
-                    Error::BarNotMappable {
-                        bdf: self.bdf.clone(),
-                        bar: index,
-                        reason: "null mapping".into(),
-                    }
-                })?;
-                // SAFETY: `m` is a live shared mapping of the BAR owned by this device; it
-                // stays mapped until the device is dropped, and VolatileBar only performs
-                // volatile accesses inside it. Callers must not use the bar after dropping the
-                // device (as with any register window).
-                Ok(unsafe { VolatileBar::new(base, m.len().min(bar.info.size as usize)) })
-            }
-            None => Err(Error::BarNotMappable {
-                bdf: self.bdf.clone(),
-                bar: index,
-                reason: bar
-                    .unmapped_reason
+            Some(m) => VfioBar::new(m, index).ok_or_else(|| not_mappable("null mapping".into())),
+            None => Err(not_mappable(
+                bar.unmapped_reason
                     .clone()
                     .unwrap_or_else(|| "not mapped".into()),
-            }),
+            )),
         }
     }
 
@@ -518,9 +611,9 @@ fn fe(e: Error) -> FunctionError {
 }
 
 impl PciFunction for VfioPciDevice {
-    type Bar = VolatileBar;
+    type Bar = VfioBar;
 
-    fn bar(&self, index: u8) -> Result<VolatileBar, FunctionError> {
+    fn bar(&self, index: u8) -> Result<VfioBar, FunctionError> {
         self.bar_mapping(index)
             .map_err(|_| FunctionError::NoSuchBar(index))
     }

@@ -88,6 +88,8 @@ pub(crate) struct State {
     pub attached: Option<u32>,
     pub mmap_fail: Option<(MapPredicate, Errno)>,
     pub mmaps: Vec<(usize, usize, MmapRequest)>,
+    /// Every munmap, in order.
+    pub munmaps: Vec<(usize, usize)>,
     pub device_names_requested: Vec<String>,
 }
 
@@ -169,6 +171,7 @@ impl Default for State {
             attached: None,
             mmap_fail: None,
             mmaps: vec![],
+            munmaps: vec![],
             device_names_requested: vec![],
         }
     }
@@ -734,6 +737,7 @@ impl Sys for FakeSys {
     }
 
     unsafe fn munmap(&self, addr: usize, len: usize) -> Result<(), Errno> {
+        self.st().munmaps.push((addr, len));
         // SAFETY: forwarded caller contract.
         unsafe { RealSys.munmap(addr, len) }
     }

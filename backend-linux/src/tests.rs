@@ -165,6 +165,51 @@ fn bar_can_be_remapped_misaligned() {
 }
 
 #[test]
+fn bar_handles_keep_the_mapping_until_the_last_one_drops() {
+    for mode in [IommuMode::VfioType1v2Iommu, IommuMode::Iommufd] {
+        let (f, iommu, dev) = open(mode);
+        let info = dev.bar_info(2).unwrap();
+        let (addr, len) = (info.vaddr().unwrap(), info.mapped_len().unwrap());
+        let bar0 = (
+            dev.bar_info(0).unwrap().vaddr().unwrap(),
+            dev.bar_info(0).unwrap().mapped_len().unwrap(),
+        );
+        let unmapped = |f: &FakeSys, a: usize| f.st().munmaps.iter().any(|&(x, _)| x == a);
+        let bar = PciFunction::bar(&dev, 2).unwrap();
+        let other = dev.bar_mapping(2).unwrap().clone();
+        assert_eq!(bar.index(), 2);
+        assert_eq!(bar.as_ptr() as usize, addr);
+        assert_eq!(bar.handle_count(), 3, "device + two handles");
+        bar.write32(0x40, 0x1234_5678);
+        drop(dev);
+        drop(iommu);
+        // The device is gone, so its other BARs are unmapped, but BAR2 still is mapped.
+        assert!(
+            unmapped(&f, bar0.0),
+            "{mode}: BAR0 unmapped with the device"
+        );
+        assert!(
+            !unmapped(&f, addr),
+            "{mode}: BAR2 unmapped under a live handle"
+        );
+        assert_eq!(other.read32(0x40), 0x1234_5678, "{mode}: still readable");
+        assert_eq!(other.handle_count(), 2);
+        drop(bar);
+        assert!(!unmapped(&f, addr), "{mode}: one handle still lives");
+        other.write32(0x44, 1);
+        assert_eq!(other.read32(0x44), 1);
+        drop(other);
+        assert_eq!(
+            f.st().munmaps.iter().filter(|&&(x, _)| x == addr).count(),
+            1,
+            "{mode}: unmapped exactly once, after the last handle"
+        );
+        assert!(f.st().munmaps.contains(&(addr, len)));
+        assert!(f.st().munmaps.contains(&bar0));
+    }
+}
+
+#[test]
 fn dropping_device_and_iommu_closes_every_fd() {
     for mode in IommuMode::ALL {
         let (f, iommu, dev) = open(mode);
