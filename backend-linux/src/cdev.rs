@@ -10,30 +10,23 @@ use vfio_bindings::bindings::vfio as vb;
 
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::group::{check_bound_to_vfio, SYSFS_PCI_DEVICES};
+use crate::group::{check_bound_to_vfio, lookup, parse_bdf, sysfs_error, SYSFS_PCI_DEVICES};
 use crate::sys::{ioctl_plain, nr, Errno, Sys, SysFd};
 use crate::token::VfToken;
 
 /// `/dev/vfio/devices/<vfioN>` for a device, found by scanning its sysfs `vfio-dev/` directory
-/// for the entry whose name starts with `vfio`.
+/// for the first entry (in name order) whose name starts with `vfio`.
 pub fn cdev_path(sys: &dyn Sys, bdf: &str) -> Result<PathBuf> {
-    let dir = Path::new(SYSFS_PCI_DEVICES).join(bdf).join("vfio-dev");
-    let mut names = sys.read_dir(&dir).map_err(|e| match e {
-        Errno::ENOENT => Error::NodeMissing {
-            path: dir.clone(),
-            config: "CONFIG_VFIO_DEVICE_CDEV (and the device bound to vfio-pci)",
-            bdf: Some(bdf.to_string()),
-        },
-        e => Error::os(bdf, "read_dir vfio-dev", e),
-    })?;
-    names.sort();
-    names
-        .into_iter()
-        .find(|n| n.starts_with("vfio"))
-        .map(|n| Path::new("/dev/vfio/devices").join(n))
+    let b = parse_bdf(bdf)?;
+    let name = lookup(sys)
+        .vfio_cdev(b)
+        .map_err(|e| sysfs_error(bdf, "read_dir vfio-dev", e))?;
+    name.map(|n| Path::new("/dev/vfio/devices").join(n))
         .ok_or_else(|| Error::NodeMissing {
-            path: dir,
-            config: "CONFIG_VFIO_DEVICE_CDEV",
+            path: Path::new(SYSFS_PCI_DEVICES)
+                .join(b.to_string())
+                .join("vfio-dev"),
+            config: "CONFIG_VFIO_DEVICE_CDEV (and the device bound to vfio-pci)",
             bdf: Some(bdf.to_string()),
         })
 }
@@ -48,6 +41,8 @@ pub struct Cdev {
 impl Cdev {
     /// Find and open the cdev of `bdf` (checks the device exists and is bound to vfio-pci).
     pub fn open(sys: Arc<dyn Sys>, bdf: &str) -> Result<Cdev> {
+        let canonical = parse_bdf(bdf)?.to_string();
+        let bdf = canonical.as_str();
         check_bound_to_vfio(&*sys, bdf)?;
         let path = cdev_path(&*sys, bdf)?;
         let raw = sys

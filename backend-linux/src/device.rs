@@ -12,7 +12,7 @@ use vfio_bindings::bindings::vfio as vb;
 
 use crate::cdev::Cdev;
 use crate::error::{Error, Result};
-use crate::group::{group_setup, Group};
+use crate::group::{group_setup, parse_bdf, Group};
 use crate::iommu::Iommu;
 use crate::irq::{get_irq_info, slot, IrqInfo, IrqState};
 use crate::memory::base_page_size;
@@ -226,6 +226,7 @@ fn device_fd_error(bdf: &str, op: &'static str, e: Errno) -> Error {
 impl VfioPciDevice {
     /// Open `bdf` on `iommu` (upstream's `vfio_pci_device_init`): the group path in container
     /// modes, the cdev path in iommufd mode; then query info, map the BARs and read IRQ info.
+    /// `bdf` is parsed with [`crate::bdf::Bdf`]; the device keeps its canonical spelling.
     pub fn open(bdf: &str, iommu: &Arc<Iommu>) -> Result<VfioPciDevice> {
         Self::open_with_token(bdf, iommu, None)
     }
@@ -237,6 +238,9 @@ impl VfioPciDevice {
         iommu: &Arc<Iommu>,
         token: Option<&VfToken>,
     ) -> Result<VfioPciDevice> {
+        // Work with the canonical spelling, which is how sysfs and the kernel name the device.
+        let canonical = parse_bdf(bdf)?.to_string();
+        let bdf = canonical.as_str();
         if iommu.mode().uses_container() {
             let group = group_setup(iommu, bdf)?;
             let fd = group

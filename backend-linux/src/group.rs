@@ -1,117 +1,139 @@
 //! The VFIO group fd (`/dev/vfio/<group>`): viability, SET_CONTAINER, GET_DEVICE_FD.
 //!
-//! Also the small sysfs lookups the open path needs (IOMMU group number, current driver), done
-//! through [`Sys`] so they are testable; the integrator may later route them through the shared
-//! sysfs module.
+//! Also the sysfs checks the open path needs (device present, bound driver, IOMMU group and its
+//! members), answered by the shared [`crate::sysfs`] lookups read through [`Sys`] (so the
+//! simulated kernel of the unit tests serves them), with BDFs parsed by [`Bdf`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio as vb;
 
+use crate::bdf::Bdf;
 use crate::error::{Error, Result};
 use crate::iommu::Iommu;
 use crate::sys::{ioctl_plain, nr, write_plain, Errno, IoctlArg, Sys, SysFd};
+pub use crate::sysfs::is_vfio_pci_driver;
+use crate::sysfs::{Lookup, SysfsError};
 use crate::token::VfToken;
 
 /// `/sys/bus/pci/devices`.
 pub const SYSFS_PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
-/// Check the shape of a BDF (`SSSS:BB:DD.F`, hex, segment required) without parsing it into a
-/// type (the shared `Bdf` type lives elsewhere).
-pub fn check_bdf(bdf: &str) -> Result<()> {
-    let b = bdf.as_bytes();
-    let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
-    let ok = b.len() == 12
-        && hex(0..4)
-        && b[4] == b':'
-        && hex(5..7)
-        && b[7] == b':'
-        && hex(8..10)
-        && b[10] == b'.'
-        && (b'0'..=b'7').contains(&b[11])
-        && u8::from_str_radix(&bdf[8..10], 16).is_ok_and(|d| d < 32);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidBdf {
-            bdf: bdf.to_string(),
-        })
+/// The sysfs root the VFIO open path reads (through its [`Sys`]).
+pub(crate) const SYSFS_ROOT: &str = "/sys";
+
+pub(crate) fn lookup(sys: &dyn Sys) -> Lookup<'_> {
+    Lookup {
+        sys,
+        root: Path::new(SYSFS_ROOT),
     }
 }
 
-fn device_dir(bdf: &str) -> PathBuf {
-    Path::new(SYSFS_PCI_DEVICES).join(bdf)
+/// Parse a BDF with [`Bdf::parse`] (`SSSS:BB:DD.F`, segment required; fields may be shorter,
+/// as upstream accepts), as this layer's [`Error::InvalidBdf`]. The VFIO layer works with the
+/// canonical spelling (`bdf.to_string()`, as sysfs names the device).
+pub fn parse_bdf(bdf: &str) -> Result<Bdf> {
+    Bdf::parse(bdf).map_err(|_| Error::InvalidBdf {
+        bdf: bdf.to_string(),
+    })
 }
 
-/// The driver a device is bound to (basename of its `driver` link), or `None`.
+/// Check that `bdf` is a BDF ([`parse_bdf`]).
+pub fn check_bdf(bdf: &str) -> Result<()> {
+    parse_bdf(bdf).map(|_| ())
+}
+
+/// A sysfs lookup failure about `bdf` as this layer's error.
+pub(crate) fn sysfs_error(bdf: &str, op: &'static str, e: SysfsError) -> Error {
+    match e {
+        SysfsError::NoSuchDevice { .. } => Error::DeviceNotFound {
+            bdf: bdf.to_string(),
+        },
+        SysfsError::Io { source, .. } => Error::os(
+            bdf,
+            op,
+            Errno::from_raw(source.raw_os_error().unwrap_or(libc::EIO)),
+        ),
+        SysfsError::Parse {
+            path,
+            contents,
+            expected,
+        } => Error::Malformed {
+            who: bdf.to_string(),
+            what: "sysfs entry",
+            reason: format!("{}: {contents:?} is not {expected}", path.display()),
+        },
+        e => Error::Malformed {
+            who: bdf.to_string(),
+            what: "sysfs entry",
+            reason: e.to_string(),
+        },
+    }
+}
+
+/// The driver a device is bound to (basename of its `driver` link), or `None` (also for a
+/// malformed BDF or a missing device).
 pub fn current_driver(sys: &dyn Sys, bdf: &str) -> Option<String> {
-    sys.readlink(&device_dir(bdf).join("driver"))
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-/// True for `vfio-pci` and its variant drivers (`mlx5_vfio_pci`, `nvgrace-gpu-vfio-pci`, ...).
-pub fn is_vfio_pci_driver(name: &str) -> bool {
-    name == "vfio-pci" || name.ends_with("-vfio-pci") || name.ends_with("_vfio_pci")
+    let bdf = Bdf::parse(bdf).ok()?;
+    lookup(sys).driver(bdf).ok().flatten()
 }
 
 /// Check the device exists and is bound to vfio-pci (or a vfio-pci variant driver).
 pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
-    check_bdf(bdf)?;
-    if !sys.exists(&device_dir(bdf)) {
-        return Err(Error::DeviceNotFound {
-            bdf: bdf.to_string(),
-        });
-    }
-    match current_driver(sys, bdf) {
-        Some(d) if is_vfio_pci_driver(&d) => Ok(()),
-        driver => Err(Error::NotBoundToVfio {
+    let b = parse_bdf(bdf)?;
+    match lookup(sys).driver(b) {
+        Ok(Some(d)) if is_vfio_pci_driver(&d) => Ok(()),
+        Ok(driver) => Err(Error::NotBoundToVfio {
             bdf: bdf.to_string(),
             driver,
         }),
+        Err(e) => Err(sysfs_error(bdf, "readlink driver", e)),
     }
 }
 
 /// The IOMMU group number of a device (readlink of `iommu_group`).
 pub fn iommu_group_number(sys: &dyn Sys, bdf: &str) -> Result<u32> {
-    let link = sys
-        .readlink(&device_dir(bdf).join("iommu_group"))
-        .map_err(|e| match e {
-            Errno::ENOENT => Error::NoIommuGroup {
-                bdf: bdf.to_string(),
-            },
-            e => Error::os(bdf, "readlink iommu_group", e),
-        })?;
-    link.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| Error::Malformed {
+    let b = parse_bdf(bdf)?;
+    match lookup(sys).iommu_group(b) {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(Error::NoIommuGroup {
+            bdf: bdf.to_string(),
+        }),
+        Err(SysfsError::Parse { path, contents, .. }) => Err(Error::Malformed {
             who: bdf.to_string(),
             what: "iommu_group link",
-            reason: format!("{} does not end in a group number", link.display()),
-        })
+            reason: format!(
+                "{} points at {contents:?}, not a group number",
+                path.display()
+            ),
+        }),
+        Err(e) => Err(sysfs_error(bdf, "readlink iommu_group", e)),
+    }
 }
 
-/// The first device of `group` (other than `bdf`) not bound to vfio-pci, with its driver.
+/// The first device of `group` (other than `bdf`) not bound to vfio-pci (or a variant, or
+/// `pcieport`), with its driver.
 pub fn non_vfio_group_member(
     sys: &dyn Sys,
     group: u32,
     bdf: &str,
 ) -> Option<(String, Option<String>)> {
-    let dir = PathBuf::from(format!("/sys/kernel/iommu_groups/{group}/devices"));
-    let mut members = sys.read_dir(&dir).ok()?;
-    members.sort();
-    members.into_iter().find_map(|d| {
-        if d == bdf {
-            return None;
-        }
-        let drv = current_driver(sys, &d);
-        match drv.as_deref() {
-            Some(n) if is_vfio_pci_driver(n) || n == "pcieport" => None,
-            _ => Some((d, drv)),
-        }
-    })
+    let l = lookup(sys);
+    let me = Bdf::parse(bdf).ok();
+    l.iommu_group_members(group)
+        .ok()?
+        .into_iter()
+        .find_map(|d| {
+            if Some(d) == me {
+                return None;
+            }
+            let drv = l.driver(d).ok().flatten();
+            match drv.as_deref() {
+                Some(n) if is_vfio_pci_driver(n) || n == "pcieport" => None,
+                _ => Some((d.to_string(), drv)),
+            }
+        })
 }
 
 /// An open VFIO group attached to a container. Shared by the devices of the group.

@@ -232,6 +232,13 @@ impl VfioPciDevice {
     /// Disable every vector of `kind` (SET_IRQS DATA_NONE | ACTION_TRIGGER, count 0) and close
     /// that index's eventfds only.
     pub fn irq_disable(&self, kind: IrqKind) -> Result<()> {
+        self.irq_trigger_none(kind, "VFIO_DEVICE_SET_IRQS (disable)")?;
+        self.irq_state().fds[slot(kind)].clear();
+        Ok(())
+    }
+
+    /// SET_IRQS DATA_NONE | ACTION_TRIGGER with count 0: the kernel disables the whole index.
+    fn irq_trigger_none(&self, kind: IrqKind, op: &'static str) -> Result<()> {
         set_irqs(
             &**self.sys(),
             self.raw_fd(),
@@ -241,9 +248,7 @@ impl VfioPciDevice {
             0,
             &[],
         )
-        .map_err(|e| Error::os(self.bdf(), "VFIO_DEVICE_SET_IRQS (disable)", e))?;
-        self.irq_state().fds[slot(kind)].clear();
-        Ok(())
+        .map_err(|e| Error::os(self.bdf(), op, e))
     }
 
     /// Re-arm `kind` after VFIO_DEVICE_RESET (a function reset clears the MSI/MSI-X enable bits
@@ -255,16 +260,7 @@ impl VfioPciDevice {
         if st.fds[slot(kind)].iter().all(Option::is_none) {
             return Ok(());
         }
-        set_irqs(
-            &**self.sys(),
-            self.raw_fd(),
-            vb::VFIO_IRQ_SET_DATA_NONE | vb::VFIO_IRQ_SET_ACTION_TRIGGER,
-            irq_index(kind),
-            0,
-            0,
-            &[],
-        )
-        .map_err(|e| Error::os(self.bdf(), "VFIO_DEVICE_SET_IRQS (re-enable: disable)", e))?;
+        self.irq_trigger_none(kind, "VFIO_DEVICE_SET_IRQS (re-enable: disable)")?;
         let v = &st.fds[slot(kind)];
         let Some(first) = v.iter().position(Option::is_some) else {
             return Ok(());

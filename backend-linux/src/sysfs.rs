@@ -5,6 +5,12 @@
 //! (default `/proc`), so the whole module runs against a fake tree in unit tests. Every write
 //! goes through [`Sysfs::write`], which reports it to an optional log sink first (the CLI prints
 //! each write, as upstream's scripts echo theirs).
+//!
+//! The lookups the VFIO open path needs (does the function exist, its driver, its IOMMU group
+//! and the group's members, its `vfio-dev/` cdev name, SR-IOV links) read links, directories and
+//! existence through the [`Sys`] seam ([`Sysfs::with_sys`]; [`RealSys`] by default), so the
+//! VFIO layer's unit tests drive this same code with their simulated kernel. Attribute files,
+//! writes and path resolution use `std::fs` under the root.
 
 use std::fmt;
 use std::fs;
@@ -13,9 +19,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::bdf::Bdf;
+use crate::sys::{Errno, RealSys, Sys};
 
 /// The driver name of VFIO's PCI driver.
 pub const VFIO_PCI_DRIVER: &str = "vfio-pci";
+
+/// True for `vfio-pci` and its variant drivers (`mlx5_vfio_pci`, `nvgrace-gpu-vfio-pci`, ...),
+/// which all offer the VFIO device interface.
+pub fn is_vfio_pci_driver(name: &str) -> bool {
+    name == VFIO_PCI_DRIVER || name.ends_with("-vfio-pci") || name.ends_with("_vfio_pci")
+}
 
 /// An error from a sysfs or procfs access.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +138,7 @@ pub struct Sysfs {
     root: PathBuf,
     proc_root: PathBuf,
     log: Option<WriteLog>,
+    sys: Arc<dyn Sys>,
 }
 
 impl fmt::Debug for Sysfs {
@@ -133,6 +147,7 @@ impl fmt::Debug for Sysfs {
             .field("root", &self.root)
             .field("proc_root", &self.proc_root)
             .field("log", &self.log.is_some())
+            .field("sys", &self.sys)
             .finish()
     }
 }
@@ -228,12 +243,110 @@ fn parse_dec(path: &Path, text: &str, expected: &'static str) -> Result<u32, Sys
     })
 }
 
-/// The final component of a symlink's target, if the link exists.
-fn link_basename(path: &Path) -> Result<Option<String>, SysfsError> {
-    match fs::read_link(path) {
-        Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err("readlink", path)(e)),
+/// An errno from the [`Sys`] seam as the `io::Error` a std::fs call would have returned.
+fn errno_err(op: &'static str, path: &Path, e: Errno) -> SysfsError {
+    SysfsError::Io {
+        op,
+        path: path.to_path_buf(),
+        source: io::Error::from_raw_os_error(e as i32),
+    }
+}
+
+/// The sysfs lookups that go through the [`Sys`] seam: one implementation for [`Sysfs`] and the
+/// VFIO open path (which has only a `&dyn Sys`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lookup<'a> {
+    pub(crate) sys: &'a dyn Sys,
+    pub(crate) root: &'a Path,
+}
+
+impl Lookup<'_> {
+    pub(crate) fn device_dir(&self, bdf: Bdf) -> PathBuf {
+        self.root.join("bus/pci/devices").join(bdf.to_string())
+    }
+
+    pub(crate) fn exists(&self, bdf: Bdf) -> bool {
+        self.sys.exists(&self.device_dir(bdf))
+    }
+
+    fn existing_device_dir(&self, bdf: Bdf) -> Result<PathBuf, SysfsError> {
+        let dir = self.device_dir(bdf);
+        if self.sys.exists(&dir) {
+            Ok(dir)
+        } else {
+            Err(SysfsError::NoSuchDevice { bdf, path: dir })
+        }
+    }
+
+    /// The final component of a symlink's target, if the link exists.
+    fn link_basename(&self, path: &Path) -> Result<Option<String>, SysfsError> {
+        match self.sys.readlink(path) {
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(errno_err("readlink", path, e)),
+        }
+    }
+
+    /// The sorted entry names of a directory, or `None` if it does not exist.
+    fn list(&self, dir: &Path) -> Result<Option<Vec<String>>, SysfsError> {
+        match self.sys.read_dir(dir) {
+            Ok(mut names) => {
+                names.sort();
+                Ok(Some(names))
+            }
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(errno_err("list", dir, e)),
+        }
+    }
+
+    /// The BDF-named entries of a directory, sorted; `None` if it does not exist.
+    fn list_bdfs(&self, dir: &Path) -> Result<Option<Vec<Bdf>>, SysfsError> {
+        Ok(self.list(dir)?.map(|names| {
+            let mut bdfs: Vec<Bdf> = names.iter().filter_map(|n| Bdf::parse(n).ok()).collect();
+            bdfs.sort();
+            bdfs
+        }))
+    }
+
+    pub(crate) fn driver(&self, bdf: Bdf) -> Result<Option<String>, SysfsError> {
+        self.link_basename(&self.existing_device_dir(bdf)?.join("driver"))
+    }
+
+    pub(crate) fn iommu_group(&self, bdf: Bdf) -> Result<Option<u32>, SysfsError> {
+        let link = self.existing_device_dir(bdf)?.join("iommu_group");
+        match self.link_basename(&link)? {
+            None => Ok(None),
+            Some(name) => parse_dec(&link, &name, "a decimal IOMMU group number").map(Some),
+        }
+    }
+
+    pub(crate) fn iommu_group_members(&self, group: u32) -> Result<Vec<Bdf>, SysfsError> {
+        let dir = self
+            .root
+            .join("kernel/iommu_groups")
+            .join(group.to_string())
+            .join("devices");
+        self.list_bdfs(&dir)?
+            .ok_or_else(|| errno_err("list", &dir, Errno::ENOENT))
+    }
+
+    pub(crate) fn vfio_cdev(&self, bdf: Bdf) -> Result<Option<String>, SysfsError> {
+        let dir = self.existing_device_dir(bdf)?.join("vfio-dev");
+        Ok(self
+            .list(&dir)?
+            .and_then(|names| names.into_iter().find(|n| n.starts_with("vfio"))))
+    }
+
+    /// A link to a PCI function (`virtfnN`, `physfn`), parsed; `None` if the link is absent.
+    fn function_link(&self, link: PathBuf) -> Result<Option<Bdf>, SysfsError> {
+        match self.link_basename(&link)? {
+            None => Ok(None),
+            Some(name) => Bdf::parse(&name).map(Some).map_err(|_| SysfsError::Parse {
+                path: link,
+                contents: name,
+                expected: "a link to a PCI function",
+            }),
+        }
     }
 }
 
@@ -244,6 +357,21 @@ impl Sysfs {
             root: root.into(),
             proc_root: PathBuf::from("/proc"),
             log: None,
+            sys: RealSys::shared(),
+        }
+    }
+
+    /// Reads links, directories and existence through `sys` instead of the real kernel (see
+    /// the module documentation).
+    pub fn with_sys(mut self, sys: Arc<dyn Sys>) -> Self {
+        self.sys = sys;
+        self
+    }
+
+    pub(crate) fn lookup(&self) -> Lookup<'_> {
+        Lookup {
+            sys: &*self.sys,
+            root: &self.root,
         }
     }
 
@@ -276,7 +404,7 @@ impl Sysfs {
 
     /// `<root>/bus/pci/devices/<bdf>`.
     pub fn device_dir(&self, bdf: Bdf) -> PathBuf {
-        self.pci_devices_dir().join(bdf.to_string())
+        self.lookup().device_dir(bdf)
     }
 
     /// `<root>/bus/pci/drivers/<driver>`.
@@ -300,37 +428,21 @@ impl Sysfs {
     }
 
     fn existing_device_dir(&self, bdf: Bdf) -> Result<PathBuf, SysfsError> {
-        let dir = self.device_dir(bdf);
-        if dir.exists() {
-            Ok(dir)
-        } else {
-            Err(SysfsError::NoSuchDevice { bdf, path: dir })
-        }
+        self.lookup().existing_device_dir(bdf)
     }
 
     /// True if a PCI function with this address exists.
     pub fn exists(&self, bdf: Bdf) -> bool {
-        self.device_dir(bdf).exists()
+        self.lookup().exists(bdf)
     }
 
     /// Every PCI function under the root, sorted by address. Entries whose names are not BDFs
     /// are ignored.
     pub fn list_bdfs(&self) -> Result<Vec<Bdf>, SysfsError> {
-        let dir = self.pci_devices_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", &dir)(e)),
-        };
-        let mut bdfs = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io_err("list", &dir))?;
-            if let Ok(bdf) = Bdf::parse(&entry.file_name().to_string_lossy()) {
-                bdfs.push(bdf);
-            }
-        }
-        bdfs.sort();
-        Ok(bdfs)
+        Ok(self
+            .lookup()
+            .list_bdfs(&self.pci_devices_dir())?
+            .unwrap_or_default())
     }
 
     /// Every PCI function under the root with its sysfs facts, sorted by address.
@@ -384,7 +496,7 @@ impl Sysfs {
 
     /// The bound driver's name (the basename of the `driver` link), or `None` if unbound.
     pub fn driver(&self, bdf: Bdf) -> Result<Option<String>, SysfsError> {
-        link_basename(&self.existing_device_dir(bdf)?.join("driver"))
+        self.lookup().driver(bdf)
     }
 
     /// The `driver_override` value, or `None` if unset (the kernel shows `(null)`) or the file
@@ -396,50 +508,17 @@ impl Sysfs {
 
     /// The IOMMU group number (basename of the `iommu_group` link), or `None` without an IOMMU.
     pub fn iommu_group(&self, bdf: Bdf) -> Result<Option<u32>, SysfsError> {
-        let link = self.existing_device_dir(bdf)?.join("iommu_group");
-        match link_basename(&link)? {
-            None => Ok(None),
-            Some(name) => parse_dec(&link, &name, "a decimal IOMMU group number").map(Some),
-        }
+        self.lookup().iommu_group(bdf)
     }
 
     /// The functions in IOMMU group `group`, sorted (from `kernel/iommu_groups/<group>/devices`).
     pub fn iommu_group_members(&self, group: u32) -> Result<Vec<Bdf>, SysfsError> {
-        let dir = self
-            .root
-            .join("kernel/iommu_groups")
-            .join(group.to_string())
-            .join("devices");
-        let mut members = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
-            let entry = entry.map_err(io_err("list", &dir))?;
-            if let Ok(bdf) = Bdf::parse(&entry.file_name().to_string_lossy()) {
-                members.push(bdf);
-            }
-        }
-        members.sort();
-        Ok(members)
+        self.lookup().iommu_group_members(group)
     }
 
-    /// The name of the VFIO cdev (`vfioN`) under `vfio-dev/`, if any.
+    /// The name of the VFIO cdev (`vfioN`) under `vfio-dev/`, if any (the first in name order).
     pub fn vfio_cdev(&self, bdf: Bdf) -> Result<Option<String>, SysfsError> {
-        let dir = self.existing_device_dir(bdf)?.join("vfio-dev");
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("list", &dir)(e)),
-        };
-        for entry in entries {
-            let name = entry
-                .map_err(io_err("list", &dir))?
-                .file_name()
-                .to_string_lossy()
-                .into_owned();
-            if name.starts_with("vfio") {
-                return Ok(Some(name));
-            }
-        }
-        Ok(None)
+        self.lookup().vfio_cdev(bdf)
     }
 
     /// `sriov_totalvfs`, or `None` if the function is not an SR-IOV PF.
@@ -473,15 +552,10 @@ impl Sysfs {
     /// The address of VF `index` of physical function `pf` (the `virtfn<index>` link).
     pub fn vf_bdf(&self, pf: Bdf, index: u32) -> Result<Bdf, SysfsError> {
         let link = self.existing_device_dir(pf)?.join(format!("virtfn{index}"));
-        let name = link_basename(&link)?.ok_or_else(|| SysfsError::Sriov {
-            bdf: pf,
-            what: format!("no virtual function {index} ({} missing)", link.display()),
-        })?;
-        Bdf::parse(&name).map_err(|_| SysfsError::Parse {
-            path: link,
-            contents: name,
-            expected: "a link to a PCI function",
-        })
+        let what = format!("no virtual function {index} ({} missing)", link.display());
+        self.lookup()
+            .function_link(link)?
+            .ok_or(SysfsError::Sriov { bdf: pf, what })
     }
 
     /// The addresses of every VF of `pf`, in `virtfnN` order.
@@ -489,7 +563,7 @@ impl Sysfs {
         let mut vfs = Vec::new();
         for index in 0.. {
             let link = self.device_dir(pf).join(format!("virtfn{index}"));
-            if fs::symlink_metadata(&link).is_err() {
+            if self.sys.readlink(&link).is_err() {
                 break;
             }
             vfs.push(self.vf_bdf(pf, index)?);
@@ -500,14 +574,7 @@ impl Sysfs {
     /// The physical function of a VF (the `physfn` link), or `None` for a non-VF.
     pub fn physfn(&self, vf: Bdf) -> Result<Option<Bdf>, SysfsError> {
         let link = self.existing_device_dir(vf)?.join("physfn");
-        match link_basename(&link)? {
-            None => Ok(None),
-            Some(name) => Bdf::parse(&name).map(Some).map_err(|_| SysfsError::Parse {
-                path: link,
-                contents: name,
-                expected: "a link to a PCI function",
-            }),
-        }
+        self.lookup().function_link(link)
     }
 }
 
@@ -601,25 +668,13 @@ impl Sysfs {
         fs::canonicalize(&dir).map_err(io_err("resolve", &dir))
     }
 
-    /// Lists the entries of a directory, or nothing if it does not exist.
+    /// Lists the entries of a directory (sorted), or nothing if it does not exist.
     fn entries(dir: &Path) -> Result<Vec<String>, SysfsError> {
-        match fs::read_dir(dir) {
-            Ok(rd) => {
-                let mut names = Vec::new();
-                for e in rd {
-                    names.push(
-                        e.map_err(io_err("list", dir))?
-                            .file_name()
-                            .to_string_lossy()
-                            .into_owned(),
-                    );
-                }
-                names.sort();
-                Ok(names)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(io_err("list", dir)(e)),
-        }
+        let lookup = Lookup {
+            sys: &RealSys,
+            root: Path::new("/"),
+        };
+        Ok(lookup.list(dir)?.unwrap_or_default())
     }
 
     /// Block devices of the function: disks below its sysfs directory, their partitions, and

@@ -248,6 +248,60 @@ fn invalid_bdf_fails() {
 }
 
 #[test]
+fn short_bdf_fields_are_accepted_and_canonicalised() {
+    for mode in [IommuMode::VfioType1v2Iommu, IommuMode::Iommufd] {
+        let (f, sys) = FakeSys::new();
+        let iommu = Iommu::open_with(sys, mode).unwrap();
+        let dev = VfioPciDevice::open("0:0:4.0", &iommu).unwrap();
+        assert_eq!(dev.bdf(), BDF, "{mode}");
+        if mode.uses_container() {
+            assert_eq!(f.st().device_names_requested, vec![BDF.to_string()]);
+        }
+    }
+}
+
+#[test]
+fn the_shared_sysfs_lookups_read_through_the_sys_seam() {
+    use crate::bdf::Bdf;
+    use crate::sysfs::Sysfs;
+    let (f, sys) = FakeSys::new();
+    let sysfs = Sysfs::new("/sys").with_sys(sys.clone());
+    let bdf: Bdf = BDF.parse().unwrap();
+    assert!(sysfs.exists(bdf));
+    assert_eq!(sysfs.driver(bdf).unwrap().as_deref(), Some("vfio-pci"));
+    assert_eq!(sysfs.iommu_group(bdf).unwrap(), Some(GROUP));
+    assert_eq!(sysfs.iommu_group_members(GROUP).unwrap(), vec![bdf]);
+    assert_eq!(sysfs.vfio_cdev(bdf).unwrap().as_deref(), Some("vfio3"));
+    // The VFIO helpers answer from the same lookups.
+    assert_eq!(
+        crate::group::current_driver(&*sys, BDF).as_deref(),
+        Some("vfio-pci")
+    );
+    assert_eq!(crate::group::iommu_group_number(&*sys, BDF).unwrap(), GROUP);
+    // A group link that does not end in a number is malformed, not "no IOMMU".
+    f.st().links.insert(
+        PathBuf::from(format!("/sys/bus/pci/devices/{BDF}/iommu_group")),
+        PathBuf::from("../../../kernel/iommu_groups/seven"),
+    );
+    assert!(matches!(
+        crate::group::iommu_group_number(&*sys, BDF),
+        Err(Error::Malformed { .. })
+    ));
+    // No link: no IOMMU group; no device: not found.
+    f.st().links.remove(&PathBuf::from(format!(
+        "/sys/bus/pci/devices/{BDF}/iommu_group"
+    )));
+    assert!(matches!(
+        crate::group::iommu_group_number(&*sys, BDF),
+        Err(Error::NoIommuGroup { .. })
+    ));
+    assert!(matches!(
+        crate::group::iommu_group_number(&*sys, "0000:00:05.0"),
+        Err(Error::DeviceNotFound { .. })
+    ));
+}
+
+#[test]
 fn missing_device_is_a_skip_naming_the_bdf() {
     let (_f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
@@ -304,6 +358,8 @@ fn non_viable_group_names_the_culprit() {
             PathBuf::from("/sys/bus/pci/devices/0000:00:04.1/driver"),
             PathBuf::from("../../../bus/pci/drivers/snd_hda_intel"),
         );
+        st.exists
+            .insert(PathBuf::from("/sys/bus/pci/devices/0000:00:04.1"));
     }
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
     let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
