@@ -17,7 +17,9 @@ use crate::iommu::Iommu;
 use crate::irq::{get_irq_info, slot, IrqInfo, IrqState};
 use crate::memory::base_page_size;
 use crate::region::{bar_alignment, get_region_info, mmap_region, Mmap, RegionInfo};
-use crate::sys::{ioctl_plain, nr, write_plain, Errno, IoctlArg, Sys, SysFd};
+use crate::sys::{
+    cap_chain, ioctl_plain, nr, read_plain, write_plain, Errno, IoctlArg, Sys, SysFd,
+};
 use crate::token::VfToken;
 
 /// PCI_COMMAND offset in configuration space.
@@ -64,6 +66,71 @@ pub fn device_get_info(sys: &dyn Sys, fd: RawFd) -> Result<DeviceInfo, Errno> {
         num_regions: di.num_regions,
         num_irqs: di.num_irqs,
     })
+}
+
+/// The capability chain of VFIO_DEVICE_GET_INFO (VFIO_DEVICE_FLAGS_CAPS).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeviceCaps {
+    /// VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP: the root port's AtomicOp completer support as
+    /// VFIO_PCI_ATOMIC_COMP32 / _COMP64 / _COMP128 bits, if the capability is present.
+    pub pci_atomic_comp: Option<u32>,
+    /// Every capability of the chain as (id, version), in chain order, including those not
+    /// decoded here (the s390 zPCI ones, VFIO_DEVICE_INFO_CAP_ZPCI_*).
+    pub caps: Vec<(u16, u16)>,
+}
+
+/// Decode the device-info capability chain in `buf` (a vfio_device_info followed by its
+/// capabilities) starting at `first`. The walk is bounded and rejects cycles, offsets into the
+/// fixed header and capabilities that do not fit in the buffer.
+pub fn parse_device_caps(buf: &[u8], first: u32) -> Result<DeviceCaps, String> {
+    let base = std::mem::size_of::<vb::vfio_device_info>();
+    let mut out = DeviceCaps::default();
+    for cap in cap_chain(buf, first, base)? {
+        out.caps.push((cap.id, cap.version));
+        if cap.id as u32 == vb::VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP {
+            let size = std::mem::size_of::<vb::vfio_device_info_cap_pci_atomic_comp>();
+            let flags = buf
+                .get(cap.offset..)
+                .filter(|rest| rest.len() >= size)
+                .and_then(|_| read_plain::<u32>(buf, cap.offset + 8))
+                .ok_or_else(|| format!("PCI atomic capability at {:#x} truncated", cap.offset))?;
+            out.pci_atomic_comp = Some(flags);
+        }
+    }
+    Ok(out)
+}
+
+/// Upper bound on a device-info buffer the kernel may ask for (64 KiB).
+const MAX_DEVICE_INFO: u32 = 1 << 16;
+
+/// VFIO_DEVICE_GET_INFO with its capability chain: asks once with the bare structure and, if
+/// the kernel reports capabilities (VFIO_DEVICE_FLAGS_CAPS and a larger argsz), again with a
+/// buffer of the size it asked for (at most 64 KiB). A malformed chain is EPROTO.
+pub fn device_get_info_caps(sys: &dyn Sys, fd: RawFd) -> Result<DeviceCaps, Errno> {
+    let base = std::mem::size_of::<vb::vfio_device_info>() as u32;
+    let mut di = vb::vfio_device_info {
+        argsz: base,
+        ..Default::default()
+    };
+    // SAFETY: a vfio_device_info; no pointers.
+    unsafe { ioctl_plain(sys, fd, nr::VFIO_DEVICE_GET_INFO, &mut di) }?;
+    if di.flags & vb::VFIO_DEVICE_FLAGS_CAPS == 0 || di.argsz <= base {
+        return Ok(DeviceCaps::default());
+    }
+    let want = di.argsz.min(MAX_DEVICE_INFO);
+    let mut buf = vec![0u8; want as usize];
+    let hdr = vb::vfio_device_info {
+        argsz: want,
+        ..Default::default()
+    };
+    write_plain(&mut buf, 0, &hdr);
+    // SAFETY: `buf` starts with a vfio_device_info whose argsz is buf.len(); no pointers.
+    unsafe { sys.ioctl(fd, nr::VFIO_DEVICE_GET_INFO, IoctlArg::Buf(&mut buf)) }?;
+    let di: vb::vfio_device_info = read_plain(&buf, 0).ok_or(Errno::EPROTO)?;
+    if di.flags & vb::VFIO_DEVICE_FLAGS_CAPS == 0 || di.cap_offset == 0 {
+        return Ok(DeviceCaps::default());
+    }
+    parse_device_caps(&buf, di.cap_offset).map_err(|_| Errno::EPROTO)
 }
 
 /// VFIO_DEVICE_FEATURE SET | PCI_VF_TOKEN with a 16-byte UUID (on a PF).
@@ -409,6 +476,12 @@ impl VfioPciDevice {
     /// VFIO_DEVICE_GET_INFO as read at open.
     pub fn info(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    /// The VFIO_DEVICE_GET_INFO capability chain, queried afresh ([`device_get_info_caps`]).
+    pub fn device_caps(&self) -> Result<DeviceCaps> {
+        device_get_info_caps(&*self.sys, self.fd.raw())
+            .map_err(|e| Error::os(&self.bdf, "VFIO_DEVICE_GET_INFO (capabilities)", e))
     }
 
     /// The config-space region info.

@@ -73,6 +73,9 @@ pub(crate) struct State {
     pub overflow_errno: Errno,
     pub next_ioas: u32,
     pub device_flags: u32,
+    /// Device-info capabilities: (id, version, payload after the 8-byte header, next offset
+    /// override). `next: None` chains to the following entry.
+    pub device_caps: Vec<(u16, u16, Vec<u8>, Option<u32>)>,
     pub config: Vec<u8>,
     pub bar_sizes: [u64; 6],
     pub bar0_sparse: bool,
@@ -157,6 +160,7 @@ impl Default for State {
             overflow_errno: Errno::EOVERFLOW,
             next_ioas: 1,
             device_flags: vb::VFIO_DEVICE_FLAGS_PCI | vb::VFIO_DEVICE_FLAGS_RESET,
+            device_caps: vec![],
             config,
             bar_sizes: [0x1_0000, 0, 0x20_0000, 0, 0, 0],
             bar0_sparse: true,
@@ -350,14 +354,41 @@ impl State {
         }
         match (request, arg) {
             (nr::VFIO_DEVICE_GET_INFO, IoctlArg::Buf(b)) => {
-                let di = vb::vfio_device_info {
-                    argsz: 24,
+                let hdr: vb::vfio_device_info = read_plain(b, 0).ok_or(Errno::EFAULT)?;
+                let need = 24
+                    + self
+                        .device_caps
+                        .iter()
+                        .map(|c| 8 + c.2.len())
+                        .sum::<usize>();
+                let mut di = vb::vfio_device_info {
+                    argsz: need as u32,
                     flags: self.device_flags,
                     num_regions: 9,
                     num_irqs: 5,
                     cap_offset: 0,
                     pad: 0,
                 };
+                if !self.device_caps.is_empty() {
+                    di.flags |= vb::VFIO_DEVICE_FLAGS_CAPS;
+                    if hdr.argsz as usize >= need && b.len() >= need {
+                        di.cap_offset = 24;
+                        let mut off = 24;
+                        let n = self.device_caps.len();
+                        for (i, (id, version, payload, next)) in self.device_caps.iter().enumerate()
+                        {
+                            let end = off + 8 + payload.len();
+                            let h = vb::vfio_info_cap_header {
+                                id: *id,
+                                version: *version,
+                                next: next.unwrap_or(if i + 1 == n { 0 } else { end as u32 }),
+                            };
+                            write_plain(b, off, &h);
+                            b[off + 8..end].copy_from_slice(payload);
+                            off = end;
+                        }
+                    }
+                }
                 write_plain(b, 0, &di);
                 Ok(0)
             }

@@ -157,6 +157,76 @@ fn bar_mappings_are_size_aligned_and_usable_as_volatile_bars() {
 }
 
 #[test]
+fn device_info_capability_chain_is_decoded_on_demand() {
+    let (f, _iommu, dev) = open(IommuMode::Iommufd);
+    // No capabilities: one GET_INFO, nothing decoded.
+    let before = f.requests().len();
+    assert_eq!(
+        dev.device_caps().unwrap(),
+        crate::device::DeviceCaps::default()
+    );
+    assert_eq!(f.requests().len(), before + 1);
+    // A zPCI capability (not decoded, but listed) followed by PCI atomic completer support.
+    let atomic = vb::VFIO_PCI_ATOMIC_COMP32 | vb::VFIO_PCI_ATOMIC_COMP64;
+    let mut payload = atomic.to_ne_bytes().to_vec();
+    payload.extend_from_slice(&[0; 4]);
+    f.st().device_caps = vec![
+        (
+            vb::VFIO_DEVICE_INFO_CAP_ZPCI_UTIL as u16,
+            1,
+            vec![0; 8],
+            None,
+        ),
+        (
+            vb::VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP as u16,
+            1,
+            payload,
+            None,
+        ),
+    ];
+    let caps = dev.device_caps().unwrap();
+    assert_eq!(caps.pci_atomic_comp, Some(atomic));
+    assert_eq!(
+        caps.caps,
+        vec![
+            (vb::VFIO_DEVICE_INFO_CAP_ZPCI_UTIL as u16, 1),
+            (vb::VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP as u16, 1)
+        ]
+    );
+    // A chain that loops back to its first capability is malformed, not an endless walk.
+    f.st().device_caps[1].3 = Some(24);
+    let e = dev.device_caps().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Os {
+                errno: Errno::EPROTO,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // A capability pointing into the fixed header, or past the buffer, is rejected too.
+    let mut buf = vec![0u8; 40];
+    assert!(crate::device::parse_device_caps(&buf, 8).is_err());
+    assert!(crate::device::parse_device_caps(&buf, 36).is_err());
+    // An atomic capability cut short by the buffer end.
+    buf.truncate(36);
+    crate::sys::write_plain(
+        &mut buf,
+        24,
+        &vb::vfio_info_cap_header {
+            id: vb::VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP as u16,
+            version: 1,
+            next: 0,
+        },
+    );
+    assert!(crate::device::parse_device_caps(&buf, 24)
+        .unwrap_err()
+        .contains("truncated"));
+}
+
+#[test]
 fn bar_can_be_remapped_misaligned() {
     let (_f, _iommu, dev) = open(IommuMode::Iommufd);
     let m = dev.mmap_bar_at(2, 1 << 30, PAGE).unwrap();
