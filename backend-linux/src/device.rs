@@ -160,32 +160,174 @@ pub struct Bar {
     /// Region info.
     pub info: RegionInfo,
     map: Option<Arc<BarMapping>>,
-    /// Why it is not mapped (not mmap-able, size 0, or the mmap errno).
+    /// Why it is not (wholly) mapped: not mmap-able, size 0, or the mmap errno. For a BAR mapped
+    /// only through its sparse-mmap areas ([`Bar::sparse_areas_mapped`]) this says so too.
     pub unmapped_reason: Option<String>,
 }
 
 impl Bar {
-    /// The mapping address, if mapped.
+    /// The mapping address, if the whole BAR is mapped.
     ///
     /// A raw address: it stays mapped while the device, or any [`VfioBar`] of this BAR, is
     /// alive. Hold a [`VfioBar`] (from [`VfioPciDevice::bar_mapping`]) for as long as you use
     /// the address after the device may have been dropped.
     pub fn vaddr(&self) -> Option<usize> {
-        self.map.as_ref().map(|m| m.map.addr())
+        self.map.as_ref().and_then(|m| m.whole).map(|(a, _)| a)
     }
-    /// The mapping length (the region size, rounded up to a whole page), if mapped.
+    /// The mapping length (the region size, rounded up to a whole page), if the whole BAR is
+    /// mapped.
     pub fn mapped_len(&self) -> Option<usize> {
-        self.map.as_ref().map(|m| m.map.len())
+        self.map.as_ref().and_then(|m| m.whole).map(|(_, l)| l)
+    }
+    /// The (offset, length) of each mapped sparse-mmap area, if the whole-BAR mmap failed and
+    /// the BAR was mapped area by area instead (see [`VfioBar`]).
+    pub fn sparse_areas_mapped(&self) -> Option<Vec<(usize, usize)>> {
+        self.map
+            .as_ref()
+            .filter(|m| m.whole.is_none())
+            .map(|m| m.windows.iter().map(|w| (w.offset, w.io.len())).collect())
     }
 }
 
-/// One BAR's mmap, shared by the device and every [`VfioBar`] handed out for it; unmapped when
+/// One directly mapped window of a BAR.
+#[derive(Debug)]
+struct Window {
+    /// Offset of the window within the BAR.
+    offset: usize,
+    io: VolatileBar,
+}
+
+/// The device file and region offset, for BAR accesses outside every mapped window.
+#[derive(Debug)]
+struct RegionFile {
+    fd: Arc<SysFd>,
+    offset: u64,
+    readable: bool,
+    writable: bool,
+}
+
+/// One BAR's mmaps, shared by the device and every [`VfioBar`] handed out for it; unmapped when
 /// the last of them is dropped.
 #[derive(Debug)]
 struct BarMapping {
-    map: Mmap,
     /// The register window: the region size (a sub-page BAR maps a whole page).
-    window: usize,
+    len: usize,
+    /// Directly mapped windows: the whole BAR, or its sparse-mmap areas.
+    windows: Vec<Window>,
+    /// Address and length of the whole-BAR mapping, if that is what `windows` holds.
+    whole: Option<(usize, usize)>,
+    /// pread/pwrite of the region for offsets outside `windows` (sparse case only).
+    fallback: Option<RegionFile>,
+    /// The mappings behind `windows`; the `VolatileBar`s above never outlive them (same owner).
+    _maps: Vec<Mmap>,
+}
+
+impl BarMapping {
+    fn whole(map: Mmap, size: u64) -> Option<BarMapping> {
+        let base = std::ptr::NonNull::new(map.addr() as *mut u8)?;
+        let len = usize::try_from(size).unwrap_or(usize::MAX).min(map.len());
+        // SAFETY: `map` is a live shared mapping of the BAR of at least `len` bytes, owned by
+        // the BarMapping that also owns this VolatileBar (which is never copied out of it), so
+        // it stays mapped for as long as the VolatileBar can be used. Only volatile accesses.
+        let io = unsafe { VolatileBar::new(base, len) };
+        Some(BarMapping {
+            len,
+            whole: Some((map.addr(), map.len())),
+            windows: vec![Window { offset: 0, io }],
+            fallback: None,
+            _maps: vec![map],
+        })
+    }
+
+    /// Map every sparse-mmap area of `info` (page-aligned by the kernel); the rest of the BAR is
+    /// reached through pread/pwrite of the region.
+    fn sparse(
+        sys: &Arc<dyn Sys>,
+        fd: &Arc<SysFd>,
+        info: &RegionInfo,
+        areas: &[crate::region::SparseArea],
+        page: u64,
+    ) -> std::result::Result<BarMapping, String> {
+        let len = usize::try_from(info.size).map_err(|_| "BAR too large".to_string())?;
+        let mut windows = Vec::new();
+        let mut maps = Vec::new();
+        for a in areas.iter().filter(|a| a.size > 0) {
+            let end = a.offset.checked_add(a.size).filter(|&e| e <= info.size);
+            if end.is_none() {
+                return Err(format!(
+                    "sparse area {:#x}+{:#x} lies outside the {:#x}-byte BAR",
+                    a.offset, a.size, info.size
+                ));
+            }
+            let area = RegionInfo {
+                offset: info.offset + a.offset,
+                size: a.size,
+                ..info.clone()
+            };
+            let m = mmap_region(sys, fd.raw(), &area, page, 0).map_err(|e| {
+                format!(
+                    "mmap of sparse area {:#x}+{:#x} failed: {e}",
+                    a.offset, a.size
+                )
+            })?;
+            let base = std::ptr::NonNull::new(m.addr() as *mut u8)
+                .ok_or_else(|| "null mapping".to_string())?;
+            // SAFETY: `m` is a live shared mapping of this area of at least `a.size` bytes,
+            // owned (in `maps`) by the same BarMapping as this VolatileBar, which is never
+            // copied out of it. Only volatile accesses.
+            let io = unsafe { VolatileBar::new(base, (a.size as usize).min(m.len())) };
+            windows.push(Window {
+                offset: a.offset as usize,
+                io,
+            });
+            maps.push(m);
+        }
+        Ok(BarMapping {
+            len,
+            windows,
+            whole: None,
+            fallback: Some(RegionFile {
+                fd: fd.clone(),
+                offset: info.offset,
+                readable: info.readable(),
+                writable: info.writable(),
+            }),
+            _maps: maps,
+        })
+    }
+
+    /// The window holding `offset..offset+size` and the offset within it.
+    fn window(&self, offset: usize, size: usize) -> Option<(&VolatileBar, usize)> {
+        let end = offset.checked_add(size)?;
+        self.windows.iter().find_map(|w| {
+            let rel = offset.checked_sub(w.offset)?;
+            (end - w.offset <= w.io.len()).then_some((&w.io, rel))
+        })
+    }
+
+    /// The region-file offset for an access outside the windows, if allowed: inside the BAR
+    /// and naturally aligned.
+    fn file_pos(&self, offset: usize, size: usize) -> Option<(&RegionFile, u64)> {
+        let f = self.fallback.as_ref()?;
+        let end = offset.checked_add(size)?;
+        (end <= self.len && offset.is_multiple_of(size)).then_some((f, f.offset + offset as u64))
+    }
+
+    fn pread<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let (f, pos) = self.file_pos(offset, N)?;
+        let mut b = [0u8; N];
+        let n = f.fd.sys().pread(f.fd.raw(), &mut b, pos).ok()?;
+        (f.readable && n == N).then_some(b)
+    }
+
+    fn pwrite(&self, offset: usize, bytes: &[u8]) {
+        if let Some((f, pos)) = self.file_pos(offset, bytes.len()) {
+            if f.writable {
+                // A failed write is dropped, like a write to a master-aborting address.
+                let _ = f.fd.sys().pwrite(f.fd.raw(), bytes, pos);
+            }
+        }
+    }
 }
 
 /// A handle to one mapped BAR: the [`PciFunction::Bar`] of [`VfioPciDevice`].
@@ -195,78 +337,101 @@ struct BarMapping {
 /// (The kernel keeps the device file referenced by the mapping meanwhile, so the VFIO device is
 /// fully released only after the last handle drops.) Accesses are volatile, bounds-checked and
 /// never panic: out-of-range or misaligned reads return all ones and such writes are dropped.
+///
+/// A BAR whose whole-BAR mmap failed but which has a sparse-mmap capability is mapped area by
+/// area: accesses inside an area are direct volatile accesses, accesses elsewhere in the BAR go
+/// through pread/pwrite of the VFIO region (one access of the same width; a failed read returns
+/// all ones, a failed write is dropped), and a 64-byte portal submission outside the areas is
+/// [`PortalError::Unsupported`] (it cannot be made atomic through the file).
 #[derive(Debug, Clone)]
 pub struct VfioBar {
     map: Arc<BarMapping>,
-    io: VolatileBar,
     index: u8,
 }
 
-impl VfioBar {
-    fn new(map: &Arc<BarMapping>, index: u8) -> Option<VfioBar> {
-        let base = std::ptr::NonNull::new(map.map.addr() as *mut u8)?;
-        // SAFETY: `map` is a live shared mapping of the BAR of at least `window` bytes; this
-        // handle owns a reference to it, so it stays mapped for as long as `io` (which is
-        // private and never copied out of a VfioBar) can be used. Only volatile accesses are
-        // made through it.
-        let io = unsafe { VolatileBar::new(base, map.window.min(map.map.len())) };
-        Some(VfioBar {
-            map: map.clone(),
-            io,
-            index,
-        })
-    }
+macro_rules! vfio_bar_rw {
+    ($read:ident, $write:ident, $t:ty) => {
+        fn $read(&self, offset: usize) -> $t {
+            const N: usize = std::mem::size_of::<$t>();
+            match self.map.window(offset, N) {
+                Some((io, rel)) => io.$read(rel),
+                None => self
+                    .map
+                    .pread::<N>(offset)
+                    .map_or(<$t>::MAX, <$t>::from_le_bytes),
+            }
+        }
+        fn $write(&self, offset: usize, value: $t) {
+            match self.map.window(offset, std::mem::size_of::<$t>()) {
+                Some((io, rel)) => io.$write(rel, value),
+                None => self.map.pwrite(offset, &value.to_le_bytes()),
+            }
+        }
+    };
+}
 
+impl VfioBar {
     /// The BAR index (0–5).
     pub fn index(&self) -> u8 {
         self.index
     }
 
-    /// The base address of the mapping. A raw pointer: valid for volatile access while this
-    /// handle (or a clone) is alive; never form references to it.
+    /// The base address of the whole-BAR mapping, or null for a BAR mapped only through its
+    /// sparse areas. A raw pointer: valid for volatile access while this handle (or a clone) is
+    /// alive; never form references to it.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.io.as_ptr()
+        match self.map.whole {
+            Some(_) => self
+                .map
+                .windows
+                .first()
+                .map_or(std::ptr::null_mut(), |w| w.io.as_ptr()),
+            None => std::ptr::null_mut(),
+        }
+    }
+
+    /// True if only the sparse-mmap areas are mapped (the rest goes through pread/pwrite).
+    pub fn is_sparse(&self) -> bool {
+        self.map.whole.is_none()
     }
 
     /// How many handles (plus the device, while it lives) share this mapping.
     pub fn handle_count(&self) -> usize {
         Arc::strong_count(&self.map)
     }
+
+    fn portal(&self, offset: usize) -> Result<(&VolatileBar, usize), PortalError> {
+        if let Some(w) = self.map.window(offset, 64) {
+            return Ok(w);
+        }
+        if !offset.is_multiple_of(64) {
+            return Err(PortalError::Misaligned { offset });
+        }
+        match offset.checked_add(64) {
+            Some(end) if end <= self.map.len => Err(PortalError::Unsupported),
+            _ => Err(PortalError::OutOfRange {
+                offset,
+                len: self.map.len,
+            }),
+        }
+    }
 }
 
 impl RegisterIo for VfioBar {
     fn len(&self) -> usize {
-        self.io.len()
+        self.map.len
     }
-    fn read8(&self, offset: usize) -> u8 {
-        self.io.read8(offset)
-    }
-    fn read16(&self, offset: usize) -> u16 {
-        self.io.read16(offset)
-    }
-    fn read32(&self, offset: usize) -> u32 {
-        self.io.read32(offset)
-    }
-    fn read64(&self, offset: usize) -> u64 {
-        self.io.read64(offset)
-    }
-    fn write8(&self, offset: usize, value: u8) {
-        self.io.write8(offset, value)
-    }
-    fn write16(&self, offset: usize, value: u16) {
-        self.io.write16(offset, value)
-    }
-    fn write32(&self, offset: usize, value: u32) {
-        self.io.write32(offset, value)
-    }
-    fn write64(&self, offset: usize, value: u64) {
-        self.io.write64(offset, value)
-    }
+    vfio_bar_rw!(read8, write8, u8);
+    vfio_bar_rw!(read16, write16, u16);
+    vfio_bar_rw!(read32, write32, u32);
+    vfio_bar_rw!(read64, write64, u64);
     fn submit64(&self, offset: usize, descriptor: &[u8; 64]) -> Result<(), PortalError> {
-        self.io.submit64(offset, descriptor)
+        let (io, rel) = self.portal(offset)?;
+        io.submit64(rel, descriptor)
     }
     fn enqcmd(&self, offset: usize, descriptor: &[u8; 64]) -> Result<(), PortalError> {
-        self.io.enqcmd(offset, descriptor)
+        let (io, rel) = self.portal(offset)?;
+        io.enqcmd(rel, descriptor)
     }
 }
 
@@ -274,7 +439,8 @@ impl RegisterIo for VfioBar {
 #[derive(Debug)]
 pub struct VfioPciDevice {
     bdf: String,
-    fd: SysFd,
+    /// Shared with sparsely mapped BARs, which reach the rest of the BAR through it.
+    fd: Arc<SysFd>,
     bars: Vec<Bar>,
     irq: Mutex<IrqState>,
     info: DeviceInfo,
@@ -373,6 +539,7 @@ impl VfioPciDevice {
         devid: Option<u32>,
     ) -> Result<VfioPciDevice> {
         let sys = iommu.sys().clone();
+        let fd = Arc::new(fd);
         let raw = fd.raw();
         let info =
             device_get_info(&*sys, raw).map_err(|e| Error::os(bdf, "VFIO_DEVICE_GET_INFO", e))?;
@@ -399,14 +566,29 @@ impl VfioPciDevice {
                 )
             } else {
                 match mmap_region(&sys, raw, &ri, bar_alignment(ri.size, page), 0) {
-                    Ok(m) => (
-                        Some(Arc::new(BarMapping {
-                            window: usize::try_from(ri.size).unwrap_or(usize::MAX),
-                            map: m,
-                        })),
-                        None,
-                    ),
-                    Err(e) => (None, Some(format!("mmap failed: {e}"))),
+                    Ok(m) => match BarMapping::whole(m, ri.size) {
+                        Some(b) => (Some(Arc::new(b)), None),
+                        None => (None, Some("mmap returned a null mapping".to_string())),
+                    },
+                    Err(e) => match ri.sparse_areas.as_deref() {
+                        Some(areas) if areas.iter().any(|a| a.size > 0) => {
+                            match BarMapping::sparse(&sys, &fd, &ri, areas, page) {
+                                Ok(b) => (
+                                    Some(Arc::new(b)),
+                                    Some(format!(
+                                        "mmap failed: {e}; mapped its {} sparse-mmap areas \
+                                         instead (the rest through pread/pwrite)",
+                                        areas.len()
+                                    )),
+                                ),
+                                Err(why) => (
+                                    None,
+                                    Some(format!("mmap failed: {e}; sparse fallback: {why}")),
+                                ),
+                            }
+                        }
+                        _ => (None, Some(format!("mmap failed: {e}"))),
+                    },
                 }
             };
             bars.push(Bar {
@@ -541,7 +723,10 @@ impl VfioPciDevice {
             reason,
         };
         match &bar.map {
-            Some(m) => VfioBar::new(m, index).ok_or_else(|| not_mappable("null mapping".into())),
+            Some(m) => Ok(VfioBar {
+                map: m.clone(),
+                index,
+            }),
             None => Err(not_mappable(
                 bar.unmapped_reason
                     .clone()

@@ -90,6 +90,12 @@ pub(crate) struct State {
     pub bound: bool,
     pub attached: Option<u32>,
     pub mmap_fail: Option<(MapPredicate, Errno)>,
+    /// Fail device (shared) mmaps of exactly this length.
+    pub mmap_fail_len: Option<(usize, Errno)>,
+    /// BAR contents reached through pread/pwrite, by file offset (unwritten bytes read 0).
+    pub bar_data: HashMap<u64, u8>,
+    /// Every BAR pread/pwrite: (write, file offset, length).
+    pub bar_rw: Vec<(bool, u64, usize)>,
     pub mmaps: Vec<(usize, usize, MmapRequest)>,
     /// Every munmap, in order.
     pub munmaps: Vec<(usize, usize)>,
@@ -174,6 +180,9 @@ impl Default for State {
             bound: false,
             attached: None,
             mmap_fail: None,
+            mmap_fail_len: None,
+            bar_data: HashMap::new(),
+            bar_rw: vec![],
             mmaps: vec![],
             munmaps: vec![],
             device_names_requested: vec![],
@@ -665,6 +674,19 @@ impl State {
         }
     }
 
+    /// For a pread/pwrite of a BAR region (index 0–5 at `index << 40`): the byte count.
+    fn bar_access(&self, fd: RawFd, offset: u64, len: usize) -> Result<Option<usize>, Errno> {
+        let index = (offset >> 40) as usize;
+        let Some(&size) = self.bar_sizes.get(index) else {
+            return Ok(None);
+        };
+        if !matches!(self.fds.get(&fd), Some(Node::Device { .. })) {
+            return Err(Errno::EBADF);
+        }
+        let off = offset & ((1 << 40) - 1);
+        Ok(Some((len as u64).min(size.saturating_sub(off)) as usize))
+    }
+
     fn new_fd(&mut self, node: Node) -> RawFd {
         let fd = self.next_fd;
         self.next_fd += 1;
@@ -756,6 +778,11 @@ impl Sys for FakeSys {
                 if !st.fds.contains_key(&fd) {
                     return Err(Errno::EBADF);
                 }
+                if let Some((len, e)) = st.mmap_fail_len {
+                    if len == req.len {
+                        return Err(e);
+                    }
+                }
                 MapKind::AnonymousShared
             }
             MapKind::Hugetlb2M | MapKind::Hugetlb1G => MapKind::AnonymousPrivate,
@@ -778,7 +805,14 @@ impl Sys for FakeSys {
     }
 
     fn pread(&self, fd: RawFd, buf: &mut [u8], offset: u64) -> Result<usize, Errno> {
-        let st = self.st();
+        let mut st = self.st();
+        if let Some(n) = st.bar_access(fd, offset, buf.len())? {
+            st.bar_rw.push((false, offset, n));
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = st.bar_data.get(&(offset + i as u64)).copied().unwrap_or(0);
+            }
+            return Ok(n);
+        }
         let off = offset.checked_sub(7 << 40).ok_or(Errno::EINVAL)? as usize;
         if !matches!(st.fds.get(&fd), Some(Node::Device { .. })) {
             return Err(Errno::EBADF);
@@ -790,6 +824,13 @@ impl Sys for FakeSys {
 
     fn pwrite(&self, fd: RawFd, buf: &[u8], offset: u64) -> Result<usize, Errno> {
         let mut st = self.st();
+        if let Some(n) = st.bar_access(fd, offset, buf.len())? {
+            st.bar_rw.push((true, offset, n));
+            for (i, b) in buf[..n].iter().enumerate() {
+                st.bar_data.insert(offset + i as u64, *b);
+            }
+            return Ok(n);
+        }
         let off = offset.checked_sub(7 << 40).ok_or(Errno::EINVAL)? as usize;
         if !matches!(st.fds.get(&fd), Some(Node::Device { .. })) {
             return Err(Errno::EBADF);

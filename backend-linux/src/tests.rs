@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use passthru_core::mmio::{FunctionError, IrqKind, PciFunction, RegisterIo};
+use passthru_core::mmio::{FunctionError, IrqKind, PciFunction, PortalError, RegisterIo};
 use vfio_bindings::bindings::vfio as vb;
 
 use crate::cdev::{cdev_path, open_iommufd, Cdev};
@@ -544,7 +544,81 @@ fn bar_not_mmapable_is_a_skip_with_reason() {
     let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
     let e = dev.bar_mapping(0).unwrap_err();
     assert!(e.to_string().contains("BAR0") && e.to_string().contains("mmap failed"));
+    // BAR0 has sparse areas, but mapping them fails the same way.
+    assert!(e.to_string().contains("sparse fallback"), "{e}");
     assert!(e.is_skip());
+}
+
+#[test]
+fn a_bar_that_cannot_be_mapped_whole_is_mapped_by_its_sparse_areas() {
+    let (f, sys) = FakeSys::new();
+    // The whole 64 KiB BAR0 refuses mmap (as a BAR holding an MSI-X table did before
+    // VFIO_REGION_INFO_CAP_MSIX_MAPPABLE); its areas 0..0x3000 and 0x4000..0x10000 map.
+    f.st().mmap_fail_len = Some((0x1_0000, Errno::EINVAL));
+    let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
+    let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let info = dev.bar_info(0).unwrap();
+    assert_eq!(info.vaddr(), None, "not wholly mapped");
+    assert_eq!(
+        info.sparse_areas_mapped(),
+        Some(vec![(0, 0x3000), (0x4000, 0xc000)])
+    );
+    assert!(info.unmapped_reason.as_deref().unwrap().contains("sparse"));
+    assert_eq!(dev.bar_info(2).unwrap().sparse_areas_mapped(), None);
+    let bar = PciFunction::bar(&dev, 0).unwrap();
+    assert!(bar.is_sparse() && bar.as_ptr().is_null());
+    assert_eq!(bar.len(), 0x1_0000);
+    // Inside the areas: direct access, no file I/O.
+    bar.write32(0x100, 0x1111_2222);
+    bar.write64(0x4008, 0x3333_4444_5555_6666);
+    assert_eq!(bar.read32(0x100), 0x1111_2222);
+    assert_eq!(bar.read64(0x4008), 0x3333_4444_5555_6666);
+    assert!(f.st().bar_rw.is_empty());
+    // In the hole (the MSI-X table page): pread/pwrite of the region, same width.
+    bar.write32(0x3008, 0xdead_beef);
+    bar.write16(0x3ffe, 0xabcd);
+    assert_eq!(bar.read32(0x3008), 0xdead_beef);
+    assert_eq!(bar.read8(0x3009), 0xbe);
+    assert_eq!(bar.read16(0x3ffe), 0xabcd);
+    assert_eq!(
+        f.st().bar_rw,
+        vec![
+            (true, 0x3008, 4),
+            (true, 0x3ffe, 2),
+            (false, 0x3008, 4),
+            (false, 0x3009, 1),
+            (false, 0x3ffe, 2)
+        ]
+    );
+    // The last word of an area is direct; misaligned or out-of-range accesses read all ones
+    // (writes are dropped) without touching the file.
+    bar.write64(0x2ff8, 7);
+    assert_eq!(bar.read64(0x2ff8), 7);
+    assert_eq!(bar.read32(0x3002), u32::MAX);
+    assert_eq!(bar.read64(0x3ffc), u64::MAX);
+    assert_eq!(bar.read32(0x1_0000), u32::MAX);
+    bar.write32(0x1_0000, 5);
+    bar.write32(0x3001, 5);
+    assert_eq!(f.st().bar_rw.len(), 5);
+    // Portals need a direct mapping.
+    let d = [0u8; 64];
+    assert_eq!(bar.submit64(0x3000, &d), Err(PortalError::Unsupported));
+    assert_eq!(
+        bar.submit64(0x3020, &d),
+        Err(PortalError::Misaligned { offset: 0x3020 })
+    );
+    assert!(matches!(
+        bar.submit64(0x1_0000, &d),
+        Err(PortalError::OutOfRange { .. })
+    ));
+    // The handle keeps the device file (for the hole) and the area mappings alive.
+    drop(dev);
+    drop(iommu);
+    assert_eq!(bar.read32(0x3008), 0xdead_beef);
+    assert_eq!(bar.read32(0x100), 0x1111_2222);
+    assert_eq!(f.open_fd_count(), 1, "only the device fd, held by the BAR");
+    drop(bar);
+    assert_eq!(f.open_fd_count(), 0);
 }
 
 #[test]
