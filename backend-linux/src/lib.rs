@@ -7,7 +7,9 @@
 //!   hva→iova, IOVA ranges, [`IovaAllocator`].
 //! * [`VfioPciDevice`]: open by group or cdev, region/BAR/IRQ info, BAR mmaps, config space,
 //!   interrupts with eventfds, reset, VF token; implements `passthru_core::mmio::PciFunction`
-//!   with reference-counted BAR handles ([`VfioBar`]) that keep their mapping alive.
+//!   with reference-counted BAR handles ([`VfioBar`]) that keep their mapping alive; a BAR
+//!   whose whole mmap fails is mapped by its sparse-mmap areas (the rest via pread/pwrite).
+//!   [`VfioPciDevice::device_caps`] decodes the device-info capability chain.
 //! * Step functions for negative tests: [`group::group_setup`], [`group::Group::get_device_fd`],
 //!   [`cdev::Cdev`] (open, bind, attach, detach, get_info), [`Iommu::container_set_iommu`].
 //! * [`DmaBuffer`] (anonymous, hugetlb, memfd), [`MonotonicClock`], [`expectations`].
@@ -67,7 +69,7 @@ mod fake;
 mod tests;
 
 pub use clock::MonotonicClock;
-pub use device::{Bar, DeviceInfo, VfioBar, VfioPciDevice};
+pub use device::{Bar, DeviceCaps, DeviceInfo, VfioBar, VfioPciDevice};
 pub use error::{Error, Outcome, Result};
 pub use iommu::{DmaMapping, Iommu, IommuMode};
 pub use iova::{IovaAllocator, IovaRange};
