@@ -63,7 +63,11 @@ fn upstream_list_has_six_programs_here_and_136_names() {
     assert_eq!(total, 141 - upstream_names("vfio_pci_driver_test").len());
     assert_eq!(upstream_names("vfio_pci_driver_test").len(), 35);
     for p in &PROGRAMS {
-        assert!(!upstream_names(p.name).is_empty(), "{} not in the tsv", p.name);
+        assert!(
+            !upstream_names(p.name).is_empty(),
+            "{} not in the tsv",
+            p.name
+        );
     }
 }
 
@@ -83,14 +87,26 @@ fn dash_l_lists_exactly_upstream_names_plus_declared_extras() {
             p.name
         );
         let missing: Vec<_> = upstream.difference(&set).collect();
-        assert!(missing.is_empty(), "{}: missing upstream names {missing:?}", p.name);
+        assert!(
+            missing.is_empty(),
+            "{}: missing upstream names {missing:?}",
+            p.name
+        );
         let unexpected: Vec<_> = set
             .difference(&upstream)
             .filter(|n| !extras.contains(*n))
             .collect();
-        assert!(unexpected.is_empty(), "{}: undeclared names {unexpected:?}", p.name);
+        assert!(
+            unexpected.is_empty(),
+            "{}: undeclared names {unexpected:?}",
+            p.name
+        );
         let absent: Vec<_> = extras.difference(&set).collect();
-        assert!(absent.is_empty(), "{}: declared extras not listed {absent:?}", p.name);
+        assert!(
+            absent.is_empty(),
+            "{}: declared extras not listed {absent:?}",
+            p.name
+        );
     }
 }
 
@@ -99,9 +115,21 @@ fn no_device_prints_usage_and_exits_4() {
     for p in &PROGRAMS {
         let (code, out, err) = run(p, &[]);
         assert_eq!(code, KSFT_SKIP, "{}", p.name);
-        assert!(out.is_empty(), "{}: printed KTAP without a device: {out}", p.name);
-        assert!(err.contains("VFIO_SELFTESTS_BDF"), "{}: usage: {err}", p.name);
-        assert!(err.contains(p.name), "{}: usage names the program: {err}", p.name);
+        assert!(
+            out.is_empty(),
+            "{}: printed KTAP without a device: {out}",
+            p.name
+        );
+        assert!(
+            err.contains("VFIO_SELFTESTS_BDF"),
+            "{}: usage: {err}",
+            p.name
+        );
+        assert!(
+            err.contains(p.name),
+            "{}: usage names the program: {err}",
+            p.name
+        );
     }
 }
 

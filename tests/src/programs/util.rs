@@ -121,7 +121,9 @@ mod tests {
             op: "VFIO_IOMMU_MAP_DMA",
             errno: Errno::EFAULT,
         };
-        assert!(matches!(classify_error(&fail, None), TestError::Fail(m) if m.contains("VFIO_IOMMU_MAP_DMA")));
+        assert!(
+            matches!(classify_error(&fail, None), TestError::Fail(m) if m.contains("VFIO_IOMMU_MAP_DMA"))
+        );
     }
 
     #[test]

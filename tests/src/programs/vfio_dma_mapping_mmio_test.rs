@@ -35,12 +35,13 @@ pub struct MmioState {
 /// Picks the largest BAR among `(index, size, readable && writable, mapped)`; ties keep the
 /// lowest index.
 pub fn largest_rw_bar(bars: &[(u8, u64, bool, bool)]) -> Option<(u8, u64)> {
-    bars.iter()
-        .filter(|b| b.2 && b.3 && b.1 > 0)
-        .fold(None, |best: Option<(u8, u64)>, b| match best {
+    bars.iter().filter(|b| b.2 && b.3 && b.1 > 0).fold(
+        None,
+        |best: Option<(u8, u64)>, b| match best {
             Some((_, s)) if s >= b.1 => best,
             _ => Some((b.0, b.1)),
-        })
+        },
+    )
 }
 
 fn setup(ctx: &Ctx, mode: &IommuMode) -> TestResult<MmioState> {
@@ -51,7 +52,9 @@ fn setup(ctx: &Ctx, mode: &IommuMode) -> TestResult<MmioState> {
             .map(|(i, b, m)| (i, b.info.size, b.info.readable() && b.info.writable(), m))
             .collect();
         let Some((bar, bar_size)) = largest_rw_bar(&bars) else {
-            return Err(TestError::skip("no mmap-able BAR that is both readable and writable"));
+            return Err(TestError::skip(
+                "no mmap-able BAR that is both readable and writable",
+            ));
         };
         let bar_vaddr = device
             .bar_info(bar)
@@ -105,7 +108,10 @@ fn map_and_unmap(
         }
     } else {
         match mapped {
-            Err(e) => ctx.log(format!("{mode}: map refused as expected: {}", errno_text(e))),
+            Err(e) => ctx.log(format!(
+                "{mode}: map refused as expected: {}",
+                errno_text(e)
+            )),
             Ok(_) => fail!(
                 "{}: {mode}: map of BAR{} (MMIO) at IOVA {iova:#x} succeeded; IOMMUFD modes \
                  must refuse MMIO mappings",
@@ -114,7 +120,10 @@ fn map_and_unmap(
             ),
         }
         match unmapped {
-            Err(e) => ctx.log(format!("{mode}: unmap refused as expected: {}", errno_text(e))),
+            Err(e) => ctx.log(format!(
+                "{mode}: unmap refused as expected: {}",
+                errno_text(e)
+            )),
             Ok(n) => fail!("unmap of never-mapped IOVA {iova:#x} succeeded ({n} bytes)"),
         }
     }

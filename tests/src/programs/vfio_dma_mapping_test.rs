@@ -126,10 +126,10 @@ fn dma_map_unmap(ctx: &Ctx, v: &MappingVariant, st: &mut DeviceState) -> TestRes
     let size = buf.len() as u64;
     let iova = st.iovas.alloc(size).classify_ctx("IOVA allocation")?;
     let vaddr = buf.addr() as u64;
-    let mapping = st
-        .iommu
-        .map_buffer(&buf, iova)
-        .classify_ctx(&format!("{}: map {size:#x} bytes at IOVA {iova:#x}", st.bdf))?;
+    let mapping = st.iommu.map_buffer(&buf, iova).classify_ctx(&format!(
+        "{}: map {size:#x} bytes at IOVA {iova:#x}",
+        st.bdf
+    ))?;
     ctx.log(format!(
         "Mapped HVA {vaddr:#x} (size {size:#x}) at IOVA {iova:#x}"
     ));
@@ -171,9 +171,9 @@ fn dma_map_unmap(ctx: &Ctx, v: &MappingVariant, st: &mut DeviceState) -> TestRes
     drop(buf);
     match page_check {
         PageCheck::Checked(_) => Ok(()),
-        PageCheck::Unsupported(reason) => skip!(
-            "map/unmap checks passed, but the IOMMU page-size check cannot run: {reason}"
-        ),
+        PageCheck::Unsupported(reason) => {
+            skip!("map/unmap checks passed, but the IOMMU page-size check cannot run: {reason}")
+        }
     }
 }
 
@@ -217,11 +217,7 @@ fn map_last_page(ctx: &Ctx, mode: IommuMode, st: &LimitState) -> TestResult<bool
     let k = kernel()?;
     // SAFETY: the buffer is our own anonymous mapping and outlives the mapping (the test unmaps,
     // or the fixture's IOMMU is dropped, before the buffer).
-    let r = unsafe {
-        st.dev
-            .iommu
-            .try_map(st.buf.addr() as u64, st.iova, st.size)
-    };
+    let r = unsafe { st.dev.iommu.try_map(st.buf.addr() as u64, st.iova, st.size) };
     if last_reported_page_maps(mode, k) {
         match r {
             Ok(m) => {
@@ -322,11 +318,8 @@ pub fn suite() -> Suite {
         mapping = mapping.variant(v.name(), v);
     }
     // A 1 GiB map in iommufd_compat_type1 creates 262144 PTEs: tens of seconds under TCG.
-    let mapping = mapping.test_with_timeout(
-        "dma_map_unmap",
-        Duration::from_secs(180),
-        dma_map_unmap,
-    );
+    let mapping =
+        mapping.test_with_timeout("dma_map_unmap", Duration::from_secs(180), dma_map_unmap);
     let limit = Fixture::with_setup("vfio_dma_map_limit_test", limit_setup)
         .variants(IommuMode::ALL.map(|m| (m.name(), m)))
         .test("unmap_range", unmap_range)

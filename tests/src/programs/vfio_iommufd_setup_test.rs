@@ -55,7 +55,11 @@ fn bind(ctx: &Ctx, _v: &(), st: &mut CdevState) -> TestResult {
     let devid = bind_ok(st)?;
     ctx.log(format!("bound, devid {devid}"));
     match st.cdev.get_info() {
-        Ok(info) => check!(info.is_pci(), "device info flags {:#x} lack PCI", info.flags),
+        Ok(info) => check!(
+            info.is_pci(),
+            "device info flags {:#x} lack PCI",
+            info.flags
+        ),
         Err(e) => fail!("VFIO_DEVICE_GET_INFO after bind: {}", errno_text(e)),
     }
     Ok(())
@@ -63,7 +67,10 @@ fn bind(ctx: &Ctx, _v: &(), st: &mut CdevState) -> TestResult {
 
 fn get_info_without_bind_fails(ctx: &Ctx, _v: &(), st: &mut CdevState) -> TestResult {
     let e = check_err!(st.cdev.get_info());
-    ctx.log(format!("VFIO_DEVICE_GET_INFO before bind: {}", errno_text(e)));
+    ctx.log(format!(
+        "VFIO_DEVICE_GET_INFO before bind: {}",
+        errno_text(e)
+    ));
     Ok(())
 }
 

@@ -28,9 +28,7 @@ use passthru_linux::{Iommu, IommuMode, VfioPciDevice};
 
 use super::expectations::{cdev_bind_token_supported_assume_7_0, vf_open_succeeds, UUID_1, UUID_2};
 use super::util::{errno_text, kernel, sysfs, Classify};
-use crate::harness::{
-    Ctx, DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult,
-};
+use crate::harness::{Ctx, DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult};
 use crate::{check, fail, skip};
 
 /// The program name.
@@ -111,7 +109,14 @@ fn enable_vf(pf: Bdf) -> (Result<Bdf, TestError>, bool) {
     let sys = sysfs();
     let total = match sys.sriov_totalvfs(pf) {
         Ok(Some(n)) if n > 0 => n,
-        Ok(_) => return (Err(TestError::skip(format!("{pf}: not an SR-IOV physical function (sriov_totalvfs missing or 0)"))), false),
+        Ok(_) => {
+            return (
+                Err(TestError::skip(format!(
+                    "{pf}: not an SR-IOV physical function (sriov_totalvfs missing or 0)"
+                ))),
+                false,
+            )
+        }
         Err(e) => return (Err(TestError::skip(format!("{pf}: {e}"))), false),
     };
     match sys.sriov_numvfs(pf) {
@@ -138,7 +143,12 @@ fn enable_vf(pf: Bdf) -> (Result<Bdf, TestError>, bool) {
     }
     let vf = match sys.vf_bdf(pf, 0) {
         Ok(v) => v,
-        Err(e) => return (Err(TestError::fail(format!("{pf}: VF 0 after enabling: {e}"))), true),
+        Err(e) => {
+            return (
+                Err(TestError::fail(format!("{pf}: VF 0 after enabling: {e}"))),
+                true,
+            )
+        }
     };
     // vfio-pci binds VFs of the PFs it owns (driver_override); give the probe a moment.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -246,7 +256,11 @@ fn prepare_vf(st: &SriovState) -> TestResult<VfPath> {
     }
 }
 
-fn try_open_vf(st: &SriovState, path: &VfPath, token: Option<&VfToken>) -> TestResult<Result<(), Errno>> {
+fn try_open_vf(
+    st: &SriovState,
+    path: &VfPath,
+    token: Option<&VfToken>,
+) -> TestResult<Result<(), Errno>> {
     let vf = st.vf.to_string();
     match path {
         VfPath::Group(g) => Ok(g.get_device_fd(&vf, token).map(drop)),
@@ -331,16 +345,13 @@ pub fn suite() -> Suite {
         .test("pf_early_close", pf_early_close)
         .test("override_token", override_token);
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::matching(
-            "SR-IOV physical function",
-            |f| {
-                if f.is_sriov_pf() {
-                    Ok(())
-                } else {
-                    Err("not an SR-IOV physical function".into())
-                }
-            },
-        ))
+        .devices(DeviceSelector::matching("SR-IOV physical function", |f| {
+            if f.is_sriov_pf() {
+                Ok(())
+            } else {
+                Err("not an SR-IOV physical function".into())
+            }
+        }))
         .fixture(f)
 }
 
