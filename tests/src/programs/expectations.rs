@@ -9,7 +9,48 @@
 //! one outcome the kernel must produce.
 
 pub use passthru_linux::expectations::*;
+use passthru_linux::iommu::IommuMode;
+use passthru_linux::sys::Errno;
 use passthru_linux::token::VfToken;
+
+/// Whether mapping the last page of the highest *reported* IOVA range must fail with EINVAL.
+///
+/// Before a device is attached, `/dev/iommu`'s compat container on 6.12 reports
+/// 0..2^64−1 although the domain is 48-bit, and a map at the top fails with EINVAL
+/// ([`last_reported_page_maps`]). With the device attached (as in the limit fixture), both
+/// 6.12.117 and 7.3.4 report ranges ending at 0xffff_ffff_ffff in the QEMU rig and the map
+/// succeeds, as in every other mode. So the refusal is expected exactly when the reported
+/// range still ends at 2^64−1 on such a kernel; otherwise the map must succeed.
+pub fn last_page_map_refused(mode: IommuMode, kernel: KernelVersion, reported_last: u64) -> bool {
+    !last_reported_page_maps(mode, kernel) && reported_last == u64::MAX
+}
+
+/// What unmapping an IOVA range that was never mapped returns, in the modes where mapping a
+/// BAR mmap is refused (the IOMMUFD modes; see [`mmio_dma_map_succeeds`]).
+///
+/// * native `iommufd`: IOMMU_IOAS_UNMAP fails with ENOENT;
+/// * the compat modes keep type1's semantics: VFIO_IOMMU_UNMAP_DMA succeeds and reports 0
+///   bytes unmapped.
+///
+/// Measured on 6.12.117 and 7.3.4 (QEMU rig, e1000e BAR0). Upstream's
+/// `vfio_dma_mapping_mmio_test` asserts that the unmap *fails* in the compat modes too, which
+/// these kernels do not do; we assert the measured, stricter fact (success with exactly 0
+/// bytes, i.e. nothing was mapped).
+pub fn unmap_of_unmapped_range(mode: IommuMode) -> Result<u64, Errno> {
+    match mode {
+        IommuMode::Iommufd => Err(Errno::ENOENT),
+        _ => Ok(0),
+    }
+}
+
+/// Whether the VFIO cdev path enforces SR-IOV VF tokens (and accepts one on
+/// VFIO_DEVICE_BIND_IOMMUFD). Measured in the QEMU rig: on 6.12.117 a VF binds through its
+/// cdev *without* a token while its PF (bound to vfio-pci) has one set; 7.3.4 refuses it with
+/// EACCES like the group path. The first release with the check is not confirmed; the
+/// threshold is the helper's 7.0 assumption ([`cdev_bind_token_supported_assume_7_0`]).
+pub fn cdev_enforces_vf_token_assume_7_0(kernel: KernelVersion) -> bool {
+    cdev_bind_token_supported_assume_7_0(kernel)
+}
 
 /// The VF token the SR-IOV test opens the PF with (named UUID_1 upstream; the value is ours).
 pub const UUID_1: &str = "52ac9bff-3a88-4fbd-901a-0d767c3b6c97";
@@ -37,6 +78,32 @@ mod tests {
         let b: VfToken = UUID_2.parse().unwrap();
         assert_ne!(a, b);
         assert_eq!(a.to_string(), UUID_1);
+    }
+
+    #[test]
+    fn kernel_dependent_tables() {
+        let k612 = KernelVersion::new(6, 12);
+        let k73 = KernelVersion::new(7, 3);
+        let c1 = IommuMode::IommufdCompatType1;
+        assert!(last_page_map_refused(c1, k612, u64::MAX));
+        assert!(!last_page_map_refused(c1, k612, 0xffff_ffff_ffff));
+        assert!(!last_page_map_refused(c1, k73, u64::MAX));
+        assert!(!last_page_map_refused(
+            IommuMode::VfioType1Iommu,
+            k612,
+            u64::MAX
+        ));
+        assert_eq!(
+            unmap_of_unmapped_range(IommuMode::Iommufd),
+            Err(Errno::ENOENT)
+        );
+        assert_eq!(unmap_of_unmapped_range(c1), Ok(0));
+        assert_eq!(
+            unmap_of_unmapped_range(IommuMode::IommufdCompatType1v2),
+            Ok(0)
+        );
+        assert!(!cdev_enforces_vf_token_assume_7_0(k612));
+        assert!(cdev_enforces_vf_token_assume_7_0(k73));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use passthru_linux::memory::base_page_size;
 use passthru_linux::region::GIB;
 use passthru_linux::{Iommu, IommuMode, IovaAllocator, VfioPciDevice};
 
-use super::expectations::mmio_dma_map_succeeds;
+use super::expectations::{mmio_dma_map_succeeds, unmap_of_unmapped_range};
 use super::util::{errno_text, open_device, pick_device, pow2_at_least, Classify};
 use crate::harness::{Ctx, DeviceSelector, Fixture, Suite, TestError, TestResult};
 use crate::{check_eq, fail, skip};
@@ -119,13 +119,30 @@ fn map_and_unmap(
                 st.bar
             ),
         }
-        match unmapped {
-            Err(e) => ctx.log(format!(
-                "{mode}: unmap refused as expected: {}",
-                errno_text(e)
-            )),
-            Ok(n) => fail!("unmap of never-mapped IOVA {iova:#x} succeeded ({n} bytes)"),
+        let want = unmap_of_unmapped_range(mode);
+        match (unmapped, want) {
+            (Err(e), Err(w)) => {
+                check_eq!(
+                    e,
+                    w,
+                    "{mode}: unmap of never-mapped IOVA {iova:#x}: {}",
+                    errno_text(e)
+                );
+            }
+            (Ok(n), Ok(w)) => {
+                check_eq!(
+                    n,
+                    w,
+                    "{mode}: bytes unmapped at never-mapped IOVA {iova:#x}"
+                );
+            }
+            (got, want) => fail!(
+                "{mode}: unmap of never-mapped IOVA {iova:#x} returned {got:?}, expected {want:?}"
+            ),
         }
+        ctx.log(format!(
+            "{mode}: unmap of the never-mapped IOVA returned {want:?} as expected"
+        ));
     }
     Ok(())
 }
