@@ -16,7 +16,10 @@
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod cbdma;
 pub mod config;
+pub mod dsa;
+pub mod edu;
 pub mod exec;
 pub mod function;
 pub mod iommu;
