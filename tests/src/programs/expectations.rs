@@ -2,9 +2,9 @@
 //!
 //! Kernel-version-dependent facts live in [`passthru_linux::expectations`] (re-exported here):
 //! the overflow errno (type1 returns EINVAL on 6.12 and EOVERFLOW from 6.18; IOMMUFD and the
-//! compat modes always EOVERFLOW), whether the last page of the reported IOVA range maps
-//! (compat modes on 6.12: EINVAL), MMIO DMA mapping per mode, huge IOMMU pages per mode, and
-//! whether VFIO_DEVICE_BIND_IOMMUFD takes a VF token. This module adds the expectations that
+//! compat modes always EOVERFLOW), whether the last page of the reported IOVA range maps, MMIO
+//! DMA mapping per mode, huge IOMMU pages per mode, and whether the cdev path accepts and
+//! enforces VF tokens (not on 6.12). This module adds the expectations that
 //! do not depend on the kernel version. None of them loosens an assertion: each returns the
 //! one outcome the kernel must produce.
 
@@ -12,18 +12,6 @@ pub use passthru_linux::expectations::*;
 use passthru_linux::iommu::IommuMode;
 use passthru_linux::sys::Errno;
 use passthru_linux::token::VfToken;
-
-/// Whether mapping the last page of the highest *reported* IOVA range must fail with EINVAL.
-///
-/// Before a device is attached, `/dev/iommu`'s compat container on 6.12 reports
-/// 0..2^64−1 although the domain is 48-bit, and a map at the top fails with EINVAL
-/// ([`last_reported_page_maps`]). With the device attached (as in the limit fixture), both
-/// 6.12.117 and 7.3.4 report ranges ending at 0xffff_ffff_ffff in the QEMU rig and the map
-/// succeeds, as in every other mode. So the refusal is expected exactly when the reported
-/// range still ends at 2^64−1 on such a kernel; otherwise the map must succeed.
-pub fn last_page_map_refused(mode: IommuMode, kernel: KernelVersion, reported_last: u64) -> bool {
-    !last_reported_page_maps(mode, kernel) && reported_last == u64::MAX
-}
 
 /// What unmapping an IOVA range that was never mapped returns, in the modes where mapping a
 /// BAR mmap is refused (the IOMMUFD modes; see [`mmio_dma_map_succeeds`]).
@@ -41,15 +29,6 @@ pub fn unmap_of_unmapped_range(mode: IommuMode) -> Result<u64, Errno> {
         IommuMode::Iommufd => Err(Errno::ENOENT),
         _ => Ok(0),
     }
-}
-
-/// Whether the VFIO cdev path enforces SR-IOV VF tokens (and accepts one on
-/// VFIO_DEVICE_BIND_IOMMUFD). Measured in the QEMU rig: on 6.12.117 a VF binds through its
-/// cdev *without* a token while its PF (bound to vfio-pci) has one set; 7.3.4 refuses it with
-/// EACCES like the group path. The first release with the check is not confirmed; the
-/// threshold is the helper's 7.0 assumption ([`cdev_bind_token_supported_assume_7_0`]).
-pub fn cdev_enforces_vf_token_assume_7_0(kernel: KernelVersion) -> bool {
-    cdev_bind_token_supported_assume_7_0(kernel)
 }
 
 /// The VF token the SR-IOV test opens the PF with (named UUID_1 upstream; the value is ours).
@@ -85,14 +64,6 @@ mod tests {
         let k612 = KernelVersion::new(6, 12);
         let k73 = KernelVersion::new(7, 3);
         let c1 = IommuMode::IommufdCompatType1;
-        assert!(last_page_map_refused(c1, k612, u64::MAX));
-        assert!(!last_page_map_refused(c1, k612, 0xffff_ffff_ffff));
-        assert!(!last_page_map_refused(c1, k73, u64::MAX));
-        assert!(!last_page_map_refused(
-            IommuMode::VfioType1Iommu,
-            k612,
-            u64::MAX
-        ));
         assert_eq!(
             unmap_of_unmapped_range(IommuMode::Iommufd),
             Err(Errno::ENOENT)
@@ -102,8 +73,17 @@ mod tests {
             unmap_of_unmapped_range(IommuMode::IommufdCompatType1v2),
             Ok(0)
         );
-        assert!(!cdev_enforces_vf_token_assume_7_0(k612));
-        assert!(cdev_enforces_vf_token_assume_7_0(k73));
+        assert!(!cdev_bind_enforces_vf_token_assume_7_0(k612));
+        assert!(cdev_bind_enforces_vf_token_assume_7_0(k73));
+        // The 7.x rig had EOVERFLOW for type1 overflow, 6.12 EINVAL.
+        assert_eq!(
+            overflow_errno(IommuMode::VfioType1Iommu, k612),
+            Errno::EINVAL
+        );
+        assert_eq!(
+            overflow_errno(IommuMode::VfioType1Iommu, k73),
+            Errno::EOVERFLOW
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! Kernel difference: the VFIO cdev path has no VF-token support on 6.12 (no
 //! VFIO_DEVICE_BIND_FLAG_TOKEN, and a VF binds without any token, measured in the QEMU rig);
 //! there the `iommufd` variants report SKIP with that reason
-//! ([`super::expectations::cdev_enforces_vf_token_assume_7_0`]), while the four group-path
+//! ([`super::expectations::cdev_bind_enforces_vf_token_assume_7_0`]), while the four group-path
 //! modes test the token uAPI.
 
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,9 @@ use passthru_linux::sys::{Errno, RealSys};
 use passthru_linux::token::VfToken;
 use passthru_linux::{Iommu, IommuMode, VfioPciDevice};
 
-use super::expectations::{cdev_enforces_vf_token_assume_7_0, vf_open_succeeds, UUID_1, UUID_2};
+use super::expectations::{
+    cdev_bind_enforces_vf_token_assume_7_0, vf_open_succeeds, UUID_1, UUID_2,
+};
 use super::util::{errno_text, kernel, sysfs, Classify};
 use crate::harness::{Ctx, DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult};
 use crate::{check, fail, skip};
@@ -216,7 +218,7 @@ fn setup(_ctx: &Ctx, v: &SriovVariant) -> TestResult<SriovState> {
     let k = kernel()?;
     let iommu = Iommu::open(v.mode).classify_ctx(&format!("{pf_bdf}: open IOMMU ({})", v.mode))?;
     let token = uuid(UUID_1);
-    if !v.mode.uses_container() && !cdev_enforces_vf_token_assume_7_0(k) {
+    if !v.mode.uses_container() && !cdev_bind_enforces_vf_token_assume_7_0(k) {
         skip!(
             "{vf}: kernel {k} has no VF-token support on the VFIO cdev path \
              (VFIO_DEVICE_BIND_FLAG_TOKEN; measured on 6.12: a VF binds without any token); \
