@@ -200,7 +200,7 @@ pub fn suite() -> Suite {
         .test("map_partial_bar", map_partial_bar)
         .test("map_bar_misaligned", map_bar_misaligned);
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::all())
+        .devices(DeviceSelector::all().vfio_bound())
         .fixture(f)
 }
 

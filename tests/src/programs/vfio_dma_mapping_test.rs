@@ -326,7 +326,7 @@ pub fn suite() -> Suite {
         .test("unmap_all", unmap_all)
         .test("overflow", overflow);
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::all())
+        .devices(DeviceSelector::all().vfio_bound())
         .fixture(mapping)
         .fixture(limit)
 }

@@ -126,7 +126,7 @@ pub fn suite() -> Suite {
         .test("attach_detatch_pt", attach_detatch_pt)
         .test("attach_invalid_pt_fails", attach_invalid_pt_fails);
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::all())
+        .devices(DeviceSelector::all().vfio_bound())
         .fixture(f)
 }
 

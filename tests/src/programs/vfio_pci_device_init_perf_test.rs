@@ -110,7 +110,7 @@ pub fn suite() -> Suite {
     .variants(IommuMode::ALL.map(|m| (m.name(), m)))
     .test("init", init);
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::all())
+        .devices(DeviceSelector::all().vfio_bound())
         .fixture(f)
 }
 

@@ -205,7 +205,7 @@ pub fn suite() -> Suite {
         )
         .test("enable_trigger_disable", enable_trigger_disable);
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::all())
+        .devices(DeviceSelector::all().vfio_bound())
         .fixture(device)
         .fixture(irq)
 }

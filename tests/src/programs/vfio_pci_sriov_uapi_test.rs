@@ -337,13 +337,7 @@ pub fn suite() -> Suite {
         .test("pf_early_close", pf_early_close)
         .test("override_token", override_token);
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::matching("SR-IOV physical function", |f| {
-            if f.is_sriov_pf() {
-                Ok(())
-            } else {
-                Err("not an SR-IOV physical function".into())
-            }
-        }))
+        .devices(DeviceSelector::one().sriov_pf().vfio_bound())
         .fixture(f)
 }
 
