@@ -152,3 +152,99 @@ fn sriov_program_skips_without_an_sriov_pf() {
     assert!(out.is_empty(), "{out}");
     assert!(err.contains("SR-IOV physical function"), "{err}");
 }
+
+/// A fake sysfs with one PCI function, `driver` linked to `driver` (or unbound).
+fn fake_sysfs(
+    tag: &str,
+    bdf: &str,
+    driver: Option<&str>,
+    totalvfs: Option<u32>,
+) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("passthru-programs-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dev = root.join("bus/pci/devices").join(bdf);
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("vendor"), "0x8086\n").unwrap();
+    std::fs::write(dev.join("device"), "0x10c9\n").unwrap();
+    std::fs::write(dev.join("class"), "0x020000\n").unwrap();
+    if let Some(d) = driver {
+        let ddir = root.join("bus/pci/drivers").join(d);
+        std::fs::create_dir_all(&ddir).unwrap();
+        std::os::unix::fs::symlink(&ddir, dev.join("driver")).unwrap();
+    }
+    if let Some(n) = totalvfs {
+        std::fs::write(dev.join("sriov_totalvfs"), format!("{n}\n")).unwrap();
+        std::fs::write(dev.join("sriov_numvfs"), "0\n").unwrap();
+    }
+    root
+}
+
+fn run_with_sysfs(
+    p: &super::Program,
+    root: &std::path::Path,
+    args: &[&str],
+) -> (i32, String, String) {
+    let out = Capture::default();
+    let mut err = Vec::new();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let src = DeviceSource {
+        env_bdf: None,
+        env_pool: None,
+        sysfs: Sysfs::new(root),
+    };
+    let code = (p.suite)().run(&args, &src, Box::new(out.clone()), &mut err);
+    (code, out.text(), String::from_utf8(err).unwrap())
+}
+
+#[test]
+fn device_not_bound_to_vfio_pci_skips_naming_the_device_and_the_fix() {
+    let bdf = "0000:00:04.0";
+    let root = fake_sysfs("unbound", bdf, Some("igb"), Some(7));
+    for p in &PROGRAMS {
+        let (code, out, err) = run_with_sysfs(p, &root, &[bdf]);
+        assert_eq!(code, KSFT_SKIP, "{}: {err}", p.name);
+        assert!(out.is_empty(), "{}: {out}", p.name);
+        assert!(
+            err.contains(bdf) && err.contains("igb"),
+            "{}: {err}",
+            p.name
+        );
+        assert!(
+            err.contains("passthru setup"),
+            "{}: no fix named: {err}",
+            p.name
+        );
+        assert_eq!(err.lines().count(), 1, "{}: one line: {err}", p.name);
+    }
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn sriov_program_takes_the_pf_from_the_pool() {
+    let vf_less = "0000:00:04.0";
+    let root = fake_sysfs("pool", vf_less, Some("vfio-pci"), None);
+    // A second function, an SR-IOV PF bound to vfio-pci.
+    let pf = "0000:00:05.0";
+    let pf_root = fake_sysfs("pool-pf", pf, Some("vfio-pci"), Some(7));
+    std::fs::rename(
+        pf_root.join("bus/pci/devices").join(pf),
+        root.join("bus/pci/devices").join(pf),
+    )
+    .unwrap();
+    let sel = super::vfio_pci_sriov_uapi_test::suite();
+    // -l does not select devices; a filtered run that matches nothing shows the selection.
+    let out = Capture::default();
+    let mut err = Vec::new();
+    let src = DeviceSource {
+        env_bdf: None,
+        env_pool: Some(format!("{vf_less},{pf}")),
+        sysfs: Sysfs::new(&root),
+    };
+    let args = vec!["-r".to_string(), "no.such.test".to_string()];
+    let code = sel.run(&args, &src, Box::new(out.clone()), &mut err);
+    let text = out.text();
+    assert_eq!(code, KSFT_SKIP, "nothing selected: {text}");
+    assert!(text.contains(&format!("# devices: {pf}")), "{text}");
+    let _ = std::fs::remove_dir_all(root);
+    let _ = std::fs::remove_dir_all(pf_root);
+}
