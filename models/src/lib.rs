@@ -19,6 +19,7 @@
 pub mod cbdma;
 pub mod config;
 pub mod dsa;
+pub mod edu;
 pub mod exec;
 pub mod function;
 pub mod iommu;
