@@ -6,3 +6,4 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod harness;
+pub mod suite;

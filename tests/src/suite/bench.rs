@@ -1,0 +1,1 @@
+//! Model bandwidth benchmark (filled in below).

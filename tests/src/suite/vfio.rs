@@ -1,0 +1,1 @@
+//! The VFIO environment (filled in below).
