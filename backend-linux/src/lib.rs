@@ -16,11 +16,10 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod bdf;
-pub mod debugfs;
-pub mod sysfs;
 pub mod cdev;
 pub mod clock;
 pub mod container;
+pub mod debugfs;
 pub mod device;
 pub mod error;
 pub mod expectations;
@@ -32,6 +31,7 @@ pub mod irq;
 pub mod memory;
 pub mod region;
 pub mod sys;
+pub mod sysfs;
 pub mod token;
 
 #[cfg(test)]

@@ -131,5 +131,9 @@ fn filters_select_and_seed_is_printed() {
     assert!(out.contains("seed: 7"), "{out}");
     let (code, out, _) = run(&["-f", "ioat", "-l"]);
     assert_eq!(code, KSFT_PASS);
-    assert_eq!(out.lines().filter(|l| l.contains("ioat.")).count(), 14, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("ioat.")).count(),
+        14,
+        "{out}"
+    );
 }

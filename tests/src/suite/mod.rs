@@ -244,10 +244,7 @@ struct Setup {
 
 impl Setup {
     fn new<E: Env>(env: &mut E) -> TestResult<Self> {
-        let limits = env
-            .driver()
-            .limits()
-            .map_err(|e| drv_fail("limits", e))?;
+        let limits = env.driver().limits().map_err(|e| drv_fail("limits", e))?;
         let region = env.memcpy_region();
         let size = limits.max_memcpy_size.min(region.len() as u64 / 2);
         if size == 0 {
@@ -299,7 +296,12 @@ impl Setup {
 
     /// The first offset where src and dst differ.
     fn first_difference(&self) -> Option<usize> {
-        first_difference(&self.region, self.src_off(), self.dst_off(), self.size as usize)
+        first_difference(
+            &self.region,
+            self.src_off(),
+            self.dst_off(),
+            self.size as usize,
+        )
     }
 
     fn check_copied(&self) -> TestResult {

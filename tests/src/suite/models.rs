@@ -102,6 +102,7 @@ fn build<D>(
     function: D::Function,
     msi: Arc<MsiSink>,
     policy: FaultPolicy,
+    memcpy_bytes: usize,
 ) -> TestResult<ModelEnv<D>>
 where
     D: Driver<Clock = StdClock>,
@@ -116,7 +117,7 @@ where
     iommu
         .map(DRIVER_IOVA, &driver_mem, 0, region_size as u64, Perm::RW)
         .map_err(|e| fail("map driver region", &e))?;
-    let memcpy = HostMemory::pages(MEMCPY_BYTES).map_err(|e| fail("memcpy region", &e))?;
+    let memcpy = HostMemory::pages(memcpy_bytes).map_err(|e| fail("memcpy region", &e))?;
     iommu
         .map_all(MEMCPY_IOVA, &memcpy)
         .map_err(|e| fail("map memcpy region", &e))?;
@@ -141,29 +142,41 @@ where
 impl ModelEnv<DsaOnModel> {
     /// The DSA driver on a fresh DSA model.
     pub fn dsa(mode: ExecMode) -> TestResult<(Self, Arc<DsaModel>)> {
+        Self::dsa_with(mode, MEMCPY_BYTES)
+    }
+
+    /// [`ModelEnv::dsa`] with a memcpy region of `memcpy_bytes`.
+    pub fn dsa_with(mode: ExecMode, memcpy_bytes: usize) -> TestResult<(Self, Arc<DsaModel>)> {
         let iommu = Iommu::new();
         let model = DsaModel::new(Arc::clone(&iommu), mode);
         let f = model.function();
         let msi = Arc::clone(f.msi());
-        let env = build(iommu, f, msi, FaultPolicy::DeviceError)?;
+        let env = build(iommu, f, msi, FaultPolicy::DeviceError, memcpy_bytes)?;
         Ok((env, model))
     }
 }
 
 impl ModelEnv<IoatOnModel> {
-    /// The CBDMA driver on a fresh CBDMA model.
+    /// The CBDMA driver on a fresh CBDMA model (default configuration: SKX, CBVER 3.3,
+    /// XFERCAP 1 MiB).
     pub fn ioat(mode: ExecMode) -> TestResult<(Self, Arc<Cbdma>)> {
-        let iommu = Iommu::new();
-        let model = Cbdma::new(
-            Arc::clone(&iommu),
+        Self::ioat_with(
             CbdmaConfig {
                 mode,
                 ..CbdmaConfig::default()
             },
-        );
+            MEMCPY_BYTES,
+        )
+    }
+
+    /// The CBDMA driver on a CBDMA model built from `config`, with a memcpy region of
+    /// `memcpy_bytes`.
+    pub fn ioat_with(config: CbdmaConfig, memcpy_bytes: usize) -> TestResult<(Self, Arc<Cbdma>)> {
+        let iommu = Iommu::new();
+        let model = Cbdma::new(Arc::clone(&iommu), config);
         let f = ModelFunction::new(Arc::clone(&model));
         let msi = Arc::clone(f.msi());
-        let env = build(iommu, f, msi, FaultPolicy::DeviceError)?;
+        let env = build(iommu, f, msi, FaultPolicy::DeviceError, memcpy_bytes)?;
         Ok((env, model))
     }
 }
@@ -175,7 +188,7 @@ impl ModelEnv<EduOnModel> {
         let model = EduModel::with_dma_mask(Arc::clone(&iommu), mode, u64::MAX);
         let f = model.function();
         let msi = Arc::clone(f.msi());
-        let mut env = build(iommu, f, msi, FaultPolicy::Silent)?;
+        let mut env = build(iommu, f, msi, FaultPolicy::Silent, MEMCPY_BYTES)?;
         let m = Arc::clone(&model);
         env.faults = Some(Box::new(move || {
             m.faults()

@@ -201,7 +201,8 @@ where
             region_bytes(MIN_DRIVER_REGION, limits.max_memcpy_size.saturating_mul(2))
         };
         let setup = (|| -> TestResult<(DmaRegion, u64)> {
-            let buf = DmaBuffer::anonymous_shared(memcpy_len).map_err(|e| os("memcpy region", e))?;
+            let buf =
+                DmaBuffer::anonymous_shared(memcpy_len).map_err(|e| os("memcpy region", e))?;
             let iova = alloc
                 .alloc(memcpy_len)
                 .map_err(|e| os("IOVA for the memcpy region", e))?;
