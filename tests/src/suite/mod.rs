@@ -47,7 +47,7 @@ pub const INIT_REMOVE_CYCLES: u32 = 10;
 /// `mix_and_match` iterations (upstream: 10).
 pub const MIX_AND_MATCH_ITERATIONS: u32 = 10;
 
-/// How long `send_msi` waits for its interrupt.
+/// How long `send_msi` waits for its interrupt by default.
 pub const MSI_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The seven cases, in upstream order; the names are upstream's test names.
@@ -170,6 +170,11 @@ pub trait Env {
     /// The timeout for one ordinary memcpy, in nanoseconds.
     fn memcpy_timeout_ns(&self) -> u64 {
         5_000_000_000
+    }
+
+    /// How long `send_msi` waits for its interrupt.
+    fn msi_timeout(&self) -> Duration {
+        MSI_TIMEOUT
     }
 
     /// Total bytes `memcpy_storm` copies.
@@ -579,10 +584,11 @@ fn send_one_msi<E: Env>(env: &mut E, vector: u16) -> TestResult {
     env.driver()
         .send_msi()
         .map_err(|e| drv_fail("send_msi", e))?;
-    let n = env.msi_wait(vector, MSI_TIMEOUT)?;
+    let timeout = env.msi_timeout();
+    let n = env.msi_wait(vector, timeout)?;
     if n != 1 {
         return Err(TestError::fail(format!(
-            "send_msi: read {n} interrupt(s) on vector {vector} within {MSI_TIMEOUT:?}, expected 1"
+            "send_msi: read {n} interrupt(s) on vector {vector} within {timeout:?}, expected 1"
         )));
     }
     check_no_msi(env, vector, "send_msi (a second interrupt)")

@@ -94,6 +94,7 @@ pub struct ModelEnv<D: Driver> {
     faults: Option<Box<dyn Fn() -> Vec<IommuFault>>>,
     faults_seen: usize,
     storm_bytes: u64,
+    msi_timeout: Duration,
 }
 
 /// Map the driver and memcpy regions and build the env around `function`.
@@ -136,6 +137,7 @@ where
         faults: None,
         faults_seen: 0,
         storm_bytes: super::storm_bytes(DEFAULT_STORM_BYTES),
+        msi_timeout: super::MSI_TIMEOUT,
     })
 }
 
@@ -219,6 +221,11 @@ impl<D: Driver> ModelEnv<D> {
         &self.memcpy
     }
 
+    /// Override how long `send_msi` waits.
+    pub fn set_msi_timeout(&mut self, timeout: Duration) {
+        self.msi_timeout = timeout;
+    }
+
     /// Override the storm total.
     pub fn set_storm_bytes(&mut self, bytes: u64) {
         self.storm_bytes = bytes;
@@ -266,6 +273,10 @@ impl<D: Driver<Function: Clone, Clock: Clone>> Env for ModelEnv<D> {
 
     fn storm_bytes(&self) -> u64 {
         self.storm_bytes
+    }
+
+    fn msi_timeout(&self) -> Duration {
+        self.msi_timeout
     }
 }
 
