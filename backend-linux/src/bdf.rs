@@ -30,7 +30,8 @@ pub enum BdfError {
     Syntax {
         /// The rejected input.
         input: String,
-        /// Which part is malformed: "segment", "bus", "device", "function" or "trailing text".
+        /// Which part is malformed: "segment", "bus", "device", "function" or "trailing text"
+        /// (with a hint when the segment is missing).
         field: &'static str,
     },
     /// The device number is above 0x1f.
@@ -68,6 +69,9 @@ impl Bdf {
             input: input.to_owned(),
             field,
         };
+        if input.matches(':').count() == 1 {
+            return Err(syntax("segment (missing; write e.g. 0000:00:04.0)"));
+        }
         let (segment, rest) = take_hex(input, 4).ok_or_else(|| syntax("segment"))?;
         let rest = rest.strip_prefix(':').ok_or_else(|| syntax("segment"))?;
         let (bus, rest) = take_hex(rest, 2).ok_or_else(|| syntax("bus"))?;
@@ -172,6 +176,7 @@ mod tests {
     fn requires_segment() {
         let err = Bdf::parse("00:04.0").unwrap_err();
         assert!(matches!(err, BdfError::Syntax { .. }), "{err}");
+        assert!(err.to_string().contains("segment (missing"), "{err}");
     }
 
     #[test]

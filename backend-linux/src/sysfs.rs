@@ -532,6 +532,14 @@ pub enum DeviceUse {
         /// The interface name.
         interface: String,
     },
+    /// A virtual function of this physical function is in use; setup would destroy it by
+    /// writing `sriov_numvfs` = 0.
+    VirtualFunction {
+        /// The VF.
+        vf: Bdf,
+        /// How it is used.
+        inner: Box<DeviceUse>,
+    },
 }
 
 impl fmt::Display for DeviceUse {
@@ -542,6 +550,7 @@ impl fmt::Display for DeviceUse {
             }
             Self::Swap { block } => write!(f, "block device {block} is active swap"),
             Self::NetworkUp { interface } => write!(f, "network interface {interface} is up"),
+            Self::VirtualFunction { vf, inner } => write!(f, "virtual function {vf}: {inner}"),
         }
     }
 }
@@ -726,7 +735,8 @@ impl Sysfs {
             let Ok(dev) = fs::canonicalize(dir.join("device")) else {
                 continue;
             };
-            if dev != device_real {
+            // The link may point at a child of the PCI function (virtio-net: .../virtio1).
+            if !dev.starts_with(&device_real) {
                 continue;
             }
             let operstate = read_optional(&dir.join("operstate"))?.unwrap_or_default();
@@ -737,6 +747,22 @@ impl Sysfs {
             };
             if operstate == "up" || admin_up {
                 uses.push(DeviceUse::NetworkUp { interface: iface });
+            }
+        }
+
+        // Setup disables SR-IOV, which removes the VFs: their uses count too. (A VF has no
+        // VFs of its own, so this recursion is one level deep.)
+        if self.sriov_numvfs(bdf)?.is_some_and(|n| n > 0) {
+            for vf in self.vf_bdfs(bdf)? {
+                if !self.exists(vf) {
+                    continue;
+                }
+                for inner in self.device_uses(vf)? {
+                    uses.push(DeviceUse::VirtualFunction {
+                        vf,
+                        inner: Box::new(inner),
+                    });
+                }
             }
         }
         Ok(uses)
@@ -1374,6 +1400,18 @@ mod tests {
             t.sys().join("class/net/eth0"),
         )
         .unwrap();
+        // A virtio-style interface whose device link points at a child of 0000:00:05.0.
+        let child = t.dev_dir("0000:00:05.0").join("virtio1");
+        let net1 = child.join("net/eth1");
+        fs::create_dir_all(&net1).unwrap();
+        symlink("../../../virtio1", net1.join("device")).unwrap();
+        fs::write(net1.join("operstate"), "up\n").unwrap();
+        fs::write(net1.join("flags"), "0x1002\n").unwrap();
+        symlink(
+            "../../devices/pci0000:00/0000:00:05.0/virtio1/net/eth1",
+            t.sys().join("class/net/eth1"),
+        )
+        .unwrap();
         fs::write(
             t.base.join("proc/mounts"),
             "/dev/nvme0n1p1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n\
@@ -1432,7 +1470,31 @@ mod tests {
             }],
             "IFF_UP in flags counts even with operstate down"
         );
-        assert!(sys.device_uses(b("0000:00:05.0")).unwrap().is_empty());
+        assert_eq!(
+            sys.device_uses(b("0000:00:05.0")).unwrap(),
+            vec![DeviceUse::NetworkUp {
+                interface: "eth1".into()
+            }],
+            "operstate up through a child device (virtio-net)"
+        );
+        assert!(sys.device_uses(b("0000:01:10.0")).unwrap().is_empty());
+
+        // An up interface on the VF 0000:01:10.0 makes its PF in use (numvfs = 0 kills it).
+        let vf_net = t.dev_dir("0000:01:10.0").join("net/eth2");
+        fs::create_dir_all(&vf_net).unwrap();
+        symlink("../../../0000:01:10.0", vf_net.join("device")).unwrap();
+        fs::write(vf_net.join("operstate"), "up\n").unwrap();
+        symlink(
+            "../../devices/pci0000:00/0000:01:10.0/net/eth2",
+            t.sys().join("class/net/eth2"),
+        )
+        .unwrap();
+        let uses = sys.device_uses(nic).unwrap();
+        assert_eq!(uses.len(), 2, "{uses:?}");
+        assert_eq!(
+            uses[1].to_string(),
+            "virtual function 0000:01:10.0: network interface eth2 is up"
+        );
         assert!(matches!(
             sys.setup_vfio(&store, nic, false),
             Err(SysfsError::InUse { .. })

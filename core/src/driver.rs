@@ -193,7 +193,9 @@ impl fmt::Display for DeviceError {
             Self::DsaHalted { gensts } => write!(f, "dsa: device halted, GENSTS = {gensts:#010x}"),
             Self::IoatChannel { chanerr, chansts } => write!(
                 f,
-                "ioat: channel error, CHANERR = {chanerr:#010x}, CHANSTS = {chansts:#018x}"
+                "ioat: channel error, CHANERR = {}, CHANSTS = {chansts:#018x} ({})",
+                crate::ioat::ChanErrDisplay(*chanerr),
+                crate::ioat::ChanSts(*chansts)
             ),
             Self::Register {
                 device,

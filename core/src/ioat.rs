@@ -19,6 +19,32 @@
 //! Every register value type keeps the raw bits: unknown enum values are returned as the raw
 //! number (`TryFrom` errors carry it), and flag words built with `from_bits_retain` keep bits this
 //! module has no name for. Nothing here panics on any input.
+//!
+//! # Example
+//!
+//! A copy descriptor that links to itself (executed as many times as DMACOUNT says) and asks for
+//! a completion write-back, and Linux's NULL interrupt descriptor:
+//!
+//! ```
+//! use passthru_core::ioat::{ChanState, ChanSts, DescFlags, Descriptor, Opcode};
+//!
+//! let at = 0x10_0000; // the descriptor's own IOVA
+//! let copy = Descriptor::copy(0x20_0000, 0x30_0000, 4096)
+//!     .with_next(at)
+//!     .with_completion_write();
+//! let bytes = copy.to_bytes();
+//! assert_eq!(&bytes[0..4], &4096u32.to_le_bytes());
+//! assert_eq!(copy.control().op(), Ok(Opcode::Copy));
+//! assert_eq!(Descriptor::from_bytes(&bytes), copy);
+//!
+//! let irq = Descriptor::null_interrupt();
+//! assert!(irq.control().flags().contains(DescFlags::NULL | DescFlags::INT_EN));
+//!
+//! // What the channel writes back at CHANCMP after it:
+//! let wb = ChanSts(at | 1);
+//! assert_eq!(wb.state(), Ok(ChanState::Done));
+//! assert_eq!(wb.completed_address(), at);
+//! ```
 
 use core::fmt;
 
@@ -29,7 +55,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 // PCI identity
 // ---------------------------------------------------------------------------------------------
 
-/// PCI ids of CBDMA / I/OAT functions (vendor [`VENDOR_INTEL`]).
+/// PCI ids of CBDMA / I/OAT functions (vendor [`ids::VENDOR_INTEL`]).
 pub mod ids {
     /// Intel's PCI vendor id.
     pub const VENDOR_INTEL: u16 = 0x8086;
@@ -644,6 +670,39 @@ impl ChanSts {
     /// Address of the last completed descriptor (bits 63:6, low bits zero).
     pub const fn completed_address(self) -> u64 {
         self.0 & Self::COMPLETED_ADDR_MASK
+    }
+}
+
+impl fmt::Display for ChanState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Active => "ACTIVE",
+            Self::Done => "DONE",
+            Self::Suspended => "SUSPENDED",
+            Self::Halted => "HALTED",
+            Self::Armed => "ARMED",
+        })
+    }
+}
+
+impl fmt::Display for ChanSts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.state() {
+            Ok(s) => write!(f, "{s}")?,
+            Err(v) => write!(f, "undefined state {v}")?,
+        }
+        write!(
+            f,
+            ", last completed descriptor {:#x}",
+            self.completed_address()
+        )?;
+        if self.unaffiliated_err() {
+            f.write_str(", unaffiliated error")?;
+        }
+        if self.soft_err() {
+            f.write_str(", soft error")?;
+        }
+        Ok(())
     }
 }
 
@@ -1286,7 +1345,7 @@ pub struct PqExtDescriptor {
 
 /// The 128-byte super-extended descriptor of 16-source P+Q: coefficients 9–16, then sources
 /// 3–16. The sheet gives only that order; the packing below (coefficients at 0, sources from 8,
-/// the last 8 bytes unused) is our inference [I].
+/// the last 8 bytes unused) is our inference (tag \[I\] in the sheet).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, KnownLayout, Immutable,
 )]

@@ -228,6 +228,37 @@ impl BarKind {
     }
 }
 
+/// A BAR as read from configuration space (no size: sizing needs writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BarInfo {
+    /// What kind of BAR.
+    pub kind: BarKind,
+    /// The address it holds (both dwords for a 64-bit BAR).
+    pub address: u64,
+}
+
+/// Read BAR `index` of a type 0 header; a 64-bit BAR also reads the next slot. `Ok(None)` for
+/// an index beyond BAR5, or a 64-bit BAR in BAR5 (no room for its upper half).
+pub fn read_bar<A: ConfigAccess + ?Sized>(
+    access: &A,
+    index: u8,
+) -> Result<Option<BarInfo>, FunctionError> {
+    let Some(off) = bar_offset(index) else {
+        return Ok(None);
+    };
+    let low = access.read32(off)?;
+    let kind = BarKind::decode(low);
+    let mut address = u64::from(BarKind::address_bits(low));
+    if let BarKind::Memory64 { .. } = kind {
+        let Some(high_off) = bar_offset(index + 1) else {
+            return Ok(None);
+        };
+        address |= u64::from(access.read32(high_off)?) << 32;
+    }
+    Ok(Some(BarInfo { kind, address }))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Capability ids
 // ---------------------------------------------------------------------------------------------
@@ -1400,6 +1431,22 @@ pub fn supported_device(vendor: u16, device: u16) -> Option<KnownDevice> {
         .iter()
         .find(|d| d.vendor == vendor && d.device == device)
         .copied()
+}
+
+/// Read-modify-write COMMAND: set the bits of `set`, then clear those of `clear` (upstream's
+/// `vfio_pci_cmd_set`/`vfio_pci_cmd_clear`). Writes only if the value changes; returns the new
+/// value.
+pub fn update_command<F: PciFunction + ?Sized>(
+    function: &F,
+    set: Command,
+    clear: Command,
+) -> Result<Command, FunctionError> {
+    let old = Command::from_bits_retain(function.config_read16(COMMAND)?);
+    let new = (old | set) - clear;
+    if new != old {
+        function.config_write16(COMMAND, new.bits())?;
+    }
+    Ok(new)
 }
 
 /// Read the vendor and device ids of `access`.

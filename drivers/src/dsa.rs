@@ -13,7 +13,8 @@
 //! * `max_batches = min(WQCAP.total_wq_size, 32)` — each BATCH occupies one entry of the
 //!   dedicated WQ, whose size is the device total — instead of upstream's over-wide shift
 //!   `1 << (total_wq_size + 5)`; `max_copies_per_batch = min(2^GENCAP.max_batch_shift, 1024)`;
-//!   a device whose batch limit is below 2 gets `max_memcpy_count = 1` (a batch needs ≥ 2);
+//!   a device whose batch limit is below 2 gets `max_memcpy_count = 1` (a batch needs ≥ 2), and
+//!   with a batch limit of exactly 2 an odd count ends with one plain MEMMOVE;
 //! * the WQCFG write loop stops at the 16 dwords of the 64-byte layout even if a device reports
 //!   a larger stride;
 //! * every batch has its own completion record (written only on error, except the last one), so
@@ -42,13 +43,6 @@ use passthru_core::pci::{DEVICE_ID, VENDOR_ID};
 
 /// Driver name.
 pub const NAME: &str = "dsa";
-
-/// PCI COMMAND register offset (PCI Local Bus spec; local until `core::pci` grows it).
-const PCI_COMMAND: u16 = 0x04;
-/// COMMAND bits: memory space, bus master, INTx disable.
-const PCI_COMMAND_MEMORY: u16 = 1 << 1;
-const PCI_COMMAND_MASTER: u16 = 1 << 2;
-const PCI_COMMAND_INTX_DISABLE: u16 = 1 << 10;
 
 /// The work queue, group and engine this driver uses.
 const WQ: u16 = 0;
@@ -146,15 +140,16 @@ fn unsupported(reason: &'static str) -> DriverError {
     }
 }
 
-/// Split `count` copies into batches of at most `per_batch` (≥ 2) where no batch gets a single
-/// descriptor: returns the size of the next batch given `remaining`.
+/// Split `count` copies into batches of at most `per_batch` (≥ 2): returns the size of the next
+/// batch given `remaining`. A BATCH needs at least two descriptors, so when taking `per_batch`
+/// would leave exactly one, one fewer is taken (upstream's rule). With `per_batch == 2` and an
+/// odd count the last piece is a single copy, which the driver submits as a plain MEMMOVE.
 pub const fn next_batch_len(remaining: u64, per_batch: u32) -> u32 {
     let per = per_batch as u64;
     if remaining <= per {
         return remaining as u32;
     }
-    // Taking `per` would leave exactly one: take one fewer so the last batch gets two.
-    if remaining - per == 1 {
+    if remaining - per == 1 && per >= 3 {
         (per - 1) as u32
     } else {
         per as u32
@@ -221,8 +216,9 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         Ok(())
     }
 
-    /// Poll the status byte of the record at `off` until non-zero, bounded by `deadline_ns`
-    /// (absolute clock time). SWERR is checked on every empty poll.
+    /// Poll the status byte of the record at `off` until non-zero, for at most `timeout_ns` after
+    /// clock time `start`. SWERR is checked on every empty poll; on timeout a halted device is
+    /// reported as such, otherwise the last status byte is named.
     fn wait_record(&self, off: usize, start: u64, timeout_ns: u64) -> Result<u8, DriverError> {
         loop {
             let status = self.region.read_u8(off)?;
@@ -270,6 +266,39 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         let _ = self.command(Command::AbortWq, passthru_core::idxd::wq_bitmap_operand(WQ));
         self.clear_swerr();
         self.pending = Pending::None;
+    }
+
+    /// Bring WQ 0 back after an error left it (or the device) disabled, e.g. another agent's
+    /// DISABLE_WQ or a dropped submission. Best effort; a halted device needs `remove` + `init`.
+    fn recover(&mut self) {
+        self.clear_swerr();
+        let gensts = GenSts(self.bar0.read32(offset::GENSTS));
+        match gensts.state() {
+            DeviceState::Disabled => {
+                if self.configure().is_err() || self.command(Command::EnableDevice, 0).is_err() {
+                    return;
+                }
+            }
+            DeviceState::Enabled => {}
+            DeviceState::Drain | DeviceState::Halted => return,
+        }
+        if self.wq_state() != WqState::Enabled {
+            let _ = self.command(Command::EnableWq, u32::from(WQ));
+        }
+        self.clear_swerr();
+    }
+
+    fn wq_state(&self) -> WqState {
+        let off = passthru_core::idxd::tables::wqcfg_dword_offset(
+            self.caps.tables,
+            self.caps.wqcap,
+            usize::from(WQ),
+            passthru_core::idxd::tables::WQCFG_STATUS_DWORD,
+        );
+        let status = self.bar0.read32(off);
+        WqConfig::new()
+            .with_dword(passthru_core::idxd::tables::WQCFG_STATUS_DWORD, status)
+            .state()
     }
 
     fn configure(&mut self) -> Result<(), DriverError> {
@@ -323,6 +352,17 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         }
         Ok(())
     }
+}
+
+/// COMMAND |= memory space, bus master, INTx disable.
+fn enable_pci_command<F: PciFunction>(function: &F) -> Result<(), DriverError> {
+    use passthru_core::pci::Command as PciCommand;
+    passthru_core::pci::update_command(
+        function,
+        PciCommand::MEMORY_SPACE | PciCommand::BUS_MASTER | PciCommand::INTX_DISABLE,
+        PciCommand::empty(),
+    )?;
+    Ok(())
 }
 
 /// Write CMD and poll CMDSTS (bounded), checking SWERR; returns the result field.
@@ -389,7 +429,8 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             return None;
         }
         let bar0 = function.bar(passthru_core::idxd::BAR_CONTROL).ok()?;
-        if requires_int_handles(&bar0) {
+        // All ones means memory decode is off (probe must not turn it on): init checks again.
+        if bar0.read64(offset::GENCAP) != u64::MAX && requires_int_handles(&bar0) {
             return None;
         }
         Some(Match {
@@ -410,11 +451,7 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         if !region.iova().is_multiple_of(64) {
             return Err(unsupported("driver region IOVA is not 64-byte aligned"));
         }
-        let cmd = function.config_read16(PCI_COMMAND)?;
-        function.config_write16(
-            PCI_COMMAND,
-            cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE,
-        )?;
+        enable_pci_command(&function)?;
         let bar0 = function.bar(passthru_core::idxd::BAR_CONTROL)?;
         let bar2 = function.bar(passthru_core::idxd::BAR_PORTALS)?;
 
@@ -423,7 +460,11 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         if gensts.state() == DeviceState::Halted {
             match gensts.reset_type() {
                 ResetType::Software => {}
-                ResetType::Flr => function.reset()?,
+                ResetType::Flr => {
+                    // FLR clears COMMAND too: set it again.
+                    function.reset()?;
+                    enable_pci_command(&function)?;
+                }
                 _ => {
                     return Err(DeviceError::DsaHalted {
                         gensts: gensts.raw(),
@@ -465,7 +506,9 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             ));
         }
         if !caps.gencap.config_support() {
-            return Err(unsupported("WQ/group configuration is read-only (GENCAP bit 31)"));
+            return Err(unsupported(
+                "WQ/group configuration is read-only (GENCAP bit 31)",
+            ));
         }
         if caps.wqcap.num_wqs() == 0 || caps.wqcap.total_wq_size() == 0 {
             return Err(unsupported("device has no work queue entries"));
@@ -515,16 +558,12 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             .into());
         }
         dsa.command(Command::EnableWq, u32::from(WQ))?;
-        let status_off = caps.tables.wqcfg_offset()
-            + usize::from(WQ) * caps.wqcap.wqcfg_stride()
-            + 4 * passthru_core::idxd::tables::WQCFG_STATUS_DWORD;
-        let status = dsa.bar0.read32(status_off);
-        let wq = WqConfig::new().with_dword(passthru_core::idxd::tables::WQCFG_STATUS_DWORD, status);
-        if wq.state() != WqState::Enabled {
+        let state = dsa.wq_state();
+        if state != WqState::Enabled {
             return Err(DeviceError::Register {
                 device: NAME,
                 register: "WQCFG[0].state",
-                value: u64::from(status),
+                value: state as u64,
             }
             .into());
         }
@@ -545,7 +584,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         self.limits
     }
 
-    fn memcpy_start(&mut self, src: u64, dst: u64, size: u64, count: u64) -> Result<(), DriverError> {
+    fn memcpy_start(
+        &mut self,
+        src: u64,
+        dst: u64,
+        size: u64,
+        count: u64,
+    ) -> Result<(), DriverError> {
         if size > self.limits.max_memcpy_size || count == 0 || count > self.limits.max_memcpy_count
         {
             return Err(DriverError::BeyondLimits {
@@ -595,13 +640,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             let n = next_batch_len(remaining, self.max_copies_per_batch);
             remaining -= u64::from(n);
             let rec = self.iova(layout::BATCH_RECORDS + b * 32)?;
-            let batch = Batch::new(list, n);
-            let d = if remaining == 0 {
-                batch.completion(rec)
-            } else {
-                batch.completion_on_error(rec)
-            }
-            .build();
+            let last = remaining == 0;
+            let d = match (n, last) {
+                (1, true) => MemMove::new(src, dst, len).completion(rec).build(),
+                (1, false) => MemMove::new(src, dst, len).completion_on_error(rec).build(),
+                (_, true) => Batch::new(list, n).completion(rec).build(),
+                (_, false) => Batch::new(list, n).completion_on_error(rec).build(),
+            };
             if let Err(e) = self.submit(&d) {
                 // Batches already submitted may still run; abandon them so nothing completes
                 // into records the next operation reuses.
@@ -624,8 +669,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             Pending::Single => self.finish_single(start, timeout_ns),
             Pending::Batches(n) => self.finish_batches(n, start, timeout_ns),
         };
-        if let Err(DriverError::Timeout { .. }) = result {
-            self.abandon();
+        match result {
+            Err(DriverError::Timeout { .. }) => {
+                self.abandon();
+                self.recover();
+            }
+            Err(DriverError::Device(DeviceError::DsaSoftwareError { .. })) => self.recover(),
+            _ => {}
         }
         result
     }
@@ -642,8 +692,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         let status = match self.wait_record(layout::MSI_RECORD, start, COMMAND_TIMEOUT_NS) {
             Ok(s) => s,
             Err(e) => {
-                if let DriverError::Timeout { .. } = e {
-                    self.abandon();
+                match e {
+                    DriverError::Timeout { .. } => {
+                        self.abandon();
+                        self.recover();
+                    }
+                    DriverError::Device(DeviceError::DsaSoftwareError { .. }) => self.recover(),
+                    _ => {}
                 }
                 return Err(e);
             }

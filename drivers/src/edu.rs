@@ -39,6 +39,9 @@ pub const LIVENESS_PATTERN: u32 = 0x1234_5678;
 pub const IDLE_TIMEOUT_NS: u64 = 1_000_000_000;
 /// Interval between polls of the DMA command register.
 pub const POLL_INTERVAL_NS: u64 = 20_000;
+/// Time one copy takes on QEMU's edu (two DMAs of ~100 ms virtual time each): size
+/// `memcpy_wait` timeouts from it when running on the QEMU rig.
+pub const QEMU_NS_PER_COPY: u64 = 2 * hw::DMA_LATENCY_NS;
 /// Smallest BAR0 the driver accepts (the register block).
 pub const MIN_BAR_LEN: usize = 0x100;
 
@@ -140,15 +143,15 @@ impl<F: PciFunction, C: Clock> Edu<F, C> {
     }
 
     fn set_bus_master(&self, on: bool) -> Result<(), DriverError> {
-        let cmd = Command::from_bits_retain(self.function.config_read16(pci::COMMAND)?);
-        let new = if on {
-            cmd | Command::MEMORY_SPACE | Command::BUS_MASTER
+        let (set, clear) = if on {
+            (
+                Command::MEMORY_SPACE | Command::BUS_MASTER,
+                Command::empty(),
+            )
         } else {
-            cmd - Command::BUS_MASTER
+            (Command::empty(), Command::BUS_MASTER)
         };
-        if new != cmd {
-            self.function.config_write16(pci::COMMAND, new.bits())?;
-        }
+        pci::update_command(&self.function, set, clear)?;
         Ok(())
     }
 }

@@ -81,8 +81,8 @@ pub struct Igb<F: PciFunction, C: Clock> {
     bar: F::Bar,
     tx_tail: usize,
     rx_tail: usize,
-    /// Index of the last RX descriptor of the copies in flight.
-    last_rx: Option<usize>,
+    /// Index of the last RX descriptor of the copies in flight, and the copy size.
+    last_rx: Option<(usize, u16)>,
     mac_loopback: bool,
 }
 
@@ -185,11 +185,11 @@ impl<F: PciFunction, C: Clock> Igb<F, C> {
             (ext | hw::ctrl_ext::DRV_LOAD) & !hw::ctrl_ext::LINK_MODE_MASK,
         );
 
-        let cmd = Command::from_bits_retain(self.function.config_read16(pci::COMMAND)?);
-        let want = cmd | Command::MEMORY_SPACE | Command::BUS_MASTER;
-        if want != cmd {
-            self.function.config_write16(pci::COMMAND, want.bits())?;
-        }
+        pci::update_command(
+            &self.function,
+            Command::MEMORY_SPACE | Command::BUS_MASTER,
+            Command::empty(),
+        )?;
 
         // PHY: kick autonegotiation (QEMU raises STATUS.LU on its completion), then internal
         // loopback at 1000 Mb/s full duplex, and force the MAC to match.
@@ -283,6 +283,13 @@ impl<F: PciFunction, C: Clock> Igb<F, C> {
         Ok(())
     }
 
+    fn rx_length(&self, index: usize) -> Result<u16, DmaError> {
+        // length is bytes 12..14 of the write-back descriptor.
+        self.region
+            .read_u16(RX_RING_OFFSET + index * hw::DESCRIPTOR_SIZE + 12)
+            .map(u16::from_le)
+    }
+
     fn rx_status(&self, index: usize) -> Result<u32, DmaError> {
         // status_error is bytes 8..12 of the write-back descriptor.
         self.region
@@ -353,15 +360,8 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
         let ext = self.read(hw::CTRL_EXT);
         self.write(hw::CTRL_EXT, ext & !hw::ctrl_ext::DRV_LOAD);
         let irq = self.function.irq_disable(IrqKind::MsiX).map_err(Into::into);
-        let master = self
-            .function
-            .config_read16(pci::COMMAND)
-            .and_then(|c| {
-                let c = Command::from_bits_retain(c) - Command::BUS_MASTER;
-                self.function.config_write16(pci::COMMAND, c.bits())
-            })
-            .map_err(Into::into);
-        irq.and(master)
+        let master = pci::update_command(&self.function, Command::empty(), Command::BUS_MASTER);
+        irq.and(master.map(|_| ()).map_err(Into::into))
     }
 
     fn limits(&self) -> Limits {
@@ -415,12 +415,12 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
         arch::write_barrier();
         self.write(hw::RDT0, self.rx_tail as u32);
         self.write(hw::TDT0, self.tx_tail as u32);
-        self.last_rx = Some(last);
+        self.last_rx = Some((last, len));
         Ok(())
     }
 
     fn memcpy_wait(&mut self, timeout_ns: u64) -> Result<(), DriverError> {
-        let Some(last) = self.last_rx.take() else {
+        let Some((last, len)) = self.last_rx.take() else {
             return Ok(());
         };
         let mut dma_err = None;
@@ -451,6 +451,16 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
                         device: NAME,
                         register: "RX descriptor status_error",
                         value: status,
+                    }));
+                }
+                // With SECRC the frame lands exactly as sent; any other length means the copy
+                // was truncated or padded.
+                let got = self.rx_length(last)?;
+                if got != len {
+                    return Err(DriverError::Device(DeviceError::Register {
+                        device: NAME,
+                        register: "RX descriptor length",
+                        value: got.into(),
                     }));
                 }
                 Ok(())

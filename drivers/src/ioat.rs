@@ -7,7 +7,8 @@
 //!   accepts. Other versions are refused on purpose: no 8086:2021 part with another version is
 //!   known, v3.4 parts (Ice Lake, 8086:0B00) have a different id, and the only 0x34-reporting
 //!   "2021" is an unmerged QEMU RFC model. Widening the match needs hardware to test on.
-//! * **Channel 0 only**, at BAR0 + 0x80.
+//! * **Channel 0 only**, at BAR0 + 0x80; every MSI-X vector the function has is connected, as
+//!   upstream does (channel n raises vector n).
 //! * **Copies**: one self-linked descriptor (its `next` is its own IOVA) executed `count` times
 //!   by writing `count` to DMACOUNT after CHAINADDR (which resets the consumed count), so
 //!   `max_memcpy_count` is 65535. Each execution writes the 8-byte CHANSTS value back to the
@@ -35,6 +36,7 @@ use passthru_core::ioat::{
     self, chan, ids, CbVer, ChanCmd, ChanCtrl, ChanState, ChanSts, Descriptor, IntrCtrl, XferCap,
 };
 use passthru_core::mmio::{poll, Clock, DmaRegion, IrqKind, PciFunction, RegisterIo};
+use passthru_core::pci::{self, Command};
 
 /// The driver's name, as in upstream's driver list.
 pub const NAME: &str = "ioat";
@@ -78,12 +80,6 @@ pub const POLL_INTERVAL_NS: u64 = 1_000;
 /// Pause between reads while waiting for a reset or suspend.
 pub const COMMAND_POLL_INTERVAL_NS: u64 = 10_000;
 
-// PCI COMMAND register and bits (standard PCI; kept here until `passthru_core::pci` has them).
-const PCI_COMMAND: u16 = 0x04;
-const PCI_COMMAND_MEMORY: u16 = 1 << 1;
-const PCI_COMMAND_MASTER: u16 = 1 << 2;
-const PCI_COMMAND_INTX_DISABLE: u16 = 1 << 10;
-
 const CHAN_BASE: usize = ioat::channel_base(CHANNEL);
 
 /// CHANCTRL for every start: re-arm the interrupt, write the completion area on error, halt on
@@ -125,8 +121,8 @@ impl<F: PciFunction, C: Clock> core::fmt::Debug for Ioat<F, C> {
 
 /// Device and version check shared by probe and init.
 fn identify<F: PciFunction>(function: &F) -> Result<(F::Bar, CbVer), DriverError> {
-    let vendor = function.config_read16(passthru_core::pci::VENDOR_ID)?;
-    let device = function.config_read16(passthru_core::pci::DEVICE_ID)?;
+    let vendor = function.config_read16(pci::VENDOR_ID)?;
+    let device = function.config_read16(pci::DEVICE_ID)?;
     if vendor != ids::VENDOR_INTEL || device != ids::SKX {
         return Err(DriverError::NoMatch { vendor, device });
     }
@@ -375,11 +371,17 @@ impl<F: PciFunction, C: Clock> Driver for Ioat<F, C> {
         // Fails early (Dma::Misaligned) if the host mapping cannot hold an aligned u64.
         region.write_u64(layout::WRITEBACK, 0)?;
 
-        let cmd = function.config_read16(PCI_COMMAND)?;
-        function.config_write16(
-            PCI_COMMAND,
-            cmd | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE,
+        pci::update_command(
+            &function,
+            Command::MEMORY_SPACE | Command::BUS_MASTER | Command::INTX_DISABLE,
+            Command::empty(),
         )?;
+        // Like upstream, connect every MSI-X vector the function has (channel n uses vector n);
+        // without a readable MSI-X capability, just vector 0.
+        let vectors = match pci::MsiX::find(&function) {
+            Ok(Some(m)) => u32::from(m.table_size()),
+            _ => 1,
+        };
 
         let chancnt = ioat::ChanCnt(bar.read8(ioat::CHANCNT));
         if chancnt.count() == 0 {
@@ -406,8 +408,7 @@ impl<F: PciFunction, C: Clock> Driver for Ioat<F, C> {
         };
         dev.reset_channel()?;
         dev.bar.write8(ioat::INTRCTRL, IntrCtrl::LINUX_MSIX.bits());
-        dev.function
-            .irq_enable(IrqKind::MsiX, u32::from(MSI_VECTOR), 1)?;
+        dev.function.irq_enable(IrqKind::MsiX, 0, vectors)?;
         Ok(dev)
     }
 

@@ -248,8 +248,13 @@ fn wedged_dma_engine_times_out_and_recovers() {
             }))
         );
         f.model.inject_stuck(false);
-        if mode == ExecMode::Threaded {
-            std::thread::sleep(Duration::from_millis(20));
+        // Threaded mode: the worker finishes the old DMA asynchronously; give it time.
+        let bar = passthru_core::mmio::PciFunction::bar(&f.model.function(), 0).unwrap();
+        let t = std::time::Instant::now();
+        while passthru_core::mmio::RegisterIo::read64(&bar, hw::DMA_CMD) & 1 != 0
+            && t.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(1));
         }
         f.driver.memcpy(f.src, f.dst, f.size, TIMEOUT_NS).unwrap();
         assert!(f.src_equals_dst());
@@ -272,4 +277,141 @@ fn dropping_an_initialised_driver_removes_it() {
     assert!(model.function().msi().enabled_kind().is_none());
     let cmd = passthru_core::mmio::PciFunction::config_read16(&model.function(), 4).unwrap();
     assert_eq!(cmd & 0x4, 0);
+}
+
+/// The model behind a function that can lie about one register or the capability list, to
+/// exercise the driver's init checks.
+mod tampered {
+    use passthru_core::mmio::{FunctionError, IrqKind, PciFunction, PortalError, RegisterIo};
+    use passthru_models::edu::EduModel;
+    use passthru_models::function::{ModelBar, ModelFunction};
+
+    #[derive(Clone)]
+    pub struct Tampered {
+        pub inner: ModelFunction<EduModel>,
+        /// Replace 32-bit reads of this BAR0 offset with this value.
+        pub bar_read: Option<(usize, u32)>,
+        /// Clear STATUS.capabilities_list.
+        pub hide_capabilities: bool,
+    }
+
+    pub struct Bar(ModelBar<EduModel>, Option<(usize, u32)>);
+
+    impl RegisterIo for Bar {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn read8(&self, o: usize) -> u8 {
+            self.0.read8(o)
+        }
+        fn read16(&self, o: usize) -> u16 {
+            self.0.read16(o)
+        }
+        fn read32(&self, o: usize) -> u32 {
+            match self.1 {
+                Some((at, v)) if at == o => v,
+                _ => self.0.read32(o),
+            }
+        }
+        fn read64(&self, o: usize) -> u64 {
+            self.0.read64(o)
+        }
+        fn write8(&self, o: usize, v: u8) {
+            self.0.write8(o, v)
+        }
+        fn write16(&self, o: usize, v: u16) {
+            self.0.write16(o, v)
+        }
+        fn write32(&self, o: usize, v: u32) {
+            self.0.write32(o, v)
+        }
+        fn write64(&self, o: usize, v: u64) {
+            self.0.write64(o, v)
+        }
+        fn submit64(&self, o: usize, d: &[u8; 64]) -> Result<(), PortalError> {
+            self.0.submit64(o, d)
+        }
+    }
+
+    impl PciFunction for Tampered {
+        type Bar = Bar;
+        fn bar(&self, i: u8) -> Result<Bar, FunctionError> {
+            Ok(Bar(self.inner.bar(i)?, self.bar_read))
+        }
+        fn config_read8(&self, o: u16) -> Result<u8, FunctionError> {
+            self.inner.config_read8(o)
+        }
+        fn config_read16(&self, o: u16) -> Result<u16, FunctionError> {
+            let v = self.inner.config_read16(o)?;
+            Ok(if o == 6 && self.hide_capabilities {
+                v & !0x10
+            } else {
+                v
+            })
+        }
+        fn config_read32(&self, o: u16) -> Result<u32, FunctionError> {
+            self.inner.config_read32(o)
+        }
+        fn config_write8(&self, o: u16, v: u8) -> Result<(), FunctionError> {
+            self.inner.config_write8(o, v)
+        }
+        fn config_write16(&self, o: u16, v: u16) -> Result<(), FunctionError> {
+            self.inner.config_write16(o, v)
+        }
+        fn config_write32(&self, o: u16, v: u32) -> Result<(), FunctionError> {
+            self.inner.config_write32(o, v)
+        }
+        fn irq_enable(&self, k: IrqKind, f: u32, c: u32) -> Result<(), FunctionError> {
+            self.inner.irq_enable(k, f, c)
+        }
+        fn irq_disable(&self, k: IrqKind) -> Result<(), FunctionError> {
+            self.inner.irq_disable(k)
+        }
+        fn reset(&self) -> Result<(), FunctionError> {
+            self.inner.reset()
+        }
+    }
+}
+
+#[test]
+fn init_checks_identity_liveness_and_msi() {
+    use passthru_core::driver::Driver as _;
+    use tampered::Tampered;
+
+    let mem = HostMemory::pages(4096).unwrap();
+    let model = EduModel::new(Iommu::new(), ExecMode::Immediate);
+    let make = |bar_read, hide_capabilities| Tampered {
+        inner: model.function(),
+        bar_read,
+        hide_capabilities,
+    };
+    // SAFETY: mem outlives every use of the region in this test.
+    let region = unsafe { mem.dma_region(0x1000) };
+    let init = |f: Tampered| Edu::init(f, StdClock::new(), region).map(|_| ());
+
+    assert!(Edu::<Tampered, StdClock>::probe(&make(None, false)).is_some());
+    assert_eq!(
+        init(make(Some((hw::ID, 0xffff_ffff)), false)),
+        Err(DriverError::Device(DeviceError::Register {
+            device: "edu",
+            register: "ID",
+            value: 0xffff_ffff
+        }))
+    );
+    assert_eq!(
+        init(make(Some((hw::LIVENESS, 0x1234_5678)), false)),
+        Err(DriverError::Device(DeviceError::Register {
+            device: "edu",
+            register: "LIVENESS",
+            value: 0x1234_5678
+        }))
+    );
+    assert_eq!(
+        init(make(None, true)),
+        Err(DriverError::Unsupported {
+            device: "edu",
+            reason: "no MSI capability"
+        })
+    );
+    assert_eq!(init(make(None, false)), Ok(()));
 }

@@ -9,13 +9,13 @@ use passthru_core::driver::{CheckedDriver, DeviceError, Driver, DriverError, Dri
 use passthru_core::ioat::{self, ChanErr, ChanState, ChanSts};
 use passthru_core::mmio::{DmaRegion, IrqKind, PciFunction};
 use passthru_drivers::ioat::{Ioat, REGION_SIZE};
-use passthru_models::cbdma::{Cbdma, CbdmaConfig};
+use passthru_models::cbdma::{CbdmaConfig, CbdmaModel};
 use passthru_models::exec::ExecMode;
 use passthru_models::function::ModelFunction;
 use passthru_models::iommu::{HostMemory, Iommu};
 use passthru_models::StdClock;
 
-type Drv = Ioat<ModelFunction<Cbdma>, StdClock>;
+type Drv = Ioat<ModelFunction<CbdmaModel>, StdClock>;
 
 const REGION_IOVA: u64 = 0x1000_0000;
 const BUF_IOVA: u64 = 0x2000_0000;
@@ -25,8 +25,8 @@ const UNMAPPED_IOVA: u64 = 8 << 30;
 const TIMEOUT_NS: u64 = 1_000_000_000;
 
 struct Rig {
-    model: Arc<Cbdma>,
-    func: ModelFunction<Cbdma>,
+    model: Arc<CbdmaModel>,
+    func: ModelFunction<CbdmaModel>,
     buf: Arc<HostMemory>,
     region: DmaRegion,
     // Kept alive for `region`.
@@ -41,7 +41,7 @@ fn rig_with(config: CbdmaConfig) -> Rig {
     iommu.map_all(BUF_IOVA, &buf).unwrap();
     // SAFETY: `region_mem` lives in the rig as long as the region is used.
     let region = unsafe { region_mem.dma_region(REGION_IOVA) };
-    let model = Cbdma::new(iommu, config);
+    let model = CbdmaModel::new(iommu, config);
     let func = ModelFunction::new(Arc::clone(&model));
     Rig {
         model,
@@ -321,17 +321,17 @@ fn unmapped(src_unmapped: bool, mode: ExecMode) {
 }
 
 #[test]
-fn memcpy_from_unmapped_iova() {
+fn memcpy_from_unmapped_iova_read_data_error_modelling_choice() {
     unmapped(true, ExecMode::Immediate);
 }
 
 #[test]
-fn memcpy_to_unmapped_iova() {
+fn memcpy_to_unmapped_iova_write_data_error_modelling_choice() {
     unmapped(false, ExecMode::Immediate);
 }
 
 #[test]
-fn memcpy_from_and_to_unmapped_iova_threaded() {
+fn memcpy_from_and_to_unmapped_iova_threaded_modelling_choice() {
     unmapped(true, ExecMode::Threaded);
     unmapped(false, ExecMode::Threaded);
 }
@@ -449,7 +449,14 @@ fn every_injected_chanerr_bit_is_decoded_and_recovered() {
     let err = d
         .memcpy(BUF_IOVA, BUF_IOVA + 64, 64, TIMEOUT_NS)
         .unwrap_err();
-    assert!(format!("{err}").contains("CHANERR = 0x00000800"), "{err}");
+    assert!(
+        format!("{err}").contains("CHANERR = 0x00000800 (descriptor transfer size error)"),
+        "{err}"
+    );
+    assert!(
+        format!("{err}").contains("(HALTED, last completed descriptor 0x10000000)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -504,7 +511,7 @@ fn dropped_interrupt_is_not_seen_and_the_next_one_is() {
 }
 
 #[test]
-fn unmapped_driver_region_is_reported_not_hung() {
+fn unmapped_driver_region_is_reported_not_hung_modelling_choice() {
     // The driver region's descriptor lives in DMA memory the device cannot read: bit 2.
     let r = rig(ExecMode::Immediate);
     let mut d = r.checked();
@@ -515,4 +522,197 @@ fn unmapped_driver_region_is_reported_not_hung() {
             .unwrap_err(),
     );
     assert_eq!(chanerr, ChanErr::NEXT_ADDR_ERR.bits());
+}
+
+// ----- random copies -------------------------------------------------------------------------
+
+mod random {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+        /// Random sizes, offsets and counts: the destination always ends up equal to the source,
+        /// bytes around it untouched.
+        #[test]
+        fn random_copies_land_exactly(
+            size in 1usize..=65536,
+            src_off in 0usize..65536,
+            dst_gap in 0usize..4096,
+            count in 1u64..4,
+            seed: u8,
+        ) {
+            let r = rig(ExecMode::Immediate);
+            let mut d = r.checked();
+            d.init().unwrap();
+            let pattern: Vec<u8> = (0..size).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+            r.buf.write(src_off, &pattern).unwrap();
+            let dst_off = src_off + size + dst_gap;
+            r.buf.fill(dst_off, size + 1, 0xEE).unwrap();
+            d.memcpy_start(BUF_IOVA + src_off as u64, BUF_IOVA + dst_off as u64, size as u64, count).unwrap();
+            d.memcpy_wait(TIMEOUT_NS).unwrap();
+            let v = r.buf.to_vec();
+            prop_assert_eq!(&v[dst_off..dst_off + size], &pattern[..]);
+            prop_assert_eq!(v[dst_off + size], 0xEE);
+            prop_assert_eq!(&v[src_off..src_off + size], &pattern[..]);
+            prop_assert_eq!(r.msi(), 0);
+        }
+    }
+}
+
+// ----- a function that stops answering ---------------------------------------------------------
+
+mod surprise_removal {
+    use super::*;
+    use passthru_core::mmio::{FunctionError, PortalError, RegisterIo};
+    use passthru_models::function::ModelBar;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The model behind a switch: once `gone` is set, every BAR read returns all ones and writes
+    /// are dropped, as after a surprise removal.
+    #[derive(Clone)]
+    struct Gone {
+        inner: ModelFunction<CbdmaModel>,
+        gone: Arc<AtomicBool>,
+    }
+
+    #[derive(Clone)]
+    struct GoneBar {
+        inner: ModelBar<CbdmaModel>,
+        gone: Arc<AtomicBool>,
+    }
+
+    impl RegisterIo for GoneBar {
+        fn len(&self) -> usize {
+            self.inner.len()
+        }
+        fn read8(&self, o: usize) -> u8 {
+            if self.gone.load(Ordering::SeqCst) {
+                u8::MAX
+            } else {
+                self.inner.read8(o)
+            }
+        }
+        fn read16(&self, o: usize) -> u16 {
+            if self.gone.load(Ordering::SeqCst) {
+                u16::MAX
+            } else {
+                self.inner.read16(o)
+            }
+        }
+        fn read32(&self, o: usize) -> u32 {
+            if self.gone.load(Ordering::SeqCst) {
+                u32::MAX
+            } else {
+                self.inner.read32(o)
+            }
+        }
+        fn read64(&self, o: usize) -> u64 {
+            if self.gone.load(Ordering::SeqCst) {
+                u64::MAX
+            } else {
+                self.inner.read64(o)
+            }
+        }
+        fn write8(&self, o: usize, v: u8) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write8(o, v)
+            }
+        }
+        fn write16(&self, o: usize, v: u16) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write16(o, v)
+            }
+        }
+        fn write32(&self, o: usize, v: u32) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write32(o, v)
+            }
+        }
+        fn write64(&self, o: usize, v: u64) {
+            if !self.gone.load(Ordering::SeqCst) {
+                self.inner.write64(o, v)
+            }
+        }
+        fn submit64(&self, o: usize, d: &[u8; 64]) -> Result<(), PortalError> {
+            self.inner.submit64(o, d)
+        }
+    }
+
+    impl PciFunction for Gone {
+        type Bar = GoneBar;
+        fn bar(&self, i: u8) -> Result<GoneBar, FunctionError> {
+            Ok(GoneBar {
+                inner: self.inner.bar(i)?,
+                gone: Arc::clone(&self.gone),
+            })
+        }
+        fn config_read8(&self, o: u16) -> Result<u8, FunctionError> {
+            self.inner.config_read8(o)
+        }
+        fn config_read16(&self, o: u16) -> Result<u16, FunctionError> {
+            self.inner.config_read16(o)
+        }
+        fn config_read32(&self, o: u16) -> Result<u32, FunctionError> {
+            self.inner.config_read32(o)
+        }
+        fn config_write8(&self, o: u16, v: u8) -> Result<(), FunctionError> {
+            self.inner.config_write8(o, v)
+        }
+        fn config_write16(&self, o: u16, v: u16) -> Result<(), FunctionError> {
+            self.inner.config_write16(o, v)
+        }
+        fn config_write32(&self, o: u16, v: u32) -> Result<(), FunctionError> {
+            self.inner.config_write32(o, v)
+        }
+        fn irq_enable(&self, k: IrqKind, f: u32, c: u32) -> Result<(), FunctionError> {
+            self.inner.irq_enable(k, f, c)
+        }
+        fn irq_disable(&self, k: IrqKind) -> Result<(), FunctionError> {
+            self.inner.irq_disable(k)
+        }
+        fn reset(&self) -> Result<(), FunctionError> {
+            self.inner.reset()
+        }
+    }
+
+    #[test]
+    fn all_ones_chansts_is_reported_not_waited_on() {
+        let r = rig(ExecMode::Immediate);
+        let gone = Arc::new(AtomicBool::new(false));
+        let f = Gone {
+            inner: r.func.clone(),
+            gone: Arc::clone(&gone),
+        };
+        let mut d = Ioat::init(f, StdClock::new(), r.region).unwrap();
+        gone.store(true, Ordering::SeqCst);
+        d.memcpy_start(BUF_IOVA, BUF_IOVA + 64, 64, 1).unwrap();
+        let t = std::time::Instant::now();
+        let e = d.memcpy_wait(10 * TIMEOUT_NS).unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "no long wait on a dead function"
+        );
+        assert_eq!(
+            e,
+            DriverError::Device(DeviceError::Register {
+                device: "ioat",
+                register: "CHANSTS",
+                value: u64::MAX
+            })
+        );
+        // Removing a dead function is bounded and says which register never settled.
+        match d.remove().unwrap_err() {
+            DriverError::Timeout {
+                device,
+                register,
+                value,
+                ..
+            } => {
+                assert_eq!((device, register, value), ("ioat", "CHANCMD", 0xFF));
+            }
+            e => panic!("{e:?}"),
+        }
+    }
 }

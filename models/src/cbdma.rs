@@ -54,7 +54,7 @@ use passthru_core::ioat::{
 
 use crate::config::ConfigSpace;
 use crate::exec::{Engine, ExecMode, Executor};
-use crate::function::{DeviceModel, PciState, Width};
+use crate::function::{DeviceModel, ModelFunction, PciState, Width};
 use crate::iommu::Iommu;
 
 /// Size of BAR0 (the global block, channel blocks, and the MSI-X table/PBA area).
@@ -68,7 +68,7 @@ pub const MAX_MODEL_CHANNELS: u8 = 4;
 /// PCI class code: system peripheral, other.
 pub const CLASS_CODE: u32 = 0x08_80_00;
 
-/// How to build a [`Cbdma`].
+/// How to build a [`CbdmaModel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CbdmaConfig {
     /// PCI device id (default 0x2021, SKX).
@@ -193,10 +193,10 @@ enum ChanReg {
     DcaCtrl,
 }
 
-/// The CBDMA model. Build it with [`Cbdma::new`] and wrap it in a
-/// [`crate::function::ModelFunction`] to drive it.
+/// The CBDMA model. Build it with [`CbdmaModel::new`] and wrap it in a
+/// [`ModelFunction`] ([`CbdmaModel::function`]) to drive it.
 #[derive(Debug)]
-pub struct Cbdma {
+pub struct CbdmaModel {
     config: CbdmaConfig,
     pci: PciState,
     iommu: Arc<Iommu>,
@@ -204,7 +204,7 @@ pub struct Cbdma {
     state: Mutex<State>,
 }
 
-impl Cbdma {
+impl CbdmaModel {
     /// A model doing DMA through `iommu`.
     pub fn new(iommu: Arc<Iommu>, config: CbdmaConfig) -> Arc<Self> {
         let mut config = config;
@@ -239,6 +239,22 @@ impl Cbdma {
         });
         model.exec.start(Arc::downgrade(&model));
         model
+    }
+
+    /// A default model (8086:2021, CBVER 0x33, one channel) executing in `mode`.
+    pub fn with_mode(iommu: Arc<Iommu>, mode: ExecMode) -> Arc<Self> {
+        Self::new(
+            iommu,
+            CbdmaConfig {
+                mode,
+                ..CbdmaConfig::default()
+            },
+        )
+    }
+
+    /// The model as a PCI function for a driver.
+    pub fn function(self: &Arc<Self>) -> ModelFunction<Self> {
+        ModelFunction::new(Arc::clone(self))
     }
 
     /// The configuration the model was built with (channel count clamped to 1..=4).
@@ -717,31 +733,36 @@ impl Cbdma {
         true
     }
 
-    /// Descriptor at `addr` finished (successfully, or with a masked error).
+    /// Descriptor at `addr` moved its data: write back, count it, interrupt.
     fn complete(&self, st: &mut State, n: u8, addr: u64, desc: &Descriptor) {
-        let Some(c) = st.channels.get_mut(usize::from(n)) else {
-            return;
-        };
-        c.consumed = c.consumed.wrapping_add(1);
-        c.completed_total += 1;
-        c.next_desc = desc.next;
-        let state = if c.consumed == c.dmacount {
-            ChanState::Done
-        } else {
-            ChanState::Active
-        };
-        c.chansts = ChanSts::new(addr, state).0;
         let flags = DescControl(desc.ctl).flags();
+        let (consumed, sts, cmp) = {
+            let Some(c) = st.channels.get(usize::from(n)) else {
+                return;
+            };
+            let consumed = c.consumed.wrapping_add(1);
+            let state = if consumed == c.dmacount {
+                ChanState::Done
+            } else {
+                ChanState::Active
+            };
+            (consumed, ChanSts::new(addr, state).0, c.chancmp)
+        };
         if flags.contains(DescFlags::COMPL_WRITE) {
             // Data first, then the write-back.
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-            let cmp = c.chancmp;
-            let sts = c.chansts;
             if self.iommu.write_u64(cmp, sts).is_err() {
                 self.fail(st, n, ChanErr::COMPLETION_ADDR_ERR.bits(), false);
                 return;
             }
         }
+        let Some(c) = st.channels.get_mut(usize::from(n)) else {
+            return;
+        };
+        c.consumed = consumed;
+        c.completed_total += 1;
+        c.next_desc = desc.next;
+        c.chansts = sts;
         if flags.contains(DescFlags::INT_EN) {
             self.interrupt(st, n);
         }
@@ -811,7 +832,7 @@ fn byte_mask(n: usize) -> u64 {
     }
 }
 
-impl Engine for Cbdma {
+impl Engine for CbdmaModel {
     fn run_pending(&self) -> bool {
         if !self.pci.bus_master() {
             return false;
@@ -826,7 +847,7 @@ impl Engine for Cbdma {
     }
 }
 
-impl DeviceModel for Cbdma {
+impl DeviceModel for CbdmaModel {
     fn name(&self) -> &'static str {
         "cbdma-model"
     }

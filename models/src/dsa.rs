@@ -37,6 +37,16 @@
 //!   abandoned and the batch stops; the batch status is 0x05 with result byte 1 if any member
 //!   failed, and bytes_completed counts the members run. A member that is itself a BATCH gets 0x10.
 //! * ABORT_WQ / ABORT_ALL / RESET_DEVICE drop queued descriptors without writing records.
+//! * Validation order: opcode (0x10, against OPCAP), flags (0x11: bit 6, bits 17–23, and
+//!   block-on-fault unless WQCFG enables it or on BATCH/DRAIN), reserved fields (0x12: dword 0
+//!   bits 30:20, bytes 38–39), interrupt handle ≥ MSI-X vectors (0x19), transfer size (0x13), then
+//!   batch count (0x14) and list alignment (0x18), dualcast address bits (0x17).
+//! * CACHE_FLUSH checks that the range translates (0x03 otherwise); it moves no data.
+//! * RCI fires after every completion that requested it, success or failure.
+//! * Without GENCAP.cmd_cap the supported commands are 1..12; with it, CMDCAP decides.
+//!   REQUEST_INT_HANDLE returns handle = MSI-X index (1..vectors); IMS indices are refused (0x41).
+//!   The DSA 2.0 commands 15..17 are unsupported (0x01).
+//! * DRAIN_PASID / ABORT_PASID act on the WQs whose WQCFG has PASID enabled with that PASID.
 //! * IMS portals (pages 2 and 3) accept descriptors but never raise an interrupt (no IMS model).
 //! * Reads of BAR2 return all ones; the MSI-X table/PBA ranges of BAR0 read 0 (delivery is modelled
 //!   by the [`crate::irq::MsiSink`]).
@@ -94,7 +104,7 @@ pub struct DsaProfile {
 impl DsaProfile {
     /// Sapphire Rapids values from the fact sheet: VERSION 0x100, GENCAP 0x40915F010F,
     /// WQCAP 0x3F000000080080 (8 WQs, 128 entries, 32-byte WQCFG), GRPCAP 0x36004, ENGCAP 4,
-    /// OPCAP[0] 0x1003F03FF, TABLE_OFFSET grpcfg 3 / wqcfg 4 / msix_perm 2 / perfmon 0x10.
+    /// OPCAP qword 0 0x1003F03FF, TABLE_OFFSET grpcfg 3 / wqcfg 4 / msix_perm 2 / perfmon 0x10.
     pub const SPR: DsaProfile = DsaProfile {
         device_id: passthru_core::idxd::DEVICE_DSA_SPR0,
         version: 0x100,
@@ -243,7 +253,10 @@ pub struct DsaModel {
 impl std::fmt::Debug for DsaModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DsaModel")
-            .field("device", &format_args!("8086:{:04x}", self.profile.device_id))
+            .field(
+                "device",
+                &format_args!("8086:{:04x}", self.profile.device_id),
+            )
             .field("mode", &self.exec.mode())
             .finish()
     }
@@ -303,7 +316,11 @@ const CRC32C_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0x82F6_3B78 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -562,7 +579,9 @@ impl DsaModel {
                 lohi(st.swerr[i], offset::SWERR + 8 * i)
             }
             _ => {
-                if let Some((g, o)) = table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups()) {
+                if let Some((g, o)) =
+                    table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups())
+                {
                     return dword_of(st.grpcfg[g].as_bytes_le(), o);
                 }
                 let stride = p.wqcap().wqcfg_stride();
@@ -592,12 +611,23 @@ impl DsaModel {
             0x80 => {
                 // Writable only while the device is disabled [V]; no event log on this profile.
                 if disabled {
-                    let mask = 0xff | 1 << 12 | if p.gencap().evl_support() != 0 { 1 << 13 } else { 0 };
+                    let mask = 0xff
+                        | 1 << 12
+                        | if p.gencap().evl_support() != 0 {
+                            1 << 13
+                        } else {
+                            0
+                        };
                     st.gencfg = value & mask;
                 }
             }
             0x88 => {
-                let mask = 0x3 | if p.gencap().evl_support() != 0 { 0x4 } else { 0 };
+                let mask = 0x3
+                    | if p.gencap().evl_support() != 0 {
+                        0x4
+                    } else {
+                        0
+                    };
                 st.genctrl = value & mask;
             }
             0x98 => st.intcause &= !value,
@@ -607,7 +637,9 @@ impl DsaModel {
                 st.swerr[0] &= !u64::from(value & 0x3);
             }
             _ => {
-                if let Some((g, o)) = table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups()) {
+                if let Some((g, o)) =
+                    table_index(off, t.grpcfg_offset(), GRPCFG_STRIDE, p.num_groups())
+                {
                     if disabled && o < 48 {
                         let mut b = st.grpcfg[g].as_bytes_le();
                         b[o..o + 4].copy_from_slice(&value.to_le_bytes());
@@ -621,7 +653,11 @@ impl DsaModel {
                     if st.wqcfg[w].state() != WqState::Disabled || d >= WQCFG_DWORDS {
                         return;
                     }
-                    let prs = if p.wqcap().wq_prs_support() { 1 << 3 } else { 0 };
+                    let prs = if p.wqcap().wq_prs_support() {
+                        1 << 3
+                    } else {
+                        0
+                    };
                     let mask = match d {
                         0 | 1 => 0xffff,
                         2 => 0x3fff_fff7 | prs,
@@ -932,7 +968,8 @@ impl DsaModel {
         let d = Descriptor::from_bytes(&q.bytes);
         if !self.pci.bus_master() {
             // DMA with bus mastering off: PCI configuration error, halt needing FLR [V].
-            let e = SwErr::new(passthru_core::idxd::SwErrOnlyCode::PciConfig as u8).with_wq(wq as u8);
+            let e =
+                SwErr::new(passthru_core::idxd::SwErrOnlyCode::PciConfig as u8).with_wq(wq as u8);
             self.swerr(st, e);
             self.halt(st, ResetType::Flr);
             return;
@@ -971,7 +1008,7 @@ impl DsaModel {
         };
         if crav && (rcr || !ok) {
             let addr = d.completion_addr.get();
-            if addr % 32 != 0 {
+            if !addr.is_multiple_of(32) {
                 let e = swerr_for(CompletionStatus::CompletionRecordMisaligned as u8);
                 self.swerr(st, e);
             } else {
@@ -980,9 +1017,11 @@ impl DsaModel {
                 rec[4..8].copy_from_slice(&o.bytes_completed.to_le_bytes());
                 rec[8..16].copy_from_slice(&o.fault_addr.to_le_bytes());
                 rec[16..32].copy_from_slice(&o.op);
+                // Check the whole record first so a fault names the record address.
                 let wrote = self
                     .iommu
-                    .write(addr + 1, &rec[1..])
+                    .probe(addr, 32, true)
+                    .and_then(|()| self.iommu.write(addr + 1, &rec[1..]))
                     .and_then(|()| self.iommu.write_status_u8(addr, o.status));
                 match wrote {
                     Ok(()) => st.stats.records += 1,
@@ -1132,8 +1171,14 @@ impl DsaModel {
             let n = ((size - done) as usize).min(CHUNK);
             self.iommu
                 .read(src + done, &mut a[..n])
-                .map_err(|f| DmaFault { done: done + f.done, ..f })?;
-            other(done, &mut b[..n]).map_err(|f| DmaFault { done: done + f.done, ..f })?;
+                .map_err(|f| DmaFault {
+                    done: done + f.done,
+                    ..f
+                })?;
+            other(done, &mut b[..n]).map_err(|f| DmaFault {
+                done: done + f.done,
+                ..f
+            })?;
             if let Some(i) = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y) {
                 return Ok(Some(done + i as u64));
             }
@@ -1152,7 +1197,8 @@ impl DsaModel {
                     o.bytes_completed = u32::try_from(at).unwrap_or(u32::MAX);
                 }
                 if d.flags().contains(DescriptorFlags::CHECK_RESULT)
-                    && o.result != d.op_byte(passthru_core::idxd::descriptor::op_offset::EXPECTED_RESULT)
+                    && o.result
+                        != d.op_byte(passthru_core::idxd::descriptor::op_offset::EXPECTED_RESULT)
                 {
                     o.status = CompletionStatus::SuccessPredicateFalse as u8;
                 }
@@ -1169,11 +1215,17 @@ impl DsaModel {
             let n = ((size - done) as usize).min(CHUNK);
             self.iommu
                 .read(src + done, &mut buf[..n])
-                .map_err(|f| DmaFault { done: done + f.done, ..f })?;
+                .map_err(|f| DmaFault {
+                    done: done + f.done,
+                    ..f
+                })?;
             if copy {
                 self.iommu
                     .write(dst + done, &buf[..n])
-                    .map_err(|f| DmaFault { done: done + f.done, ..f })?;
+                    .map_err(|f| DmaFault {
+                        done: done + f.done,
+                        ..f
+                    })?;
             }
             crc = crc32c_update(crc, &buf[..n]);
             done += n as u64;
@@ -1188,7 +1240,7 @@ impl DsaModel {
         if count < 2 || u64::from(count) > 1u64 << cfg.max_batch_shift() {
             return Outcome::status(CompletionStatus::InvalidDescriptorCount);
         }
-        if list % 64 != 0 {
+        if !list.is_multiple_of(64) {
             return Outcome::status(CompletionStatus::DescriptorListMisaligned);
         }
         let mut failed = false;

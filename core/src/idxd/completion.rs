@@ -189,7 +189,9 @@ impl FaultInfo {
 }
 
 /// The 32-byte DSA completion record (32-byte aligned).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct CompletionRecord {
     /// Byte 0: status ([`StatusByte`]).
@@ -298,10 +300,24 @@ impl CompletionRecord {
     }
     /// 64-bit CRC field (newest headers).
     pub fn crc64(&self) -> u64 {
-        self.op_u32(op_offset::CRC_VALUE) as u64 | (self.op_u32(op_offset::CRC_VALUE + 4) as u64) << 32
+        self.op_u32(op_offset::CRC_VALUE) as u64
+            | (self.op_u32(op_offset::CRC_VALUE + 4) as u64) << 32
     }
     /// Delta-record size (create delta).
     pub fn delta_record_size(&self) -> u32 {
         self.op_u32(op_offset::DELTA_RECORD_SIZE)
+    }
+}
+
+impl core::fmt::Display for StatusByte {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.status() {
+            Ok(s) => write!(f, "{s:?} ({:#04x})", self.0)?,
+            Err(c) => write!(f, "unknown status {c:#04x}")?,
+        }
+        if self.write_fault() {
+            f.write_str(", write fault")?;
+        }
+        Ok(())
     }
 }

@@ -236,7 +236,9 @@ bitflags! {
 }
 
 /// The 64-byte work descriptor. Fields are little-endian; see the accessors for meanings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct Descriptor {
     /// Bytes 0..3: PASID (19:0) and privilege (31).

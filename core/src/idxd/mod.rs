@@ -26,20 +26,20 @@ pub use portal::{PortalKind, PORTAL_PAGE_SIZE, WQ_PORTAL_STRIDE};
 pub use regs::*;
 pub use tables::{GroupConfig, GroupFlags, WqConfig, WqState};
 
-/// PCI vendor id of every DSA/IAA function (Intel).
-pub const VENDOR_INTEL: u16 = 0x8086;
+/// PCI vendor id of every DSA/IAA function (Intel; same as [`crate::pci::VENDOR_INTEL`]).
+pub const VENDOR_INTEL: u16 = crate::pci::VENDOR_INTEL;
 /// DSA on Sapphire Rapids (DSA 1.x; VERSION 0x100).
-pub const DEVICE_DSA_SPR0: u16 = 0x0b25;
+pub const DEVICE_DSA_SPR0: u16 = crate::pci::DEVICE_DSA_SPR;
 /// DSA on Granite Rapids-D.
-pub const DEVICE_DSA_GNRD: u16 = 0x11fb;
+pub const DEVICE_DSA_GNRD: u16 = crate::pci::DEVICE_DSA_GNRD;
 /// DSA on Diamond Rapids.
-pub const DEVICE_DSA_DMR: u16 = 0x1212;
+pub const DEVICE_DSA_DMR: u16 = crate::pci::DEVICE_DSA_DMR;
 /// IAA (IAX) on Sapphire Rapids.
-pub const DEVICE_IAX_SPR0: u16 = 0x0cfe;
+pub const DEVICE_IAX_SPR0: u16 = crate::pci::DEVICE_IAX_SPR;
 /// IAA on Diamond Rapids.
-pub const DEVICE_IAA_DMR: u16 = 0x1216;
+pub const DEVICE_IAA_DMR: u16 = crate::pci::DEVICE_IAA_DMR;
 /// IAA on Panther Lake (client).
-pub const DEVICE_IAA_PTL: u16 = 0xb02d;
+pub const DEVICE_IAA_PTL: u16 = crate::pci::DEVICE_IAA_PTL;
 /// PCI class code (base, sub-class) of DSA: 0x08 system peripheral, 0x80 other.
 pub const PCI_CLASS: u16 = 0x0880;
 /// BAR index of the MMIO control registers.

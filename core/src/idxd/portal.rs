@@ -67,6 +67,6 @@ pub const fn decode_portal(offset: usize) -> PortalAddress {
         wq: offset >> 14,
         kind: PortalKind::from_page(offset >> 12),
         slot: (offset & 0xfff) >> 6,
-        aligned: offset % PORTAL_SLOT == 0,
+        aligned: offset.is_multiple_of(PORTAL_SLOT),
     }
 }

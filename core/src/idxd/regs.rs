@@ -169,6 +169,10 @@ impl GenCap {
     pub const fn max_ims_mult(self) -> u8 {
         bits(self.0, 25, 6) as u8
     }
+    /// IMS table entries: `max_ims_mult × 256`.
+    pub const fn ims_entries(self) -> u32 {
+        self.max_ims_mult() as u32 * 256
+    }
     /// Bit 31: configuration support (WQ/group configuration is software-writable).
     pub const fn config_support(self) -> bool {
         bit(self.0, 31)
@@ -1117,8 +1121,19 @@ impl MsixPerm {
 pub const IMS_ENTRY_SIZE: usize = 16;
 
 /// One IMS entry (16 bytes: address low, address high, data, vector control).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[derive(zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct ImsEntry {
     /// +0: message address, low 32 bits.
@@ -1142,3 +1157,72 @@ const _: () = {
     assert!(core::mem::size_of::<ImsEntry>() == IMS_ENTRY_SIZE);
     assert!(core::mem::offset_of!(ImsEntry, ctrl) == 12);
 };
+
+impl core::fmt::Display for CmdSts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.active() {
+            return write!(f, "CMDSTS {:#010x} (active)", self.0);
+        }
+        match self.error() {
+            Ok(e) => write!(
+                f,
+                "CMDSTS {:#010x} ({e:?}, result {:#x})",
+                self.0,
+                self.result()
+            ),
+            Err(c) => write!(
+                f,
+                "CMDSTS {:#010x} (unknown error {c:#04x}, result {:#x})",
+                self.0,
+                self.result()
+            ),
+        }
+    }
+}
+
+impl core::fmt::Display for SwErr {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if !self.valid() {
+            return f.write_str("SWERR not valid");
+        }
+        match self.error() {
+            Ok(SwErrCode::Status(s)) => write!(f, "SWERR {s:?} ({:#04x})", self.error_code())?,
+            Ok(SwErrCode::Only(o)) => write!(f, "SWERR {o:?} ({:#04x})", self.error_code())?,
+            Err(c) => write!(f, "SWERR code {c:#04x}")?,
+        }
+        if self.overflow() {
+            f.write_str(", overflow")?;
+        }
+        if self.wq_index_valid() {
+            write!(f, ", WQ {}", self.wq_index())?;
+        }
+        if self.desc_valid() {
+            write!(
+                f,
+                ", opcode {:#04x}, PASID {:#x}, {}",
+                self.operation(),
+                self.pasid(),
+                if self.privileged() {
+                    "supervisor"
+                } else {
+                    "user"
+                }
+            )?;
+        }
+        if self.batch() {
+            write!(f, ", batch member {}", self.batch_index())?;
+        }
+        if self.invalid_flags() != 0 {
+            write!(f, ", invalid flags {:#x}", self.invalid_flags())?;
+        }
+        if self.fault_addr() != 0 {
+            write!(
+                f,
+                ", {} fault at {:#x}",
+                if self.fault_write() { "write" } else { "read" },
+                self.fault_addr()
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -3,7 +3,19 @@
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::{bit, bits, set_bits};
+use super::{bit, bits, set_bits, TableOffset, WqCap};
+
+/// BAR0 offset of dword `dword` of WQ `wq`'s WQCFG entry:
+/// `TABLE_OFFSET.wqcfg × 0x100 + wq × stride + 4 × dword`.
+pub const fn wqcfg_dword_offset(table: TableOffset, cap: WqCap, wq: usize, dword: usize) -> usize {
+    table.wqcfg_offset() + wq * cap.wqcfg_stride() + 4 * dword
+}
+
+/// BAR0 offset of byte `byte` of group `group`'s GRPCFG entry:
+/// `TABLE_OFFSET.grpcfg × 0x100 + group × 64 + byte`.
+pub const fn grpcfg_byte_offset(table: TableOffset, group: usize, byte: usize) -> usize {
+    table.grpcfg_offset() + group * GRPCFG_STRIDE + byte
+}
 
 /// WQ state, WQCFG dword 6 bits 31:30.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,7 +35,9 @@ pub enum WqState {
 /// One WQCFG entry, as the 64-byte layout (devices with a 32-byte stride use dwords 0..7 only).
 ///
 /// Byte `4*d` holds dword `d`. Fields are little-endian.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct WqConfig {
     /// Dword 0: bits 15:0 WQ size.
@@ -130,25 +144,157 @@ impl WqConfig {
         d
     }
 
-    wq_field!(wq_size, with_wq_size, size, 0, 16, u16, "Dword 0 bits 15:0: WQ size in entries");
-    wq_field!(wq_threshold, with_wq_threshold, threshold, 0, 16, u16, "Dword 1 bits 15:0: WQ threshold (limited-portal fill limit)");
-    wq_flag!(dedicated, with_dedicated, mode, 0, "Dword 2 bit 0: mode, 1 = dedicated, 0 = shared");
-    wq_flag!(block_on_fault, with_block_on_fault, mode, 1, "Dword 2 bit 1: block-on-fault enable");
-    wq_flag!(ats_disable, with_ats_disable, mode, 2, "Dword 2 bit 2: WQ ATS disable");
-    wq_flag!(prs_disable, with_prs_disable, mode, 3, "Dword 2 bit 3: WQ PRS disable (DSA 2.0)");
-    wq_field!(priority, with_priority, mode, 4, 4, u8, "Dword 2 bits 7:4: priority (1..15)");
-    wq_field!(pasid, with_pasid, mode, 8, 20, u32, "Dword 2 bits 27:8: PASID (dedicated WQ)");
-    wq_flag!(pasid_en, with_pasid_en, mode, 28, "Dword 2 bit 28: PASID enable");
-    wq_flag!(privileged, with_privileged, mode, 29, "Dword 2 bit 29: privileged (dedicated WQ)");
-    wq_field!(max_xfer_shift, with_max_xfer_shift, limits, 0, 5, u8, "Dword 3 bits 4:0: max transfer shift");
-    wq_field!(max_batch_shift, with_max_batch_shift, limits, 5, 4, u8, "Dword 3 bits 8:5: max batch shift");
-    wq_field!(occupancy_int_handle, with_occupancy_int_handle, occupancy_int, 0, 16, u16, "Dword 4 bits 15:0: occupancy-interrupt handle");
-    wq_flag!(occupancy_int_ims, with_occupancy_int_ims, occupancy_int, 16, "Dword 4 bit 16: occupancy-interrupt table select (1 = IMS)");
-    wq_field!(occupancy_limit_value, with_occupancy_limit_value, occupancy_limit, 0, 16, u16, "Dword 5 bits 15:0: occupancy limit");
-    wq_flag!(occupancy_int_en, with_occupancy_int_en, occupancy_limit, 16, "Dword 5 bit 16: occupancy-interrupt enable");
-    wq_field!(occupancy, with_occupancy, status, 0, 16, u16, "Dword 6 bits 15:0: occupancy (RO)");
-    wq_flag!(occupancy_int_occurred, with_occupancy_int_occurred, status, 16, "Dword 6 bit 16: occupancy interrupt occurred");
-    wq_flag!(mode_support, with_mode_support, status, 29, "Dword 6 bit 29: mode support (RO)");
+    wq_field!(
+        wq_size,
+        with_wq_size,
+        size,
+        0,
+        16,
+        u16,
+        "Dword 0 bits 15:0: WQ size in entries"
+    );
+    wq_field!(
+        wq_threshold,
+        with_wq_threshold,
+        threshold,
+        0,
+        16,
+        u16,
+        "Dword 1 bits 15:0: WQ threshold (limited-portal fill limit)"
+    );
+    wq_flag!(
+        dedicated,
+        with_dedicated,
+        mode,
+        0,
+        "Dword 2 bit 0: mode, 1 = dedicated, 0 = shared"
+    );
+    wq_flag!(
+        block_on_fault,
+        with_block_on_fault,
+        mode,
+        1,
+        "Dword 2 bit 1: block-on-fault enable"
+    );
+    wq_flag!(
+        ats_disable,
+        with_ats_disable,
+        mode,
+        2,
+        "Dword 2 bit 2: WQ ATS disable"
+    );
+    wq_flag!(
+        prs_disable,
+        with_prs_disable,
+        mode,
+        3,
+        "Dword 2 bit 3: WQ PRS disable (DSA 2.0)"
+    );
+    wq_field!(
+        priority,
+        with_priority,
+        mode,
+        4,
+        4,
+        u8,
+        "Dword 2 bits 7:4: priority (1..15)"
+    );
+    wq_field!(
+        pasid,
+        with_pasid,
+        mode,
+        8,
+        20,
+        u32,
+        "Dword 2 bits 27:8: PASID (dedicated WQ)"
+    );
+    wq_flag!(
+        pasid_en,
+        with_pasid_en,
+        mode,
+        28,
+        "Dword 2 bit 28: PASID enable"
+    );
+    wq_flag!(
+        privileged,
+        with_privileged,
+        mode,
+        29,
+        "Dword 2 bit 29: privileged (dedicated WQ)"
+    );
+    wq_field!(
+        max_xfer_shift,
+        with_max_xfer_shift,
+        limits,
+        0,
+        5,
+        u8,
+        "Dword 3 bits 4:0: max transfer shift"
+    );
+    wq_field!(
+        max_batch_shift,
+        with_max_batch_shift,
+        limits,
+        5,
+        4,
+        u8,
+        "Dword 3 bits 8:5: max batch shift"
+    );
+    wq_field!(
+        occupancy_int_handle,
+        with_occupancy_int_handle,
+        occupancy_int,
+        0,
+        16,
+        u16,
+        "Dword 4 bits 15:0: occupancy-interrupt handle"
+    );
+    wq_flag!(
+        occupancy_int_ims,
+        with_occupancy_int_ims,
+        occupancy_int,
+        16,
+        "Dword 4 bit 16: occupancy-interrupt table select (1 = IMS)"
+    );
+    wq_field!(
+        occupancy_limit_value,
+        with_occupancy_limit_value,
+        occupancy_limit,
+        0,
+        16,
+        u16,
+        "Dword 5 bits 15:0: occupancy limit"
+    );
+    wq_flag!(
+        occupancy_int_en,
+        with_occupancy_int_en,
+        occupancy_limit,
+        16,
+        "Dword 5 bit 16: occupancy-interrupt enable"
+    );
+    wq_field!(
+        occupancy,
+        with_occupancy,
+        status,
+        0,
+        16,
+        u16,
+        "Dword 6 bits 15:0: occupancy (RO)"
+    );
+    wq_flag!(
+        occupancy_int_occurred,
+        with_occupancy_int_occurred,
+        status,
+        16,
+        "Dword 6 bit 16: occupancy interrupt occurred"
+    );
+    wq_flag!(
+        mode_support,
+        with_mode_support,
+        status,
+        29,
+        "Dword 6 bit 29: mode support (RO)"
+    );
 
     /// Dword 6 bits 31:30: WQ state (RO).
     pub fn state(&self) -> WqState {
@@ -166,7 +312,10 @@ impl WqConfig {
     }
     /// Is opcode `op` allowed by the op-config bitmap?
     pub fn op_allowed(&self, op: u8) -> bool {
-        bit(self.op_config[(op / 32) as usize].get() as u64, (op % 32) as u32)
+        bit(
+            self.op_config[(op / 32) as usize].get() as u64,
+            (op % 32) as u32,
+        )
     }
     /// Allow opcode `op` in the op-config bitmap.
     pub fn with_op_allowed(mut self, op: u8) -> Self {
@@ -256,7 +405,9 @@ impl GroupFlags {
 }
 
 /// One GRPCFG entry (64 bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct GroupConfig {
     /// Bytes 0..31: bitmap of WQs in the group (WQ n → qword n/64, bit n%64).

@@ -276,7 +276,10 @@ fn gensts_states_and_reset_types() {
     assert_eq!(GenSts(1 << 2).reset_type(), ResetType::Flr);
     assert_eq!(GenSts(2 << 2).reset_type(), ResetType::Warm);
     assert_eq!(GenSts(3 << 2).reset_type(), ResetType::Cold);
-    assert_eq!(GenSts::new(DeviceState::Halted, ResetType::Flr).raw(), 0b0111);
+    assert_eq!(
+        GenSts::new(DeviceState::Halted, ResetType::Flr).raw(),
+        0b0111
+    );
 }
 
 // ---------------------------------------------------------------- commands
@@ -377,7 +380,9 @@ fn cmd_error_codes_match_reference() {
         assert_eq!(CmdError::try_from(code), Ok(e));
     }
     let named = want.len();
-    let decodable = (0..=255u8).filter(|c| CmdError::from_raw(*c).is_ok()).count();
+    let decodable = (0..=255u8)
+        .filter(|c| CmdError::from_raw(*c).is_ok())
+        .count();
     assert_eq!(named, decodable, "no code outside the reference decodes");
 }
 
@@ -396,8 +401,16 @@ fn cmdcap_bits() {
 #[test]
 fn swerr_fields_at_documented_bits() {
     let s = SwErr([
-        1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 0x52 << 8 | 0x07 << 16
-            | 0x03 << 32 | 0xabcde << 40,
+        1 | 1 << 1
+            | 1 << 2
+            | 1 << 3
+            | 1 << 4
+            | 1 << 5
+            | 1 << 6
+            | 0x52 << 8
+            | 0x07 << 16
+            | 0x03 << 32
+            | 0xabcde << 40,
         0x1234 | 0xdead_beef << 32,
         0xfeed_f00d,
         0,
@@ -435,8 +448,16 @@ fn swerr_builders_set_the_same_bits() {
         .with_overflow();
     assert_eq!(
         s.raw()[0],
-        1 | 1 << 1 | 1 << 2 | 1 << 3 | 1 << 4 | 1 << 5 | 1 << 6 | 0x10 << 8 | 2 << 16
-            | 0x55 << 32 | 0x12345 << 40
+        1 | 1 << 1
+            | 1 << 2
+            | 1 << 3
+            | 1 << 4
+            | 1 << 5
+            | 1 << 6
+            | 0x10 << 8
+            | 2 << 16
+            | 0x55 << 32
+            | 0x12345 << 40
     );
     assert_eq!(s.raw()[1], 9 | 0x40 << 32);
     assert_eq!(s.raw()[2], 0x1000);
@@ -491,7 +512,22 @@ fn wqcfg_layout_and_spr_dump() {
     assert_eq!(WQCFG_DWORDS, 16);
     // Real SPR WQ0: dword0 0x10, dword2 0x10000011, dword3 0x15F, dword6 0x40000000.
     let c = WqConfig::from_dwords([
-        0x10, 0, 0x1000_0011, 0x15f, 0, 0, 0x4000_0000, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0x10,
+        0,
+        0x1000_0011,
+        0x15f,
+        0,
+        0,
+        0x4000_0000,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
     ]);
     assert_eq!(c.wq_size(), 16);
     assert!(c.dedicated());
@@ -571,14 +607,20 @@ fn grpcfg_layout_and_flags() {
         .with_rdbufs_allowed(0xff)
         .with_desc_progress_limit(3)
         .with_batch_progress_limit(3);
-    assert_eq!(f.raw(), 0x7 | 0x7 << 3 | 1 << 7 | 0xff << 8 | 0xff << 20 | 3 << 32 | 3 << 36);
+    assert_eq!(
+        f.raw(),
+        0x7 | 0x7 << 3 | 1 << 7 | 0xff << 8 | 0xff << 20 | 3 << 32 | 3 << 36
+    );
     assert_eq!(
         (f.tc_a(), f.tc_b(), f.rdbufs_reserved(), f.rdbufs_allowed()),
         (7, 7, 0xff, 0xff)
     );
     assert!(f.use_rdbuf_limit());
     assert_eq!((f.desc_progress_limit(), f.batch_progress_limit()), (3, 3));
-    assert_eq!((GroupFlags::DEFAULT_V1.tc_a(), GroupFlags::DEFAULT_V1.tc_b()), (1, 1));
+    assert_eq!(
+        (GroupFlags::DEFAULT_V1.tc_a(), GroupFlags::DEFAULT_V1.tc_b()),
+        (1, 1)
+    );
 }
 
 // ---------------------------------------------------------------- opcodes, flags
@@ -785,7 +827,11 @@ fn memmove_builder_matches_upstream_layout() {
     let plain = MemMove::new(0x10, 0x20, 8).completion(0x40).build();
     assert_eq!(
         plain.as_bytes(),
-        expect(0x03, 0x0c, &[(8, &[0x40]), (16, &[0x10]), (24, &[0x20]), (32, &[8])])
+        expect(
+            0x03,
+            0x0c,
+            &[(8, &[0x40]), (16, &[0x10]), (24, &[0x20]), (32, &[8])]
+        )
     );
     let cc = MemMove::new(0, 0, 1).cache_control().build();
     assert_eq!(cc.as_bytes(), expect(0x03, 0x100, &[(32, &[1])]));
@@ -796,10 +842,17 @@ fn batch_builder_and_on_error_completion() {
     let d = Batch::new(0x4000, 32).completion_on_error(0x8000).build();
     assert_eq!(
         d.as_bytes(),
-        expect(0x01, 0x04, &[(8, &[0x00, 0x80]), (16, &[0x00, 0x40]), (32, &[32])])
+        expect(
+            0x01,
+            0x04,
+            &[(8, &[0x00, 0x80]), (16, &[0x00, 0x40]), (32, &[32])]
+        )
     );
     // completion() after completion_on_error() adds RCR back.
-    let d = Batch::new(0x4000, 2).completion_on_error(0x20).completion(0x20).build();
+    let d = Batch::new(0x4000, 2)
+        .completion_on_error(0x20)
+        .completion(0x20)
+        .build();
     assert_eq!(
         d.as_bytes(),
         expect(0x01, 0x0c, &[(8, &[0x20]), (16, &[0x00, 0x40]), (32, &[2])])
@@ -809,11 +862,18 @@ fn batch_builder_and_on_error_completion() {
 #[test]
 fn noop_drain_builders() {
     let n = Noop::new().completion(0x60).interrupt(1).build();
-    assert_eq!(n.as_bytes(), expect(0x00, 0x1c, &[(8, &[0x60]), (36, &[1])]));
+    assert_eq!(
+        n.as_bytes(),
+        expect(0x00, 0x1c, &[(8, &[0x60]), (36, &[1])])
+    );
     let d = Drain::new().readback(0x100, 0x200).interrupt(3).build();
     assert_eq!(
         d.as_bytes(),
-        expect(0x02, 0x10, &[(16, &[0x00, 0x01]), (24, &[0x00, 0x02]), (36, &[3])])
+        expect(
+            0x02,
+            0x10,
+            &[(16, &[0x00, 0x01]), (24, &[0x00, 0x02]), (36, &[3])]
+        )
     );
     assert_eq!(Noop::default().build(), Noop::new().build());
     assert_eq!(Drain::default().build(), Drain::new().build());
@@ -821,7 +881,9 @@ fn noop_drain_builders() {
 
 #[test]
 fn fill_compare_pattern_builders() {
-    let f = Fill::new(0xdead_beef_cafe_f00d, 0x3000, 100).fence().build();
+    let f = Fill::new(0xdead_beef_cafe_f00d, 0x3000, 100)
+        .fence()
+        .build();
     assert_eq!(
         f.as_bytes(),
         expect(
@@ -837,7 +899,16 @@ fn fill_compare_pattern_builders() {
     let c = Compare::new(0x1000, 0x2000, 64).expect(1).build();
     assert_eq!(
         c.as_bytes(),
-        expect(0x05, 0x80, &[(16, &[0x00, 0x10]), (24, &[0x00, 0x20]), (32, &[64]), (40, &[1])])
+        expect(
+            0x05,
+            0x80,
+            &[
+                (16, &[0x00, 0x10]),
+                (24, &[0x00, 0x20]),
+                (32, &[64]),
+                (40, &[1])
+            ]
+        )
     );
     let p = ComparePattern::new(0x1000, 0x0101_0101_0101_0101, 16).build();
     assert_eq!(
@@ -856,27 +927,55 @@ fn dualcast_crc_flush_builders() {
         expect(
             0x09,
             0,
-            &[(16, &[0x00, 0x10]), (24, &[0x40, 0x20]), (32, &[0x00, 0x01]), (40, &[0x40, 0x50])]
+            &[
+                (16, &[0x00, 0x10]),
+                (24, &[0x40, 0x20]),
+                (32, &[0x00, 0x01]),
+                (40, &[0x40, 0x50])
+            ]
         )
     );
     let c = CrcGen::new(0x1000, 32).seed(0x1234_5678).build();
     assert_eq!(
         c.as_bytes(),
-        expect(0x10, 0, &[(16, &[0x00, 0x10]), (32, &[32]), (40, &[0x78, 0x56, 0x34, 0x12])])
+        expect(
+            0x10,
+            0,
+            &[
+                (16, &[0x00, 0x10]),
+                (32, &[32]),
+                (40, &[0x78, 0x56, 0x34, 0x12])
+            ]
+        )
     );
     let c = CrcGen::new(0, 1).seed_from(0x9000).build();
-    assert_eq!(c.as_bytes(), expect(0x10, 0x10000, &[(32, &[1]), (48, &[0x00, 0x90])]));
-    let c = CopyCrc::new(0x1000, 0x2000, 4).seed(1).seed_from(0x30).build();
+    assert_eq!(
+        c.as_bytes(),
+        expect(0x10, 0x10000, &[(32, &[1]), (48, &[0x00, 0x90])])
+    );
+    let c = CopyCrc::new(0x1000, 0x2000, 4)
+        .seed(1)
+        .seed_from(0x30)
+        .build();
     assert_eq!(
         c.as_bytes(),
         expect(
             0x11,
             0x10000,
-            &[(16, &[0x00, 0x10]), (24, &[0x00, 0x20]), (32, &[4]), (40, &[1]), (48, &[0x30])]
+            &[
+                (16, &[0x00, 0x10]),
+                (24, &[0x00, 0x20]),
+                (32, &[4]),
+                (40, &[1]),
+                (48, &[0x30])
+            ]
         )
     );
     let f = CacheFlush::new(0x7000, 4096).build();
-    assert_eq!(f.as_bytes(), expect(0x20, 0, &[(24, &[0x00, 0x70]), (32, &[0x00, 0x10])]));
+    assert_eq!(
+        f.as_bytes(),
+        expect(0x20, 0, &[(24, &[0x00, 0x70]), (32, &[0x00, 0x10])])
+    );
 }
 
 #[test]
@@ -937,7 +1036,10 @@ fn completion_record_decode() {
     b[16..20].copy_from_slice(&0xff12_3456u32.to_le_bytes());
     b[20..24].copy_from_slice(&0x8765_4321u32.to_le_bytes());
     let r = CompletionRecord::from_bytes(&b);
-    assert_eq!(r.status_byte().status(), Ok(CompletionStatus::PageFaultNoBof));
+    assert_eq!(
+        r.status_byte().status(),
+        Ok(CompletionStatus::PageFaultNoBof)
+    );
     assert!(r.status_byte().write_fault());
     assert!(r.status_byte().is_done());
     assert_eq!(r.result, 1);
@@ -951,7 +1053,10 @@ fn completion_record_decode() {
     assert_eq!(r.delta_record_size(), 0xff12_3456);
     assert_eq!(r.to_bytes(), b);
     assert!(!StatusByte(0).is_done());
-    assert_eq!(StatusByte::new(CompletionStatus::PageFaultNoBof, true).0, 0x83);
+    assert_eq!(
+        StatusByte::new(CompletionStatus::PageFaultNoBof, true).0,
+        0x83
+    );
 }
 
 #[test]
@@ -1016,9 +1121,15 @@ fn portal_offsets_match_reference() {
     assert_eq!(portal_offset(0, PortalKind::LimitedMsix), 0x1000);
     assert_eq!(portal_offset(0, PortalKind::UnlimitedIms), 0x2000);
     assert_eq!(portal_offset(0, PortalKind::LimitedIms), 0x3000);
-    assert_eq!(portal_offset(7, PortalKind::LimitedMsix), 7 * 0x4000 + 0x1000);
+    assert_eq!(
+        portal_offset(7, PortalKind::LimitedMsix),
+        7 * 0x4000 + 0x1000
+    );
     let a = decode_portal(0x4000 * 3 + 0x2000 + 0x40 * 5);
-    assert_eq!((a.wq, a.kind, a.slot, a.aligned), (3, PortalKind::UnlimitedIms, 5, true));
+    assert_eq!(
+        (a.wq, a.kind, a.slot, a.aligned),
+        (3, PortalKind::UnlimitedIms, 5, true)
+    );
     assert!(!decode_portal(0x20).aligned);
     assert!(PortalKind::LimitedIms.limited() && PortalKind::LimitedIms.ims());
     assert!(!PortalKind::UnlimitedMsix.limited() && !PortalKind::UnlimitedMsix.ims());
@@ -1169,4 +1280,41 @@ proptest! {
         let _ = (GenSts(v as u32).state(), CmdSts(v as u32).error(), Cmd(v as u32).command());
         let _ = (EvlCfg([v, w]).pasid(), EvlStatus(v).tail(), PerfCap(v).filters());
     }
+}
+
+#[test]
+fn display_decodes_names() {
+    use std::format;
+    let s = SwErr::new(0x03).with_wq(0).with_fault(0x1000, true);
+    let text = format!("{s}");
+    assert!(
+        text.contains("PageFaultNoBof") && text.contains("WQ 0"),
+        "{text}"
+    );
+    assert!(text.contains("write fault at 0x1000"), "{text}");
+    assert_eq!(format!("{}", SwErr([0; 4])), "SWERR not valid");
+    assert!(format!("{}", SwErr::new(0x52)).contains("CommandWhileActive"));
+    assert!(format!("{}", CmdSts(0x22)).contains("WqSize"));
+    assert!(format!("{}", CmdSts(1 << 31)).contains("active"));
+    assert!(format!("{}", CmdSts(0x99)).contains("unknown"));
+    assert_eq!(
+        format!("{}", StatusByte(0x83)),
+        "PageFaultNoBof (0x83), write fault"
+    );
+    assert_eq!(format!("{}", StatusByte(0x7f)), "unknown status 0x7f");
+}
+
+#[test]
+fn table_address_helpers() {
+    use super::tables::{grpcfg_byte_offset, wqcfg_dword_offset};
+    let spr = TableOffset::new(3, 4, 2, 0, 0x10);
+    // 32-byte WQCFG: WQ 2 dword 6 at 0x400 + 2*32 + 24.
+    assert_eq!(wqcfg_dword_offset(spr, WqCap(0), 2, 6), 0x400 + 64 + 24);
+    // 64-byte WQCFG (code 1): WQ 1 dword 8 at 0x400 + 64 + 32.
+    assert_eq!(
+        wqcfg_dword_offset(spr, WqCap(1 << 24), 1, 8),
+        0x400 + 64 + 32
+    );
+    assert_eq!(grpcfg_byte_offset(spr, 1, GRPCFG_ENGINES), 0x300 + 64 + 32);
+    assert_eq!(GenCap(0x40_915F_010F).ims_entries(), 2048);
 }

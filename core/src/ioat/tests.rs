@@ -42,6 +42,35 @@ fn pci_ids_match_reference_table() {
     assert_eq!(ids::BDX_DE, [0x6F50, 0x6F51, 0x6F52, 0x6F53]);
 }
 
+/// `pci::KNOWN_DEVICES` (written separately from the same sheet) agrees with this module: every
+/// CBDMA id there is a CBDMA id here with the same legacy/v3 split, and the counts match.
+#[test]
+fn ids_agree_with_the_pci_device_table() {
+    use crate::pci::{DeviceFamily, KNOWN_DEVICES};
+    let mut n = 0;
+    for d in KNOWN_DEVICES {
+        let legacy = match d.family {
+            DeviceFamily::Ioat => false,
+            DeviceFamily::IoatLegacy => true,
+            _ => {
+                assert_eq!(
+                    Platform::from_device_id(d.device).filter(|_| d.vendor == 0x8086),
+                    None,
+                    "{d:?}"
+                );
+                continue;
+            }
+        };
+        n += 1;
+        assert_eq!(d.vendor, ids::VENDOR_INTEL);
+        let p = Platform::from_device_id(d.device).unwrap_or_else(|| panic!("{d:?}"));
+        assert_eq!(p.is_v3(), !legacy, "{d:?}");
+    }
+    assert_eq!(n, 4 + 8 + 10 * 5 + 4 + 4 + 2);
+    assert_eq!(crate::pci::DEVICE_IOAT_SKX, ids::SKX);
+    assert_eq!(crate::pci::DEVICE_IOAT_ICX, ids::ICX);
+}
+
 #[test]
 fn platform_lookup_for_every_id() {
     let table: &[(&[u16], Platform)] = &[
@@ -344,6 +373,27 @@ fn chansts_states_and_fields() {
     assert_eq!(ChanSts::COMPLETED_ADDR_MASK, 0xFFFF_FFFF_FFFF_FFC0);
     assert_eq!(ChanSts::new(0x1000_0040, ChanState::Done).0, 0x1000_0041);
     assert_eq!(ChanSts::new(0x1000_007F, ChanState::Armed).0, 0x1000_0044);
+}
+
+#[test]
+fn chansts_display() {
+    assert_eq!(
+        format!("{}", ChanSts(0x1000_0043)),
+        "HALTED, last completed descriptor 0x10000040"
+    );
+    assert_eq!(
+        format!("{}", ChanSts(0x1D)),
+        "undefined state 5, last completed descriptor 0x0, unaffiliated error, soft error"
+    );
+    for (s, name) in [
+        (ChanState::Active, "ACTIVE"),
+        (ChanState::Done, "DONE"),
+        (ChanState::Suspended, "SUSPENDED"),
+        (ChanState::Halted, "HALTED"),
+        (ChanState::Armed, "ARMED"),
+    ] {
+        assert_eq!(format!("{s}"), name);
+    }
 }
 
 #[test]

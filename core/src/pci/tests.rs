@@ -550,3 +550,118 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn update_command_sets_and_clears() {
+    use core::cell::Cell;
+    struct Cmd(Cell<u16>, Cell<u32>);
+    struct NoBar;
+    impl crate::mmio::RegisterIo for NoBar {
+        fn len(&self) -> usize {
+            0
+        }
+        fn read8(&self, _: usize) -> u8 {
+            0
+        }
+        fn read16(&self, _: usize) -> u16 {
+            0
+        }
+        fn read32(&self, _: usize) -> u32 {
+            0
+        }
+        fn read64(&self, _: usize) -> u64 {
+            0
+        }
+        fn write8(&self, _: usize, _: u8) {}
+        fn write16(&self, _: usize, _: u16) {}
+        fn write32(&self, _: usize, _: u32) {}
+        fn write64(&self, _: usize, _: u64) {}
+        fn submit64(&self, _: usize, _: &[u8; 64]) -> Result<(), crate::mmio::PortalError> {
+            Ok(())
+        }
+    }
+    impl PciFunction for Cmd {
+        type Bar = NoBar;
+        fn bar(&self, i: u8) -> Result<NoBar, FunctionError> {
+            Err(FunctionError::NoSuchBar(i))
+        }
+        fn config_read8(&self, _: u16) -> Result<u8, FunctionError> {
+            Ok(0)
+        }
+        fn config_read16(&self, o: u16) -> Result<u16, FunctionError> {
+            assert_eq!(o, COMMAND);
+            Ok(self.0.get())
+        }
+        fn config_read32(&self, _: u16) -> Result<u32, FunctionError> {
+            Ok(0)
+        }
+        fn config_write8(&self, _: u16, _: u8) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn config_write16(&self, o: u16, v: u16) -> Result<(), FunctionError> {
+            assert_eq!(o, COMMAND);
+            self.0.set(v);
+            self.1.set(self.1.get() + 1);
+            Ok(())
+        }
+        fn config_write32(&self, _: u16, _: u32) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn irq_enable(&self, _: crate::mmio::IrqKind, _: u32, _: u32) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn irq_disable(&self, _: crate::mmio::IrqKind) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn reset(&self) -> Result<(), FunctionError> {
+            Ok(())
+        }
+    }
+    let f = Cmd(Cell::new(Command::INTX_DISABLE.bits()), Cell::new(0));
+    let c = update_command(
+        &f,
+        Command::BUS_MASTER | Command::MEMORY_SPACE,
+        Command::empty(),
+    )
+    .unwrap();
+    assert_eq!(c.bits(), 0x406);
+    assert_eq!(f.1.get(), 1);
+    update_command(&f, Command::BUS_MASTER, Command::empty()).unwrap();
+    assert_eq!(f.1.get(), 1, "no change, no write");
+    let c = update_command(&f, Command::empty(), Command::BUS_MASTER).unwrap();
+    assert_eq!(c.bits(), 0x402);
+    assert_eq!(f.0.get(), 0x402);
+}
+
+#[test]
+fn read_bar_decodes_32_and_64_bit_bars() {
+    let s = e1000e();
+    let a = s.access();
+    assert_eq!(
+        read_bar(&a, 0).unwrap(),
+        Some(BarInfo {
+            kind: BarKind::Memory32 {
+                prefetchable: false
+            },
+            address: 0xfebc_0000
+        })
+    );
+    assert_eq!(read_bar(&a, 2).unwrap().unwrap().kind, BarKind::Io);
+    assert_eq!(read_bar(&a, 2).unwrap().unwrap().address, 0xc000);
+    assert_eq!(read_bar(&a, 6).unwrap(), None);
+    let mut d = dsa_synthetic();
+    d.put32(0x10, 0xc000_000c).put32(0x14, 0x0000_0038);
+    assert_eq!(
+        read_bar(&d.access(), 0).unwrap(),
+        Some(BarInfo {
+            kind: BarKind::Memory64 { prefetchable: true },
+            address: 0x38_c000_0000
+        })
+    );
+    d.put32(0x24, 0x0000_0004);
+    assert_eq!(
+        read_bar(&d.access(), 5).unwrap(),
+        None,
+        "64-bit BAR5 has no upper half"
+    );
+}

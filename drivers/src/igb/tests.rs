@@ -41,6 +41,8 @@ struct Behaviour {
     auto_rd: bool,
     rst_sticks: bool,
     loopback: bool,
+    /// Bytes the loopback adds to each frame (a CRC left in place).
+    extra_len: usize,
 }
 
 struct State {
@@ -102,7 +104,8 @@ impl State {
             self.mem_write(buf, &frame);
             let mut wb = [0u8; 16];
             wb[8..12].copy_from_slice(&(hw::rxd::STAT_DD | hw::rxd::STAT_EOP).to_le_bytes());
-            wb[12..14].copy_from_slice(&(len as u16).to_le_bytes());
+            let extra = self.behaviour.borrow().extra_len;
+            wb[12..14].copy_from_slice(&((len + extra) as u16).to_le_bytes());
             self.mem_write(rx_base + r * 16, &wb);
             let mut tw = [0u8; 16];
             tw[12] = 1;
@@ -552,4 +555,29 @@ fn checked_driver_full_cycle_with_loopback() {
         d.send_msi().unwrap();
         d.remove().unwrap();
     }
+}
+
+#[test]
+fn wrong_received_length_is_reported() {
+    let (fake, mut igb) = init(Behaviour {
+        loopback: true,
+        extra_len: 4,
+        ..Behaviour::default()
+    });
+    igb.memcpy_start(IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64, 64, 1)
+        .unwrap();
+    assert_eq!(
+        igb.memcpy_wait(1_000_000_000),
+        Err(DriverError::Device(
+            passthru_core::driver::DeviceError::Register {
+                device: "igb",
+                register: "RX descriptor length",
+                value: 68
+            }
+        ))
+    );
+    fake.0.behaviour.borrow_mut().extra_len = 0;
+    igb.memcpy_start(IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64, 64, 1)
+        .unwrap();
+    igb.memcpy_wait(1_000_000_000).unwrap();
 }

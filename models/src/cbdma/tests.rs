@@ -1,7 +1,7 @@
 //! Register-level tests of the CBDMA model, driven through the same `RegisterIo` a driver uses.
 
 use super::*;
-use crate::function::{ModelBar, ModelFunction};
+use crate::function::ModelBar;
 use crate::iommu::{HostMemory, Perm};
 use passthru_core::mmio::{IrqKind, PciFunction, RegisterIo};
 use proptest::prelude::*;
@@ -12,9 +12,9 @@ const CMP: u64 = MEM_IOVA + 0xF000; // write-back slot
 const C0: usize = 0x80; // channel 0 base
 
 struct T {
-    model: Arc<Cbdma>,
-    f: ModelFunction<Cbdma>,
-    bar: ModelBar<Cbdma>,
+    model: Arc<CbdmaModel>,
+    f: ModelFunction<CbdmaModel>,
+    bar: ModelBar<CbdmaModel>,
     mem: Arc<HostMemory>,
 }
 
@@ -22,7 +22,7 @@ fn rig_cfg(cfg: CbdmaConfig) -> T {
     let iommu = Iommu::new();
     let mem = HostMemory::pages(MEM_SIZE).unwrap();
     iommu.map_all(MEM_IOVA, &mem).unwrap();
-    let model = Cbdma::new(iommu, cfg);
+    let model = CbdmaModel::new(iommu, cfg);
     let f = ModelFunction::new(Arc::clone(&model));
     let bar = f.bar(0).unwrap();
     f.config_write16(0x04, 0x0006).unwrap(); // memory + bus master
@@ -86,7 +86,6 @@ fn identity_and_reset_values() {
     assert_eq!(t.bar.read8(0x01), 20, "XFERCAP");
     assert_eq!(t.bar.read8(0x08), 0x33, "CBVER");
     assert_eq!(t.bar.read32(0x10), 1 << 6, "DMACAPABILITY: fill");
-    assert_eq!(t.bar.read16(C0 + 0x02), 0x0002, "DMA_COMP");
     assert_eq!(t.sts().state(), Ok(ChanState::Halted));
     assert_eq!(t.bar.read8(C0 + chan::CHANCMD), 0);
     assert_eq!(t.chanerr(), 0);
@@ -120,12 +119,22 @@ fn accesses_of_any_width_compose_registers() {
     assert_eq!(t.bar.read8(0x08), 0x33);
     assert_eq!(t.bar.read8(0x01), 20);
     assert!(t.sts().is(ChanState::Halted));
-    // INTRDELAY: delay bits writable, bit 15 reads 0 (no coalescing).
-    t.bar.write16(0x0C, 0xFFFF);
-    assert_eq!(t.bar.read16(0x0C), 0x3FFF);
     // GENCTRL: only the debug bit.
     t.bar.write8(0x02, 0xFF);
     assert_eq!(t.bar.read8(0x02), 0x01);
+}
+
+/// DMA_COMP's value and INTRDELAY's coalescing bit are not given by any source.
+#[test]
+fn dma_comp_and_intrdelay_values_modelling_choice() {
+    let t = rig();
+    assert_eq!(t.bar.read16(C0 + 0x02), 0x0002, "DMA_COMP: v2 layout");
+    t.bar.write16(0x0C, 0xFFFF);
+    assert_eq!(
+        t.bar.read16(0x0C),
+        0x3FFF,
+        "delay writable, bit 15 (coalescing) reads 0"
+    );
 }
 
 #[test]
@@ -212,7 +221,7 @@ fn dmacount_is_mod_2_16() {
 }
 
 #[test]
-fn suspend_resume_abort_in_manual_mode() {
+fn suspend_resume_and_abort_halts_in_manual_mode_modelling_choice() {
     let t = manual();
     let d = t.put(
         0,
@@ -241,7 +250,7 @@ fn suspend_resume_abort_in_manual_mode() {
 }
 
 #[test]
-fn bad_commands_set_chancmd_error_and_chanerr_is_rw1c() {
+fn bad_commands_set_chancmd_error_modelling_choice_and_chanerr_is_rw1c() {
     let t = rig();
     t.bar.write8(C0 + chan::CHANCMD, ChanCmd::START.bits());
     assert_eq!(t.chanerr(), ChanErr::CHANCMD_ERR.bits());
@@ -351,7 +360,7 @@ fn descriptor_faults_map_to_chanerr_bits_modelling_choice() {
 }
 
 #[test]
-fn fill_needs_the_capability() {
+fn unadvertised_fill_is_a_control_error_modelling_choice() {
     let t = rig_cfg(CbdmaConfig {
         dmacapability: 0,
         ..CbdmaConfig::default()
@@ -364,7 +373,7 @@ fn fill_needs_the_capability() {
 }
 
 #[test]
-fn chain_faults() {
+fn chain_faults_modelling_choice() {
     let t = rig();
     // Misaligned CHAINADDR → bit 4.
     t.start(MEM_IOVA + 8, ABORT, 1);
@@ -401,7 +410,7 @@ fn chain_faults() {
 }
 
 #[test]
-fn read_only_mapping_faults_the_write_side() {
+fn read_only_mapping_faults_the_write_side_modelling_choice() {
     let t = rig();
     let ro = HostMemory::pages(4096).unwrap();
     t.model
@@ -455,7 +464,32 @@ fn masked_errors_are_not_latched_modelling_choice() {
     t.start(a, ABORT, 3);
     assert_eq!(t.chanerr(), 0);
     assert!(t.sts().is(ChanState::Done));
+    // A masked completion-address error: the descriptor counts once, the chain goes on.
+    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.bar
+        .write32(C0 + chan::CHANERR_MASK, ChanErr::COMPLETION_ADDR_ERR.bits());
+    let w = t.put(
+        0x40,
+        Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8)
+            .with_next(MEM_IOVA + 0x40)
+            .with_completion_write(),
+    );
+    let before = t.model.completed_descriptors(0);
+    t.bar.write64(C0 + chan::CHANCMP, 0x4000_0000);
+    t.bar.write64(C0 + chan::CHAINADDR, w);
+    t.bar.write16(C0 + chan::CHANCTRL, ABORT.bits());
+    t.bar.write16(C0 + chan::DMACOUNT, 3);
+    assert_eq!(t.chanerr(), 0);
+    assert!(t.sts().is(ChanState::Done));
+    assert_eq!(t.bar.read16(C0 + chan::DMACOUNT), 3);
+    assert_eq!(
+        t.model.completed_descriptors(0) - before,
+        0,
+        "no successful completion counted"
+    );
     // An injected unmasked bit still halts.
+    t.bar
+        .write32(C0 + chan::CHANERR_MASK, ChanErr::READ_DATA_ERR.bits());
     t.model.inject_chanerr_next(0, ChanErr::LENGTH_ERR);
     t.bar.write64(C0 + chan::CHAINADDR, a);
     t.bar.write16(C0 + chan::DMACOUNT, 1);
@@ -489,7 +523,7 @@ fn interrupts_are_one_shot_and_per_channel_vector() {
 }
 
 #[test]
-fn single_vector_mode_uses_attnstatus() {
+fn single_vector_mode_uses_attnstatus_cleared_on_rearm_modelling_choice() {
     let t = rig();
     t.bar.write8(0x03, IntrCtrl::MASTER_INT_EN.bits());
     let n = t.put(0, Descriptor::null_interrupt().with_next(MEM_IOVA));
@@ -530,7 +564,7 @@ fn second_channel_raises_vector_1() {
 }
 
 #[test]
-fn no_dma_without_bus_master() {
+fn no_dma_progress_without_bus_master_modelling_choice() {
     let t = rig();
     t.f.config_write16(0x04, 0x0002).unwrap();
     let d = t.put(
@@ -588,16 +622,38 @@ fn threaded_mode_completes_asynchronously() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { off: usize, width: u8, value: u64 },
-    Read { off: usize, width: u8 },
-    Desc { slot: usize, bytes: Vec<u8> },
+    Write {
+        off: usize,
+        width: u8,
+        value: u64,
+    },
+    Read {
+        off: usize,
+        width: u8,
+    },
+    Desc {
+        slot: usize,
+        bytes: Vec<u8>,
+    },
+    Start {
+        ch: usize,
+        slot: u64,
+        ctrl: u16,
+        count: u16,
+        cmp: u64,
+    },
     Step(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let width = prop_oneof![Just(1u8), Just(2), Just(4), Just(8)];
-    // Bias offsets towards the global block and channel 0.
-    let off = prop_oneof![0usize..0x20, 0x80usize..0xC0, 0usize..0x4000];
+    // Bias offsets towards the global block and the two channels' registers.
+    let off = prop_oneof![
+        0usize..0x20,
+        0x80usize..0xB8,
+        0x100usize..0x138,
+        0usize..0x4000
+    ];
     prop_oneof![
         (off.clone(), width.clone(), any::<u64>()).prop_map(|(o, w, v)| Op::Write {
             off: o & !(usize::from(w) - 1),
@@ -610,15 +666,31 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (0usize..8, proptest::collection::vec(any::<u8>(), 64))
             .prop_map(|(slot, bytes)| Op::Desc { slot, bytes }),
+        (
+            0usize..2,
+            0u64..10,
+            any::<u16>(),
+            any::<u16>(),
+            any::<u64>()
+        )
+            .prop_map(|(ch, slot, ctrl, count, cmp)| Op::Start {
+                ch,
+                slot,
+                ctrl,
+                count,
+                cmp
+            }),
         any::<u8>().prop_map(Op::Step),
     ]
 }
 
-/// A descriptor whose addresses point into the mapped window, the guard pages, or anywhere.
+/// Shape random bytes into a descriptor that is often executable: addresses into the mapped
+/// window, the guard pages or anywhere; `next` often another slot; copy/fill/NULL opcodes mostly.
 fn steer(mut b: Vec<u8>) -> Vec<u8> {
     let pick = b[63];
-    for field in [8usize, 16, 24] {
-        let raw = u64::from_le_bytes(b[field..field + 8].try_into().unwrap());
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    for field in [8usize, 16] {
+        let raw = u64_at(&b, field);
         let v = match pick % 3 {
             0 => MEM_IOVA + raw % (MEM_SIZE as u64),
             1 => MEM_IOVA - 4096 + raw % (MEM_SIZE as u64 + 8192),
@@ -626,15 +698,29 @@ fn steer(mut b: Vec<u8>) -> Vec<u8> {
         };
         b[field..field + 8].copy_from_slice(&v.to_le_bytes());
     }
+    let raw_next = u64_at(&b, 24);
+    let next = match (pick >> 2) % 4 {
+        0..=2 => MEM_IOVA + (raw_next % 9) * 64, // slot 8 is never written: zeros
+        _ => raw_next,
+    };
+    b[24..32].copy_from_slice(&next.to_le_bytes());
+    let ctl = u32::from_le_bytes(b[4..8].try_into().unwrap());
+    let ctl = match (pick >> 4) % 4 {
+        0 => ctl & 0x7FF,                 // copy (or NULL) with any flags
+        1 => (ctl & 0x7FF) | 0x0100_0000, // fill
+        2 => (ctl & 0x7FF) | (1 << 5),    // NULL
+        _ => ctl,                         // anything
+    };
+    b[4..8].copy_from_slice(&ctl.to_le_bytes());
     // Keep sizes mostly small so execution stays fast.
     let size = u32::from_le_bytes(b[0..4].try_into().unwrap());
-    let size = if pick & 4 == 0 { size % 4096 } else { size };
+    let size = if pick & 0x40 == 0 { size % 4096 } else { size };
     b[0..4].copy_from_slice(&size.to_le_bytes());
     b
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 
     #[test]
     fn random_mmio_and_descriptors_never_panic_or_escape(ops in proptest::collection::vec(op(), 1..80)) {
@@ -643,7 +729,7 @@ proptest! {
         let host = HostMemory::pages(MEM_SIZE + 2 * 4096).unwrap();
         host.fill(0, host.len(), 0xC3).unwrap();
         iommu.map(MEM_IOVA, &host, 4096, MEM_SIZE as u64, Perm::RW).unwrap();
-        let model = Cbdma::new(iommu, CbdmaConfig { mode: ExecMode::Manual, channels: 2, ..CbdmaConfig::default() });
+        let model = CbdmaModel::new(iommu, CbdmaConfig { mode: ExecMode::Manual, channels: 2, ..CbdmaConfig::default() });
         let f = ModelFunction::new(Arc::clone(&model));
         f.config_write16(0x04, 0x0006).unwrap();
         f.irq_enable(IrqKind::MsiX, 0, 2).unwrap();
@@ -667,6 +753,15 @@ proptest! {
                 }
                 Op::Desc { slot, bytes } => {
                     host.write(4096 + slot * 64, &steer(bytes)).unwrap();
+                }
+                Op::Start { ch, slot, ctrl, count, cmp } => {
+                    let base = 0x80 * (ch + 1);
+                    let cmp = if cmp & 1 == 0 { (MEM_IOVA + cmp % MEM_SIZE as u64) & !7 } else { cmp };
+                    bar.write64(base + chan::CHANCMP, cmp);
+                    bar.write32(base + chan::CHAINADDR_LOW, (MEM_IOVA + slot * 64) as u32);
+                    bar.write32(base + chan::CHAINADDR_HIGH, ((MEM_IOVA + slot * 64) >> 32) as u32);
+                    bar.write16(base + chan::CHANCTRL, ctrl);
+                    bar.write16(base + chan::DMACOUNT, count);
                 }
                 Op::Step(n) => {
                     for _ in 0..n {

@@ -173,6 +173,74 @@ impl DeviceSelector {
         }
     }
 
+    /// Adds a requirement: a device must also pass `check` (`Err(reason)` rejects it); `what`
+    /// extends the description ("… and `what`").
+    pub fn and(
+        mut self,
+        what: impl Into<String>,
+        check: impl Fn(&PciFunction) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        let what = what.into();
+        self.what =
+            if self.predicate.is_none() && (self.what == "device" || self.what == "device(s)") {
+                what
+            } else {
+                format!("{} and {what}", self.what)
+            };
+        let check: Predicate = Arc::new(check);
+        self.predicate = Some(match self.predicate.take() {
+            None => check,
+            Some(first) => Arc::new(move |f: &PciFunction| {
+                first(f)?;
+                check(f)
+            }),
+        });
+        self
+    }
+
+    /// Requires the device to be bound to vfio-pci (what `passthru setup` does).
+    pub fn vfio_bound(self) -> Self {
+        self.and("device bound to vfio-pci", |f| {
+            if f.is_vfio_bound() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "bound to {}, not vfio-pci (run `passthru setup {}`)",
+                    f.driver.as_deref().unwrap_or("no driver"),
+                    f.bdf
+                ))
+            }
+        })
+    }
+
+    /// Requires an SR-IOV physical function (`sriov_totalvfs` > 0).
+    pub fn sriov_pf(self) -> Self {
+        self.and("SR-IOV physical function", |f| {
+            if f.is_sriov_pf() {
+                Ok(())
+            } else {
+                Err("not an SR-IOV physical function (no sriov_totalvfs > 0)".into())
+            }
+        })
+    }
+
+    /// Requires a device a passthru memcpy driver supports by its ids (dsa, ioat, edu, igb
+    /// families of `passthru_core::pci::supported_device`). The driver's own probe still
+    /// decides at run time (e.g. a CBDMA version it rejects).
+    pub fn memcpy_driver(self) -> Self {
+        self.and("device with a passthru memcpy driver", |f| {
+            use passthru_core::pci::DeviceFamily as F;
+            match passthru_core::pci::supported_device(f.vendor, f.device) {
+                Some(k) if matches!(k.family, F::Dsa | F::Ioat | F::Edu | F::Igb) => Ok(()),
+                Some(k) => Err(format!("{} has no passthru memcpy driver", k.name)),
+                None => Err(format!(
+                    "{:04x}:{:04x} is not a device passthru drives",
+                    f.vendor, f.device
+                )),
+            }
+        })
+    }
+
     /// Takes between `min` and `max` (inclusive; `None` = unbounded) matching devices.
     pub fn count(mut self, min: usize, max: Option<usize>) -> Self {
         self.min = min;
@@ -287,6 +355,55 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn function(bdf: &str, vendor: u16, device: u16, driver: Option<&str>) -> PciFunction {
+        PciFunction {
+            bdf: b(bdf),
+            vendor,
+            device,
+            class: 0,
+            driver: driver.map(String::from),
+            driver_override: None,
+            iommu_group: None,
+            sriov_totalvfs: None,
+            sriov_numvfs: None,
+            physfn: None,
+            vfio_cdev: None,
+        }
+    }
+
+    #[test]
+    fn requirement_helpers_combine() {
+        let sel = DeviceSelector::one().vfio_bound().memcpy_driver();
+        assert_eq!(
+            sel.what,
+            "device bound to vfio-pci and device with a passthru memcpy driver"
+        );
+        let check = sel.predicate.clone().unwrap();
+        let edu_vfio = function("0000:00:04.0", 0x1234, 0x11e8, Some("vfio-pci"));
+        assert_eq!(check(&edu_vfio), Ok(()));
+        let edu_unbound = function("0000:00:04.0", 0x1234, 0x11e8, None);
+        let reason = check(&edu_unbound).unwrap_err();
+        assert!(
+            reason.contains("bound to no driver, not vfio-pci"),
+            "{reason}"
+        );
+        assert!(reason.contains("passthru setup 0000:00:04.0"), "{reason}");
+        let virtio = function("0000:00:05.0", 0x1af4, 0x1041, Some("vfio-pci"));
+        assert!(check(&virtio)
+            .unwrap_err()
+            .contains("not a device passthru drives"));
+        let e1000e = function("0000:00:06.0", 0x8086, 0x10d3, Some("vfio-pci"));
+        assert!(check(&e1000e)
+            .unwrap_err()
+            .contains("no passthru memcpy driver"));
+
+        let pf = DeviceSelector::one().sriov_pf();
+        let mut f = function("0000:00:04.0", 0x8086, 0x10c9, Some("igb"));
+        assert!(pf.predicate.as_ref().unwrap()(&f).is_err());
+        f.sriov_totalvfs = Some(7);
+        assert_eq!(pf.predicate.as_ref().unwrap()(&f), Ok(()));
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub(crate) fn diag(sink: &Sink, msg: &str) {
     emit(sink, &diag_text(msg));
 }
 
-/// The text [`diag`] prints.
+/// The text a `# ` diagnostic of `msg` prints as.
 pub fn diag_text(msg: &str) -> String {
     let mut text = String::new();
     let mut lines = msg.trim_end_matches('\n').split('\n').peekable();

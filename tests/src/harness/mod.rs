@@ -17,7 +17,10 @@
 //! picks the devices it can use, `--seed N` (printed as `# seed: N` on every run, random by
 //! default) and `--timeout SECS`.
 //!
-//! A test body returns [`TestResult`]; use the `check_*!` macros, [`fail!`] and [`skip!`]. Each
+//! Upstream programs' one-time work in `main()` (e.g. "No driver found for device" → exit 4,
+//! enabling a VF) goes in [`Suite::before_all`] / [`Suite::after_all`].
+//!
+//! A test body returns [`TestResult`]; use the `check_*!` macros, [`fail!`](crate::fail) and [`skip!`](crate::skip). Each
 //! test (its fixture setup, body and teardown) runs in its own thread; a test that outlives its
 //! timeout is reported `not ok` and abandoned (threads cannot be killed, so whatever it holds
 //! stays held until the program exits).
@@ -328,7 +331,12 @@ pub struct Suite {
     program: String,
     cases: Vec<run::Case>,
     selector: DeviceSelector,
+    before_all: Option<Box<GlobalFn>>,
+    after_all: Option<Box<AfterFn>>,
 }
+
+type GlobalFn = dyn Fn(&[Bdf]) -> TestResult + Send + Sync;
+type AfterFn = dyn Fn(&[Bdf]) + Send + Sync;
 
 impl Suite {
     /// A program named `program` (used in usage text), needing one device
@@ -338,12 +346,30 @@ impl Suite {
             program: program.into(),
             cases: Vec::new(),
             selector: DeviceSelector::one(),
+            before_all: None,
+            after_all: None,
         }
     }
 
     /// Which devices the program runs on (see [`DeviceSelector`]).
     pub fn devices(mut self, selector: DeviceSelector) -> Self {
         self.selector = selector;
+        self
+    }
+
+    /// One-time setup before any test, given the selected devices (what upstream programs do
+    /// in `main()` before `test_harness_run`, e.g. "No driver found for device" or enabling a
+    /// VF). `Err(Skip(reason))` prints `program: reason` on stderr and exits 4 without running
+    /// tests; `Err(Fail(msg))` prints it and exits 1. Not called for `-l`/`-h`.
+    pub fn before_all(mut self, f: impl Fn(&[Bdf]) -> TestResult + Send + Sync + 'static) -> Self {
+        self.before_all = Some(Box::new(f));
+        self
+    }
+
+    /// One-time teardown after the last test (only if [`Suite::before_all`] succeeded or was
+    /// not set), e.g. resetting `sriov_numvfs`. Runs in the harness thread.
+    pub fn after_all(mut self, f: impl Fn(&[Bdf]) + Send + Sync + 'static) -> Self {
+        self.after_all = Some(Box::new(f));
         self
     }
 

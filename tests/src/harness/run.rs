@@ -267,6 +267,27 @@ pub(crate) fn run_suite(
         }
     };
     let devices: Arc<[passthru_linux::bdf::Bdf]> = devices.into();
+    if let Some(before) = &suite.before_all {
+        match catch_unwind(AssertUnwindSafe(|| before(&devices))) {
+            Ok(Ok(())) => {}
+            Ok(Err(TestError::Skip(reason))) => {
+                let _ = writeln!(err, "{program}: {}", reason.trim_end());
+                return KSFT_SKIP;
+            }
+            Ok(Err(TestError::Fail(msg))) => {
+                let _ = writeln!(err, "{program}: {}", msg.trim_end());
+                return KSFT_FAIL;
+            }
+            Err(p) => {
+                let _ = writeln!(
+                    err,
+                    "{program}: one-time setup panicked: {}",
+                    panic_text(p.as_ref())
+                );
+                return KSFT_FAIL;
+            }
+        }
+    }
 
     let selected: Vec<&Case> = suite
         .cases
@@ -330,5 +351,15 @@ pub(crate) fn run_suite(
         &sink,
         &ktap::summary_text(totals.pass, totals.fail, totals.skip),
     );
+    if let Some(after) = &suite.after_all {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| after(&devices))) {
+            let _ = writeln!(
+                err,
+                "{program}: one-time teardown panicked: {}",
+                panic_text(p.as_ref())
+            );
+            return KSFT_FAIL;
+        }
+    }
     totals.exit_code()
 }

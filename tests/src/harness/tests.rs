@@ -175,6 +175,12 @@ fn list_needs_no_device() {
     assert_eq!(code, KSFT_PASS);
     assert_eq!(out.lines().count(), 6);
     assert_eq!(out.lines().next(), Some("fx.one.passes"));
+    let (code, out, err) = run(&suite, &["-h"], &DeviceSource::default());
+    assert_eq!(code, KSFT_SKIP, "-h exits 4 as upstream");
+    assert!(
+        out.is_empty() && err.starts_with("Usage: prog [-h|-l]"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -314,4 +320,131 @@ fn selector_no_match_exits_4_with_reason() {
     assert_eq!(code, KSFT_SKIP);
     assert!(out.is_empty());
     assert!(err.contains("need 1 SR-IOV PF, found 0"), "{err}");
+}
+
+#[test]
+fn before_all_skip_or_fail_stops_the_program_and_after_all_runs() {
+    let after = Arc::new(AtomicUsize::new(0));
+    let a2 = after.clone();
+    let ok = Suite::new("drv")
+        .before_all(|bdfs| {
+            check_eq!(bdfs.len(), 1);
+            Ok(())
+        })
+        .after_all(move |_| {
+            a2.fetch_add(1, Ordering::SeqCst);
+        })
+        .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
+    let (code, _, _) = run(&ok, &[], &with_device());
+    assert_eq!(code, KSFT_PASS);
+    assert_eq!(after.load(Ordering::SeqCst), 1);
+    // -l does not run the hooks.
+    run(&ok, &["-l"], &with_device());
+    assert_eq!(after.load(Ordering::SeqCst), 1);
+
+    let skip = Suite::new("drv")
+        .before_all(|bdfs| skip!("No driver found for device {}", bdfs[0]))
+        .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
+    let (code, out, err) = run(&skip, &[], &with_device());
+    assert_eq!(code, KSFT_SKIP);
+    assert!(out.is_empty());
+    assert_eq!(err, "drv: No driver found for device 0000:00:04.0\n");
+
+    let failing = Suite::new("drv")
+        .before_all(|_| fail!("sriov_numvfs write failed"))
+        .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
+    let (code, _, err) = run(&failing, &[], &with_device());
+    assert_eq!(code, KSFT_FAIL);
+    assert!(err.contains("sriov_numvfs write failed"), "{err}");
+}
+
+/// Upstream's KTAP names for three programs (upstream-test-names.tsv, Linux 7.3.4), rebuilt
+/// from fixtures shaped like upstream's: the harness must produce exactly these strings.
+#[test]
+fn reproduces_upstream_names_for_fixture_shapes() {
+    const MODES: [&str; 5] = [
+        "vfio_type1_iommu",
+        "vfio_type1v2_iommu",
+        "iommufd_compat_type1",
+        "iommufd_compat_type1v2",
+        "iommufd",
+    ];
+    let mut mapping = Fixture::with_setup("vfio_dma_mapping_test", |_, _: &()| Ok(()));
+    for mode in MODES {
+        for source in [
+            "anonymous",
+            "anonymous_hugetlb_2mb",
+            "anonymous_hugetlb_1gb",
+        ] {
+            mapping = mapping.variant(format!("{mode}_{source}"), ());
+        }
+    }
+    let mapping = mapping.test("dma_map_unmap", |_, _, _| Ok(()));
+    let limit = Fixture::with_setup("vfio_dma_map_limit_test", |_, _: &()| Ok(()))
+        .variants(MODES.map(|m| (m, ())))
+        .test("unmap_range", |_, _, _| Ok(()))
+        .test("unmap_all", |_, _, _| Ok(()))
+        .test("overflow", |_, _, _| Ok(()));
+    let mut names = Suite::new("vfio_dma_mapping_test")
+        .fixture(mapping)
+        .fixture(limit)
+        .names();
+    names.sort();
+    let upstream_dma: Vec<String> = {
+        let mut v = Vec::new();
+        for mode in MODES {
+            for t in ["overflow", "unmap_all", "unmap_range"] {
+                v.push(format!("vfio_dma_map_limit_test.{mode}.{t}"));
+            }
+            for s in [
+                "anonymous",
+                "anonymous_hugetlb_1gb",
+                "anonymous_hugetlb_2mb",
+            ] {
+                v.push(format!("vfio_dma_mapping_test.{mode}_{s}.dma_map_unmap"));
+            }
+        }
+        v.sort();
+        v
+    };
+    assert_eq!(names.len(), 30);
+    assert_eq!(names, upstream_dma);
+    assert!(names.contains(
+        &"vfio_dma_mapping_test.iommufd_compat_type1v2_anonymous_hugetlb_1gb.dma_map_unmap"
+            .to_string()
+    ));
+
+    let cdev = Fixture::stateless("vfio_cdev")
+        .test("bind", |_, _, _| Ok(()))
+        .test("get_info_without_bind_fails", |_, _, _| Ok(()))
+        .test("bind_bad_iommufd_fails", |_, _, _| Ok(()))
+        .test("repeated_bind_fails", |_, _, _| Ok(()))
+        .test("attach_detatch_pt", |_, _, _| Ok(()))
+        .test("attach_invalid_pt_fails", |_, _, _| Ok(()));
+    let names = Suite::new("vfio_iommufd_setup_test").fixture(cdev).names();
+    assert_eq!(names[0], "vfio_cdev.bind");
+    assert_eq!(names[4], "vfio_cdev.attach_detatch_pt");
+
+    let device = Fixture::stateless("vfio_pci_device_test")
+        .test("config_space_read_write", |_, _, _| Ok(()))
+        .test("validate_bars", |_, _, _| Ok(()))
+        .test("reset", |_, _, _| Ok(()));
+    let irq = Fixture::with_setup("vfio_pci_irq_test", |_, _: &u32| Ok(()))
+        .variant("msi", 1)
+        .variant("msix", 2)
+        .test("enable_trigger_disable", |_, _, _| Ok(()));
+    let names = Suite::new("vfio_pci_device_test")
+        .fixture(device)
+        .fixture(irq)
+        .names();
+    assert_eq!(
+        names,
+        [
+            "vfio_pci_device_test.config_space_read_write",
+            "vfio_pci_device_test.validate_bars",
+            "vfio_pci_device_test.reset",
+            "vfio_pci_irq_test.msi.enable_trigger_disable",
+            "vfio_pci_irq_test.msix.enable_trigger_disable",
+        ]
+    );
 }
