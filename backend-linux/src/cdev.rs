@@ -113,41 +113,12 @@ impl Cdev {
     /// VFIO_DEVICE_ATTACH_IOMMUFD_PT to `pt_id` (an IOAS or HWPT id). Returns the kernel's output
     /// pt_id (the HWPT actually attached) or the errno.
     pub fn attach_pt(&self, pt_id: u32) -> Result<u32, Errno> {
-        let mut a = vb::vfio_device_attach_iommufd_pt {
-            argsz: std::mem::size_of::<vb::vfio_device_attach_iommufd_pt>() as u32,
-            flags: 0,
-            pt_id,
-            pasid: 0,
-        };
-        // SAFETY: a vfio_device_attach_iommufd_pt; no pointers.
-        unsafe {
-            ioctl_plain(
-                &**self.fd.sys(),
-                self.fd.raw(),
-                nr::VFIO_DEVICE_ATTACH_IOMMUFD_PT,
-                &mut a,
-            )
-        }?;
-        Ok(a.pt_id)
+        attach_pt(&**self.fd.sys(), self.fd.raw(), pt_id)
     }
 
     /// VFIO_DEVICE_DETACH_IOMMUFD_PT. Returns the errno on failure.
     pub fn detach_pt(&self) -> Result<(), Errno> {
-        let mut d = vb::vfio_device_detach_iommufd_pt {
-            argsz: std::mem::size_of::<vb::vfio_device_detach_iommufd_pt>() as u32,
-            flags: 0,
-            pasid: 0,
-        };
-        // SAFETY: a vfio_device_detach_iommufd_pt; no pointers.
-        unsafe {
-            ioctl_plain(
-                &**self.fd.sys(),
-                self.fd.raw(),
-                nr::VFIO_DEVICE_DETACH_IOMMUFD_PT,
-                &mut d,
-            )
-        }
-        .map(|_| ())
+        detach_pt(&**self.fd.sys(), self.fd.raw())
     }
 
     /// VFIO_DEVICE_GET_INFO (fails with an errno before a successful bind).
@@ -163,4 +134,29 @@ pub fn open_iommufd(sys: Arc<dyn Sys>) -> Result<SysFd> {
         .open(path, false)
         .map_err(|e| Error::open_node(path, "CONFIG_IOMMUFD", None, e))?;
     Ok(SysFd::new(sys, raw))
+}
+
+/// VFIO_DEVICE_ATTACH_IOMMUFD_PT on a bound cdev fd; returns the output pt_id or the errno.
+pub fn attach_pt(sys: &dyn Sys, fd: RawFd, pt_id: u32) -> Result<u32, Errno> {
+    let mut a = vb::vfio_device_attach_iommufd_pt {
+        argsz: std::mem::size_of::<vb::vfio_device_attach_iommufd_pt>() as u32,
+        flags: 0,
+        pt_id,
+        pasid: 0,
+    };
+    // SAFETY: a vfio_device_attach_iommufd_pt; no pointers. (argsz 16 includes the 6.15+ pasid
+    // field; older kernels only check argsz against their smaller minimum.)
+    unsafe { ioctl_plain(sys, fd, nr::VFIO_DEVICE_ATTACH_IOMMUFD_PT, &mut a) }?;
+    Ok(a.pt_id)
+}
+
+/// VFIO_DEVICE_DETACH_IOMMUFD_PT on a bound cdev fd.
+pub fn detach_pt(sys: &dyn Sys, fd: RawFd) -> Result<(), Errno> {
+    let mut d = vb::vfio_device_detach_iommufd_pt {
+        argsz: std::mem::size_of::<vb::vfio_device_detach_iommufd_pt>() as u32,
+        flags: 0,
+        pasid: 0,
+    };
+    // SAFETY: a vfio_device_detach_iommufd_pt; no pointers.
+    unsafe { ioctl_plain(sys, fd, nr::VFIO_DEVICE_DETACH_IOMMUFD_PT, &mut d) }.map(|_| ())
 }

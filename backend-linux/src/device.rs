@@ -160,6 +160,8 @@ impl VfioPciDevice {
         fd: OwnedFd,
         already_bound: bool,
     ) -> Result<VfioPciDevice> {
+        // Take ownership through the Sys seam first, so every path closes the fd the same way.
+        let cdev = Cdev::from_fd(iommu.sys().clone(), bdf, fd);
         if iommu.mode().uses_container() {
             return Err(Error::InvalidArgument {
                 who: bdf.to_string(),
@@ -169,7 +171,6 @@ impl VfioPciDevice {
                 ),
             });
         }
-        let cdev = Cdev::from_fd(iommu.sys().clone(), bdf, fd);
         if already_bound {
             return Self::setup(bdf, iommu, cdev.into_fd(), None, None);
         }
@@ -366,7 +367,7 @@ impl VfioPciDevice {
                 // stays mapped until the device is dropped, and VolatileBar only performs
                 // volatile accesses inside it. Callers must not use the bar after dropping the
                 // device (as with any register window).
-                Ok(unsafe { VolatileBar::new(base, m.len()) })
+                Ok(unsafe { VolatileBar::new(base, m.len().min(bar.info.size as usize)) })
             }
             None => Err(Error::BarNotMappable {
                 bdf: self.bdf.clone(),
@@ -480,6 +481,17 @@ impl VfioPciDevice {
         }
         device_reset(&*self.sys, self.fd.raw())
             .map_err(|e| Error::os(&self.bdf, "VFIO_DEVICE_RESET", e))
+    }
+
+    /// Attach the (cdev-opened) device to another IOAS or HWPT (a replacement if attached).
+    /// Returns the attached pt_id or the errno (the kernel refuses on group-opened devices).
+    pub fn attach_pt(&self, pt_id: u32) -> Result<u32, Errno> {
+        crate::cdev::attach_pt(&*self.sys, self.fd.raw(), pt_id)
+    }
+
+    /// Detach the (cdev-opened) device from its IOAS/HWPT (DMA is then blocked).
+    pub fn detach_pt(&self) -> Result<(), Errno> {
+        crate::cdev::detach_pt(&*self.sys, self.fd.raw())
     }
 
     /// Set the PF's VF token (VFIO_DEVICE_FEATURE SET | PCI_VF_TOKEN).

@@ -190,7 +190,7 @@ pub enum Error {
         timeout_ms: u64,
     },
     /// The device does not support what was asked (reset, an IRQ kind, a vector count).
-    #[error("{bdf}: {what} is not supported by this device")]
+    #[error("{bdf}: {what} is not supported by this device or kernel; use a device and kernel that provide it")]
     Unsupported {
         /// The device.
         bdf: String,
@@ -245,16 +245,14 @@ impl Error {
         }
     }
 
-    /// Build an [`Error::Os`], turning EPERM/EACCES into [`Error::PermissionDenied`].
+    /// Build an [`Error::Os`] for a failed system call other than an open. (EPERM/EACCES from
+    /// an ioctl is the kernel refusing an operation, e.g. a VF-token mismatch, not missing
+    /// privileges, so it stays a failure; opens go through [`Error::open_node`].)
     pub(crate) fn os(who: impl Into<String>, op: &'static str, errno: Errno) -> Error {
-        let who = who.into();
-        match errno {
-            Errno::EPERM | Errno::EACCES => Error::PermissionDenied {
-                what: format!("{who}: {op}"),
-                path: PathBuf::from(&who),
-                errno,
-            },
-            _ => Error::Os { who, op, errno },
+        Error::Os {
+            who: who.into(),
+            op,
+            errno,
         }
     }
 

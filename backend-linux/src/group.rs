@@ -51,7 +51,12 @@ pub fn current_driver(sys: &dyn Sys, bdf: &str) -> Option<String> {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
 }
 
-/// Check the device exists and is bound to vfio-pci.
+/// True for `vfio-pci` and its variant drivers (`mlx5_vfio_pci`, `nvgrace-gpu-vfio-pci`, ...).
+pub fn is_vfio_pci_driver(name: &str) -> bool {
+    name == "vfio-pci" || name.ends_with("-vfio-pci") || name.ends_with("_vfio_pci")
+}
+
+/// Check the device exists and is bound to vfio-pci (or a vfio-pci variant driver).
 pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
     check_bdf(bdf)?;
     if !sys.exists(&device_dir(bdf)) {
@@ -60,7 +65,7 @@ pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
         });
     }
     match current_driver(sys, bdf) {
-        Some(d) if d == "vfio-pci" => Ok(()),
+        Some(d) if is_vfio_pci_driver(&d) => Ok(()),
         driver => Err(Error::NotBoundToVfio {
             bdf: bdf.to_string(),
             driver,
@@ -103,7 +108,7 @@ pub fn non_vfio_group_member(
         }
         let drv = current_driver(sys, &d);
         match drv.as_deref() {
-            Some("vfio-pci") | Some("pcieport") => None,
+            Some(n) if is_vfio_pci_driver(n) || n == "pcieport" => None,
             _ => Some((d, drv)),
         }
     })
@@ -112,7 +117,8 @@ pub fn non_vfio_group_member(
 /// An open VFIO group attached to a container. Shared by the devices of the group.
 #[derive(Debug)]
 pub struct Group {
-    fd: SysFd,
+    /// Always `Some` until drop, which closes it under the container state lock.
+    fd: Option<SysFd>,
     number: u32,
     iommu: Arc<Iommu>,
 }
@@ -125,7 +131,7 @@ impl Group {
 
     /// The group fd.
     pub fn fd(&self) -> std::os::fd::RawFd {
-        self.fd.raw()
+        self.fd.as_ref().map_or(-1, SysFd::raw)
     }
 
     /// The IOMMU (container) this group is attached to.
@@ -135,7 +141,7 @@ impl Group {
 
     /// VFIO_GROUP_GET_STATUS flags (VFIO_GROUP_FLAGS_VIABLE, ..._CONTAINER_SET).
     pub fn status(&self) -> Result<u32, Errno> {
-        group_status(&**self.iommu.sys(), self.fd.raw())
+        group_status(&**self.iommu.sys(), self.fd())
     }
 
     /// VFIO_GROUP_GET_DEVICE_FD for `bdf`, with an optional VF token appended as
@@ -155,7 +161,7 @@ impl Group {
         // SAFETY: VFIO_GROUP_GET_DEVICE_FD takes a pointer to a NUL-terminated device name.
         let fd = unsafe {
             sys.ioctl(
-                self.fd.raw(),
+                self.fd(),
                 nr::VFIO_GROUP_GET_DEVICE_FD,
                 IoctlArg::Buf(&mut name),
             )
@@ -189,6 +195,8 @@ pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
     };
     check_bound_to_vfio(&*sys, bdf)?;
     let number = iommu_group_number(&*sys, bdf)?;
+    // Held for the whole setup: a second opener of the same group waits and then reuses it.
+    let _setup = iommu.container_setup_lock();
     {
         let state = iommu.container_state();
         if let Some(g) = state
@@ -200,7 +208,7 @@ pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
         }
     }
     let path = PathBuf::from(format!("/dev/vfio/{number}"));
-    let raw = sys.open(&path, false).map_err(|e| match e {
+    let raw = open_group_node(&*sys, iommu, number, &path).map_err(|e| match e {
         Errno::EBUSY => Error::Os {
             who: format!("{bdf}: {}", path.display()),
             op: "open (group already open elsewhere)",
@@ -223,6 +231,15 @@ pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
             culprit: non_vfio_group_member(&*sys, number, bdf),
         });
     }
+    // From SET_CONTAINER to the group's registration the state lock is held, so a concurrent
+    // group close (which may return the container to its unset state) is ordered either wholly
+    // before or wholly after, and the SET_IOMMU decision is never stale.
+    let mut st = iommu
+        .container_state()
+        .ok_or_else(|| Error::InvalidArgument {
+            who: bdf.to_string(),
+            reason: "no container state".into(),
+        })?;
     let mut arg = [0u8; 4];
     write_plain(&mut arg, 0, &container_fd);
     // SAFETY: VFIO_GROUP_SET_CONTAINER takes a pointer to an int holding the container fd.
@@ -245,14 +262,60 @@ pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
             iommu_type: ty,
         });
     }
-    iommu.container_set_iommu()?;
+    iommu.set_iommu_locked(&mut st)?;
     let g = Arc::new(Group {
-        fd,
+        fd: Some(fd),
         number,
         iommu: iommu.clone(),
     });
-    if let Some(mut st) = iommu.container_state() {
-        st.groups.insert(number, Arc::downgrade(&g));
-    }
+    st.live_groups += 1;
+    st.groups.insert(number, Arc::downgrade(&g));
     Ok(g)
+}
+
+/// Open `/dev/vfio/<number>`. If the previous holder of this group in the same container is
+/// being dropped right now (its registry entry is dead but its fd may not be closed yet), EBUSY
+/// is retried for up to two seconds.
+fn open_group_node(
+    sys: &dyn Sys,
+    iommu: &Iommu,
+    number: u32,
+    path: &Path,
+) -> Result<std::os::fd::RawFd, Errno> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sys.open(path, false) {
+            Err(Errno::EBUSY) => {
+                let closing = iommu.container_state().is_some_and(|st| {
+                    st.groups
+                        .get(&number)
+                        .is_some_and(|w| w.strong_count() == 0)
+                });
+                if !closing || std::time::Instant::now() >= deadline {
+                    return Err(Errno::EBUSY);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            r => return r,
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // Close under the state lock so the container's bookkeeping changes atomically with the
+        // kernel's (closing the last group unsets a legacy container's IOMMU).
+        let st = self.iommu.container_state();
+        drop(self.fd.take());
+        if let Some(mut st) = st {
+            if st
+                .groups
+                .get(&self.number)
+                .is_some_and(|w| w.strong_count() == 0)
+            {
+                st.groups.remove(&self.number);
+            }
+            self.iommu.group_closed(&mut st);
+        }
+    }
 }

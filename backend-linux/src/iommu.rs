@@ -146,8 +146,11 @@ impl DmaMapping {
 
 #[derive(Debug, Default)]
 pub(crate) struct ContainerState {
-    /// SET_IOMMU done (by us or tolerated as already done by a racing opener).
+    /// SET_IOMMU done (by us or tolerated as already done by a racing opener). Cleared when
+    /// the last group leaves: the kernel then returns the container to its unset state.
     pub(crate) iommu_set: bool,
+    /// Groups currently attached to the container.
+    pub(crate) live_groups: usize,
     /// Open groups by number, so two devices of one group share the group fd.
     pub(crate) groups: HashMap<u32, Weak<Group>>,
 }
@@ -158,6 +161,8 @@ pub(crate) enum Backend {
         fd: SysFd,
         path: PathBuf,
         state: Mutex<ContainerState>,
+        /// Serialises group setup, so two threads opening devices of one group share it.
+        setup: Mutex<()>,
     },
     Iommufd {
         fd: SysFd,
@@ -216,6 +221,7 @@ impl Iommu {
                     fd,
                     path,
                     state: Mutex::new(ContainerState::default()),
+                    setup: Mutex::new(()),
                 }
             }
             None => {
@@ -285,6 +291,13 @@ impl Iommu {
         }
     }
 
+    pub(crate) fn container_setup_lock(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.backend {
+            Backend::Container { setup, .. } => Some(lock(setup)),
+            Backend::Iommufd { .. } => None,
+        }
+    }
+
     pub(crate) fn container_state(&self) -> Option<MutexGuard<'_, ContainerState>> {
         match &self.backend {
             Backend::Container { state, .. } => Some(lock(state)),
@@ -332,6 +345,54 @@ impl Iommu {
         unsafe { self.map(buf.addr() as u64, iova, buf.len() as u64) }
     }
 
+    /// IOMMU-map `size` bytes at `offset` of mapped BAR `bar` of `dev` at `iova` (peer-to-peer /
+    /// MMIO DMA mapping; type1 accepts VM_PFNMAP, the iommufd modes refuse). Returns the errno
+    /// (EINVAL if the BAR is not mapped or the range is outside it).
+    pub fn try_map_bar(
+        &self,
+        dev: &crate::VfioPciDevice,
+        bar: u8,
+        offset: u64,
+        size: u64,
+        iova: u64,
+    ) -> Result<DmaMapping, Errno> {
+        let b = dev.bar_info(bar).ok_or(Errno::EINVAL)?;
+        let (Some(vaddr), Some(len)) = (b.vaddr(), b.mapped_len()) else {
+            return Err(Errno::EINVAL);
+        };
+        self.try_map_mmap_range(vaddr, len, offset, size, iova)
+    }
+
+    /// IOMMU-map `size` bytes at `offset` of an [`crate::region::Mmap`] this crate made (a BAR
+    /// mapping from [`crate::VfioPciDevice::mmap_bar_at`], typically) at `iova`.
+    pub fn try_map_mmap(
+        &self,
+        map: &crate::region::Mmap,
+        offset: u64,
+        size: u64,
+        iova: u64,
+    ) -> Result<DmaMapping, Errno> {
+        self.try_map_mmap_range(map.addr(), map.len(), offset, size, iova)
+    }
+
+    fn try_map_mmap_range(
+        &self,
+        addr: usize,
+        len: usize,
+        offset: u64,
+        size: u64,
+        iova: u64,
+    ) -> Result<DmaMapping, Errno> {
+        match offset.checked_add(size) {
+            Some(end) if size > 0 && end <= len as u64 => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        // SAFETY: the range lies inside a mapping owned by this crate (a device BAR or a
+        // reservation), which is only ever accessed with volatile operations; device access
+        // through the IOMMU cannot invalidate Rust references because none exist.
+        unsafe { self.try_map(addr as u64 + offset, iova, size) }
+    }
+
     fn map_op(&self) -> &'static str {
         match self.backend {
             Backend::Container { .. } => "VFIO_IOMMU_MAP_DMA",
@@ -347,7 +408,7 @@ impl Iommu {
     }
 
     /// Unmap `iova..iova+size`, returning the kernel's unmapped byte count or its errno
-    /// (upstream's `__iommu_unmap`). Tracked mappings that start at `iova` are forgotten on
+    /// (upstream's `__iommu_unmap`). Tracked mappings wholly inside the range are forgotten on
     /// success.
     pub fn try_unmap(&self, iova: u64, size: u64) -> Result<u64, Errno> {
         let n = match &self.backend {
@@ -356,7 +417,13 @@ impl Iommu {
                 iommufd::unmap(&*self.sys, fd.raw(), *ioas_id, iova, size)
             }
         }?;
-        lock(&self.regions).retain(|m| !(m.iova == iova && m.size == size));
+        // Forget tracked mappings that lie wholly inside the unmapped range (regions are
+        // unmapped whole, as upstream does; a partial unmap leaves the mapping tracked).
+        let last = iova.saturating_add(size.saturating_sub(1));
+        lock(&self.regions).retain(|m| {
+            let m_last = m.iova.saturating_add(m.size.saturating_sub(1));
+            !(size > 0 && m.iova >= iova && m_last <= last)
+        });
         Ok(n)
     }
 
@@ -438,14 +505,20 @@ impl Iommu {
     }
 
     /// Set the container's IOMMU type once (container modes), tolerating EBUSY from a racing
-    /// opener as upstream ≥ 6.19 does. No-op for native iommufd or if already set.
+    /// opener as upstream ≥ 6.19 does. No-op for native iommufd or if already set. Needs at
+    /// least one group attached (the kernel refuses otherwise).
     pub fn container_set_iommu(&self) -> Result<()> {
-        let (Backend::Container { fd, state, .. }, Some(ty)) =
-            (&self.backend, self.mode.iommu_type())
+        match self.container_state() {
+            Some(mut st) => self.set_iommu_locked(&mut st),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn set_iommu_locked(&self, st: &mut ContainerState) -> Result<()> {
+        let (Backend::Container { fd, .. }, Some(ty)) = (&self.backend, self.mode.iommu_type())
         else {
             return Ok(());
         };
-        let mut st = lock(state);
         if st.iommu_set {
             return Ok(());
         }
@@ -455,6 +528,20 @@ impl Iommu {
                 Ok(())
             }
             Err(e) => Err(Error::os(self.who(), "VFIO_SET_IOMMU", e)),
+        }
+    }
+
+    /// Book-keeping after a group fd was closed (called with the state lock held). When the
+    /// last group leaves a legacy VFIO container the kernel releases its IOMMU and every DMA
+    /// mapping, so SET_IOMMU is needed again and the tracked mappings are gone. (The iommufd
+    /// compatibility container keeps its IOAS and mappings.)
+    pub(crate) fn group_closed(&self, st: &mut ContainerState) {
+        st.live_groups = st.live_groups.saturating_sub(1);
+        if st.live_groups == 0 {
+            st.iommu_set = false;
+            if !self.mode.is_iommufd() {
+                lock(&self.regions).clear();
+            }
         }
     }
 

@@ -133,8 +133,17 @@ pub fn eventfd_take(sys: &dyn Sys, fd: RawFd) -> Result<Option<u64>, Errno> {
 
 /// Wait up to `timeout` for an eventfd to become readable, then read its counter.
 /// `Ok(None)` on timeout.
+///
+/// A timeout too large to represent waits forever. The eventfds this crate creates are
+/// blocking (as upstream's are), so only one reader per eventfd should use these helpers.
 pub fn eventfd_wait(sys: &dyn Sys, fd: RawFd, timeout: Duration) -> Result<Option<u64>, Errno> {
-    let deadline = Instant::now() + timeout;
+    let Some(deadline) = Instant::now().checked_add(timeout) else {
+        return if sys.poll_readable(fd, -1)? {
+            eventfd_read(sys, fd).map(Some)
+        } else {
+            Ok(None)
+        };
+    };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = i32::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
@@ -237,10 +246,25 @@ impl VfioPciDevice {
         Ok(())
     }
 
-    /// Re-arm the kernel trigger for every eventfd we hold for `kind` (after VFIO_DEVICE_RESET,
-    /// which tears interrupts down), keeping the same user eventfds.
+    /// Re-arm `kind` after VFIO_DEVICE_RESET (a function reset clears the MSI/MSI-X enable bits
+    /// behind VFIO's back), keeping the same user eventfds: the index is first disabled in the
+    /// kernel (SET_IRQS DATA_NONE | TRIGGER, count 0) so the second call re-runs the full enable
+    /// path, then every held eventfd is set again (DATA_EVENTFD | TRIGGER, -1 for gaps).
     pub fn irq_reenable(&self, kind: IrqKind) -> Result<()> {
         let st = self.irq_state();
+        if st.fds[slot(kind)].iter().all(Option::is_none) {
+            return Ok(());
+        }
+        set_irqs(
+            &**self.sys(),
+            self.raw_fd(),
+            vb::VFIO_IRQ_SET_DATA_NONE | vb::VFIO_IRQ_SET_ACTION_TRIGGER,
+            irq_index(kind),
+            0,
+            0,
+            &[],
+        )
+        .map_err(|e| Error::os(self.bdf(), "VFIO_DEVICE_SET_IRQS (re-enable: disable)", e))?;
         let v = &st.fds[slot(kind)];
         let Some(first) = v.iter().position(Option::is_some) else {
             return Ok(());

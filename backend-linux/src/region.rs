@@ -170,9 +170,9 @@ impl Drop for Mmap {
 /// One gibibyte, the cap on BAR mapping alignment.
 pub const GIB: u64 = 1 << 30;
 
-/// Reserve `size` bytes of PROT_NONE address space at an address `a` with
-/// `a % align == skew` (upstream's `mmap_reserve`): over-reserve by `align`, then trim the head
-/// and the tail. `align` must be a power of two and `skew < align`.
+/// Reserve `size` bytes (rounded up to whole pages) of PROT_NONE address space at an address
+/// `a` with `a % align == skew` (upstream's `mmap_reserve`): over-reserve by `align`, then trim
+/// the head and the tail. `align` must be a power of two, `skew < align` and page-aligned.
 pub fn reserve_aligned(
     sys: &Arc<dyn Sys>,
     size: usize,
@@ -180,6 +180,14 @@ pub fn reserve_aligned(
     skew: usize,
 ) -> Result<Mmap, Errno> {
     if size == 0 || !align.is_power_of_two() || skew >= align {
+        return Err(Errno::EINVAL);
+    }
+    // Work in whole pages: munmap of the trimmed tail needs a page-aligned address.
+    let page = crate::memory::base_page_size() as usize;
+    let size = size
+        .checked_next_multiple_of(page)
+        .ok_or(Errno::EOVERFLOW)?;
+    if !skew.is_multiple_of(page) {
         return Err(Errno::EINVAL);
     }
     let total = size.checked_add(align).ok_or(Errno::EOVERFLOW)?;
@@ -235,6 +243,8 @@ pub fn mmap_region(
     }
     let size = usize::try_from(info.size).map_err(|_| Errno::EOVERFLOW)?;
     let resv = reserve_aligned(sys, size, align as usize, skew as usize)?;
+    // A sub-page BAR is mapped as one whole page (vfio-pci reserves the rest of the page).
+    let size = resv.len();
     let prot = Prot {
         read: info.readable(),
         write: info.writable(),
