@@ -26,7 +26,7 @@ use passthru_core::mmio::DmaRegion;
 use passthru_drivers::dsa::Dsa;
 use passthru_drivers::edu::Edu;
 use passthru_drivers::ioat::Ioat;
-use passthru_models::cbdma::{Cbdma, CbdmaConfig};
+use passthru_models::cbdma::{CbdmaConfig, CbdmaModel};
 use passthru_models::dsa::DsaModel;
 use passthru_models::edu::EduModel;
 use passthru_models::exec::ExecMode;
@@ -53,7 +53,7 @@ pub const DEFAULT_STORM_BYTES: u64 = 64 << 20;
 /// The DSA driver on the DSA model.
 pub type DsaOnModel = Dsa<ModelFunction<DsaModel>, StdClock>;
 /// The CBDMA driver on the CBDMA model.
-pub type IoatOnModel = Ioat<ModelFunction<Cbdma>, StdClock>;
+pub type IoatOnModel = Ioat<ModelFunction<CbdmaModel>, StdClock>;
 /// The edu driver on the edu model.
 pub type EduOnModel = Edu<ModelFunction<EduModel>, StdClock>;
 
@@ -161,7 +161,7 @@ impl ModelEnv<DsaOnModel> {
 impl ModelEnv<IoatOnModel> {
     /// The CBDMA driver on a fresh CBDMA model (default configuration: SKX, CBVER 3.3,
     /// XFERCAP 1 MiB).
-    pub fn ioat(mode: ExecMode) -> TestResult<(Self, Arc<Cbdma>)> {
+    pub fn ioat(mode: ExecMode) -> TestResult<(Self, Arc<CbdmaModel>)> {
         Self::ioat_with(
             CbdmaConfig {
                 mode,
@@ -173,9 +173,12 @@ impl ModelEnv<IoatOnModel> {
 
     /// The CBDMA driver on a CBDMA model built from `config`, with a memcpy region of
     /// `memcpy_bytes`.
-    pub fn ioat_with(config: CbdmaConfig, memcpy_bytes: usize) -> TestResult<(Self, Arc<Cbdma>)> {
+    pub fn ioat_with(
+        config: CbdmaConfig,
+        memcpy_bytes: usize,
+    ) -> TestResult<(Self, Arc<CbdmaModel>)> {
         let iommu = Iommu::new();
-        let model = Cbdma::new(Arc::clone(&iommu), config);
+        let model = CbdmaModel::new(Arc::clone(&iommu), config);
         let f = ModelFunction::new(Arc::clone(&model));
         let msi = Arc::clone(f.msi());
         let env = build(iommu, f, msi, FaultPolicy::DeviceError, memcpy_bytes)?;

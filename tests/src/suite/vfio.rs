@@ -36,10 +36,7 @@ use passthru_drivers::ioat::Ioat;
 use passthru_linux::{DmaBuffer, Iommu, IommuMode, MonotonicClock, VfioPciDevice};
 
 use super::{DynEnv, Env, FaultPolicy, CASES, UPSTREAM_STORM_BYTES};
-use crate::harness::{
-    args::Options, Bdf, DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult,
-    KSFT_FAIL, KSFT_SKIP,
-};
+use crate::harness::{Bdf, DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult};
 
 /// The program name.
 pub const PROGRAM: &str = "vfio_pci_driver_test";
@@ -314,7 +311,33 @@ pub fn env(bdf: Bdf, mode: IommuMode) -> TestResult<Box<dyn DynEnv>> {
     })
 }
 
-/// The program's suite: fixture `vfio_pci_driver_test`, the five IOMMU modes × seven cases.
+/// Which devices the program takes: the first candidate (BDF arguments, `$VFIO_SELFTESTS_BDF`,
+/// then the pool) whose ids belong to a device family with a passthru memcpy driver. Others are
+/// rejected with upstream's "No driver found for device" (and the program exits 4).
+pub fn selector() -> DeviceSelector {
+    DeviceSelector::matching("device with a passthru memcpy driver", |f| {
+        use passthru_core::pci::DeviceFamily as F;
+        match passthru_core::pci::supported_device(f.vendor, f.device) {
+            Some(k) if matches!(k.family, F::Dsa | F::Ioat | F::Igb | F::Edu) => Ok(()),
+            _ => Err(format!(
+                "No driver found for device ({:04x}:{:04x})",
+                f.vendor, f.device
+            )),
+        }
+    })
+}
+
+/// Upstream's `main` before the harness: open the device in the default mode and probe.
+/// `Ok(Some(name))` for a match, `Ok(None)` without one.
+fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, String> {
+    let name = bdf.to_string();
+    let iommu = Iommu::open(IommuMode::default()).map_err(|e| e.to_string())?;
+    let device = VfioPciDevice::open(&name, &iommu).map_err(|e| e.to_string())?;
+    Ok(probe(&SharedDevice(Arc::new(device))).map(|(_, m)| m.name))
+}
+
+/// The program's suite: fixture `vfio_pci_driver_test`, the five IOMMU modes × seven cases,
+/// with upstream's one-time probe ("No driver found for device" → exit 4).
 pub fn suite() -> Suite {
     let mut f = Fixture::with_setup(PROGRAM, |ctx, mode: &IommuMode| env(ctx.bdf()?, *mode));
     for mode in IommuMode::ALL {
@@ -327,46 +350,29 @@ pub fn suite() -> Suite {
     }
     let f = f.teardown(|_, _, mut env: Box<dyn DynEnv>| env.finish());
     Suite::new(PROGRAM)
-        .devices(DeviceSelector::one())
+        .devices(selector())
+        .before_all(|bdfs| {
+            let Some(&bdf) = bdfs.first() else {
+                return Err(TestError::skip("no device given"));
+            };
+            match probe_default(bdf) {
+                Ok(Some(name)) => {
+                    println!("# {bdf}: Driver found: {name}");
+                    Ok(())
+                }
+                Ok(None) => Err(TestError::skip(format!(
+                    "{bdf}: No driver found for device"
+                ))),
+                Err(e) => Err(TestError::fail(format!("{bdf}: {e}"))),
+            }
+        })
         .fixture(f)
-}
-
-/// Upstream's `main` before the harness: open the device in the default mode and probe. Returns
-/// `Ok(Some(name))` for a match, `Ok(None)` without one.
-fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, String> {
-    let name = bdf.to_string();
-    let iommu = Iommu::open(IommuMode::default()).map_err(|e| e.to_string())?;
-    let device = VfioPciDevice::open(&name, &iommu).map_err(|e| e.to_string())?;
-    Ok(probe(&SharedDevice(Arc::new(device))).map(|(_, m)| m.name))
 }
 
 /// Run `vfio_pci_driver_test` with `args` (without the program name) and the device
 /// environment; returns the exit code.
 pub fn run(args: &[String], source: &DeviceSource) -> i32 {
-    let s = suite();
-    // Listing and help need no device; the harness handles them (and a missing device: usage +
-    // KSFT_SKIP) itself.
-    if let Ok(opts) = Options::parse(args) {
-        if !opts.list && !opts.help {
-            if let Ok(cands) = source.candidates(&opts.bdfs) {
-                if let Some(&bdf) = cands.first() {
-                    match probe_default(bdf) {
-                        Ok(Some(name)) => println!("# {bdf}: Driver found: {name}"),
-                        Ok(None) => {
-                            println!("# {bdf}: No driver found for device");
-                            eprintln!("{bdf}: No driver found for device");
-                            return KSFT_SKIP;
-                        }
-                        Err(e) => {
-                            eprintln!("{PROGRAM}: {bdf}: {e}");
-                            return KSFT_FAIL;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    s.run(
+    suite().run(
         args,
         source,
         Box::new(std::io::stdout()),
