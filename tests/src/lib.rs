@@ -8,3 +8,4 @@
 pub mod bench;
 pub mod harness;
 pub mod programs;
+pub mod suite;
