@@ -325,14 +325,15 @@ pub fn selector() -> DeviceSelector {
             )),
         }
     })
+    .vfio_bound()
 }
 
 /// Upstream's `main` before the harness: open the device in the default mode and probe.
 /// `Ok(Some(name))` for a match, `Ok(None)` without one.
-fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, String> {
+fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, passthru_linux::Error> {
     let name = bdf.to_string();
-    let iommu = Iommu::open(IommuMode::default()).map_err(|e| e.to_string())?;
-    let device = VfioPciDevice::open(&name, &iommu).map_err(|e| e.to_string())?;
+    let iommu = Iommu::open(IommuMode::default())?;
+    let device = VfioPciDevice::open(&name, &iommu)?;
     Ok(probe(&SharedDevice(Arc::new(device))).map(|(_, m)| m.name))
 }
 
@@ -363,6 +364,7 @@ pub fn suite() -> Suite {
                 Ok(None) => Err(TestError::skip(format!(
                     "{bdf}: No driver found for device"
                 ))),
+                Err(e) if e.is_skip() => Err(TestError::skip(format!("{bdf}: {e}"))),
                 Err(e) => Err(TestError::fail(format!("{bdf}: {e}"))),
             }
         })
