@@ -28,7 +28,8 @@ pub mod irq;
 use std::time::Instant;
 
 /// A monotonic [`passthru_core::mmio::Clock`] on `std::time::Instant`; `delay_ns` sleeps for
-/// long delays and spins for short ones.
+/// long delays and yields the CPU for short ones (so a threaded model's worker gets to run while a
+/// driver polls, even on a machine with few cores).
 #[derive(Debug, Clone, Copy)]
 pub struct StdClock {
     origin: Instant,
@@ -59,7 +60,7 @@ impl passthru_core::mmio::Clock for StdClock {
         } else {
             let t = Instant::now();
             while (t.elapsed().as_nanos() as u64) < ns {
-                std::hint::spin_loop();
+                std::thread::yield_now();
             }
         }
     }

@@ -8,7 +8,7 @@
 //!   cleanup [BDF...]          restore what setup changed (all set-up devices without arguments)
 //!   run -- PROG [ARGS...]     run PROG with every set-up BDF appended (exit 4 if none)
 //!   test [--qemu] [OPTIONS] [BDF...]   run the test suites
-//!   bench                     benchmarks
+//!   bench models | map [BDF]   benchmarks (models vs host memcpy; map+unmap vs raw ioctls)
 //! ```
 //!
 //! Exit codes follow kselftest: 0 success, 1 failure or bad input (one line on stderr), 4 skip
@@ -20,6 +20,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use passthru::harness::{self, Bdf, DeviceSource, Suite, KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
+use passthru::{programs, suite};
 use passthru_linux::sysfs::{
     PciFunction, SetupOutcome, StateStore, Sysfs, SysfsWrite, WriteLog, VFIO_PCI_DRIVER,
 };
@@ -35,7 +36,8 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ...
   test [--qemu] [-l] [-v V] [-r NAME] [--seed N] [--timeout S] [BDF...]
                                run the test suites on devices (BDFs, $VFIO_SELFTESTS_BDF[S],
                                else the set-up devices)
-  bench                        benchmarks";
+  bench models                 software-model memcpy bandwidth vs host memcpy, DSA batch prep cost
+  bench map BDF [OPTIONS]      VFIO/IOMMUFD map+unmap and open+setup vs a raw-ioctl loop, per mode";
 
 /// A test program `passthru test` can run.
 struct Program {
@@ -45,13 +47,44 @@ struct Program {
     suite: fn() -> Suite,
 }
 
-/// The kselftest programs run on real devices. The integrator registers the seven programs
-/// here as they land (each `fn() -> Suite`).
-const DEVICE_PROGRAMS: &[Program] = &[];
+/// The kselftest programs run on real devices, in upstream's order.
+const DEVICE_PROGRAMS: &[Program] = &[
+    Program {
+        name: programs::vfio_dma_mapping_test::PROGRAM,
+        suite: programs::vfio_dma_mapping_test::suite,
+    },
+    Program {
+        name: programs::vfio_dma_mapping_mmio_test::PROGRAM,
+        suite: programs::vfio_dma_mapping_mmio_test::suite,
+    },
+    Program {
+        name: programs::vfio_iommufd_setup_test::PROGRAM,
+        suite: programs::vfio_iommufd_setup_test::suite,
+    },
+    Program {
+        name: programs::vfio_pci_device_test::PROGRAM,
+        suite: programs::vfio_pci_device_test::suite,
+    },
+    Program {
+        name: programs::vfio_pci_device_init_perf_test::PROGRAM,
+        suite: programs::vfio_pci_device_init_perf_test::suite,
+    },
+    Program {
+        name: suite::vfio::PROGRAM,
+        suite: suite::vfio::suite,
+    },
+    Program {
+        name: programs::vfio_pci_sriov_uapi_test::PROGRAM,
+        suite: programs::vfio_pci_sriov_uapi_test::suite,
+    },
+];
 
 /// Suites that run on the built-in software models when no device is given (the default of
-/// `passthru test`). The integrator registers them here.
-const MODEL_PROGRAMS: &[Program] = &[];
+/// `passthru test`): the upstream driver test cases on the DSA, CBDMA and edu models.
+const MODEL_PROGRAMS: &[Program] = &[Program {
+    name: "passthru models (dsa, ioat, edu)",
+    suite: suite::models::suite,
+}];
 
 /// Global options and the roots everything works under.
 struct Env {
@@ -382,12 +415,20 @@ fn cmd_test(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
     run_programs(MODEL_PROGRAMS, &rest, &source, err)
 }
 
-fn cmd_bench(err: &mut dyn Write) -> i32 {
-    let _ = writeln!(
-        err,
-        "passthru: bench: no benchmarks are built in yet; nothing run"
-    );
-    KSFT_SKIP
+fn cmd_bench(args: &[String], err: &mut dyn Write) -> i32 {
+    match args.first().map(String::as_str) {
+        Some("models") => suite::bench::bench_models(&args[1..]),
+        Some("map") => passthru::bench::map::bench_map_main(&args[1..]),
+        Some(other) => one_line_error(
+            err,
+            format!("bench: unknown benchmark `{other}` (available: models, map)"),
+        ),
+        None => one_line_error(
+            err,
+            "bench: name a benchmark: `bench models` (software models vs host memcpy) or \
+             `bench map BDF` (VFIO/IOMMUFD map+unmap vs raw ioctls)",
+        ),
+    }
 }
 
 /// Parses global options and dispatches; returns the exit code.
@@ -440,7 +481,7 @@ fn run_cli(
         "cleanup" => cmd_cleanup(&env, rest, out, err),
         "run" => cmd_run(&env, rest, err),
         "test" => cmd_test(&env, rest, out, err),
-        "bench" => cmd_bench(err),
+        "bench" => cmd_bench(rest, err),
         "help" | "-h" | "--help" => {
             let _ = writeln!(out, "{USAGE}");
             KSFT_PASS
@@ -741,29 +782,29 @@ mod tests {
     }
 
     #[test]
-    fn test_and_bench_say_what_is_missing_and_skip() {
+    fn test_dispatches_to_models_or_programs_and_bench_needs_a_name() {
         let t = Tree::new();
-        let (code, _, err) = t.cli(&["test"]);
-        assert_eq!(code, KSFT_SKIP);
-        assert!(
-            err.contains("no device given") && err.contains("model suite"),
-            "{err}"
-        );
+        // No device: the model suite (listing only, to stay fast).
+        let (code, _, err) = t.cli(&["test", "-l"]);
+        assert_eq!(code, KSFT_PASS, "{err}");
+        // A device that is not bound to vfio-pci: every program skips (kselftest exit 4).
         let (code, _, err) = t.cli(&["test", "0000:00:04.0"]);
-        assert_eq!(code, KSFT_SKIP);
-        assert!(err.contains("no device test programs"), "{err}");
+        assert_eq!(code, KSFT_SKIP, "{err}");
         let src = DeviceSource {
             env_bdf: Some("bad".into()),
             ..Default::default()
         };
         let (code, _, err) = t.cli_with(&["test"], src);
         assert_eq!(code, KSFT_FAIL, "{err}");
-        let (code, _, err) = t.cli(&["test", "--qemu"]);
-        assert_eq!(code, KSFT_SKIP);
-        assert!(err.contains("QEMU rig"));
         let (code, _, err) = t.cli(&["bench"]);
-        assert_eq!(code, KSFT_SKIP);
-        assert!(err.contains("bench"));
+        assert_eq!(code, KSFT_FAIL);
+        assert!(
+            err.contains("bench models") && err.contains("bench map"),
+            "{err}"
+        );
+        let (code, _, err) = t.cli(&["bench", "nope"]);
+        assert_eq!(code, KSFT_FAIL);
+        assert!(err.contains("unknown benchmark `nope`"), "{err}");
     }
 
     #[test]
