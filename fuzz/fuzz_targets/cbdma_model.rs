@@ -59,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 let off = usize::from(b.u16());
-                let _ = (bar0.read8(off), bar0.read16(off & !1), bar0.read64(off & !7));
+                let _ = (
+                    bar0.read8(off),
+                    bar0.read16(off & !1),
+                    bar0.read64(off & !7),
+                );
             }
             // Channel commands.
             3 => bar0.write8(base + chan::CHANCMD, b.u8()),

@@ -118,29 +118,27 @@ fuzz_target!(|data: &[u8]| {
                 let _ = f.config_write16(off, b.u16());
             }
             // Work, resets, injections.
-            10 => {
-                match b.u8() % 8 {
-                    0 => {
-                        let _ = model.step();
-                    }
-                    1 => {
-                        let _ = model.run_until_idle();
-                    }
-                    2 => {
-                        let _ = f.reset();
-                    }
-                    3 => model.inject_status(b.u8()),
-                    4 => model.inject_drop(u32::from(b.u8() & 3)),
-                    5 => model.inject_halt(match b.u8() & 3 {
-                        0 => ResetType::Software,
-                        1 => ResetType::Flr,
-                        2 => ResetType::Warm,
-                        _ => ResetType::Cold,
-                    }),
-                    6 => model.inject_swerr(SwErr::new(b.u8())),
-                    _ => model.inject_wq_disabled(usize::from(b.u8() & 7)),
+            10 => match b.u8() % 8 {
+                0 => {
+                    let _ = model.step();
                 }
-            }
+                1 => {
+                    let _ = model.run_until_idle();
+                }
+                2 => {
+                    let _ = f.reset();
+                }
+                3 => model.inject_status(b.u8()),
+                4 => model.inject_drop(u32::from(b.u8() & 3)),
+                5 => model.inject_halt(match b.u8() & 3 {
+                    0 => ResetType::Software,
+                    1 => ResetType::Flr,
+                    2 => ResetType::Warm,
+                    _ => ResetType::Cold,
+                }),
+                6 => model.inject_swerr(SwErr::new(b.u8())),
+                _ => model.inject_wq_disabled(usize::from(b.u8() & 7)),
+            },
             // Unmap / remap part of the window.
             _ => {
                 if b.u8() & 1 == 0 {

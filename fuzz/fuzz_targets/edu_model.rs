@@ -46,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
             }
             2 => {
                 let off = usize::from(b.u16());
-                let _ = (bar0.read32(off & !3), bar0.read64(off & !7), bar0.read8(off));
+                let _ = (
+                    bar0.read32(off & !3),
+                    bar0.read64(off & !7),
+                    bar0.read8(off),
+                );
             }
             // A DMA between the window and the device buffer, either direction.
             3 => {

@@ -20,7 +20,12 @@ fuzz_target!(|data: &[u8]| {
     let raw: [u8; 64] = b.array();
     let d = Descriptor::from_bytes(&raw);
     assert_eq!(d.as_bytes(), raw);
-    let _ = (d.pasid(), d.privileged(), d.reserved_dword0(), d.flags_raw());
+    let _ = (
+        d.pasid(),
+        d.privileged(),
+        d.reserved_dword0(),
+        d.flags_raw(),
+    );
     match d.opcode() {
         Ok(op) => assert_eq!(op as u8, d.opcode_raw()),
         Err(code) => assert_eq!(code, d.opcode_raw()),
@@ -45,7 +50,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let fi = cr.fault_info();
     let _ = (fi.address_masked(), fi.operand_id());
-    let _ = (cr.invalid_flags(), cr.crc32(), cr.crc64(), cr.delta_record_size());
+    let _ = (
+        cr.invalid_flags(),
+        cr.crc32(),
+        cr.crc64(),
+        cr.delta_record_size(),
+    );
     let _ = write!(s, "{sb}");
 
     // Registers.
@@ -152,7 +162,13 @@ fuzz_target!(|data: &[u8]| {
     );
     let _ = write!(s, "{sw}");
     let ec = EvlCfg([v, w]);
-    let _ = (ec.pasid_en(), ec.privileged(), ec.base(), ec.size(), ec.pasid());
+    let _ = (
+        ec.pasid_en(),
+        ec.privileged(),
+        ec.base(),
+        ec.size(),
+        ec.pasid(),
+    );
     let es = EvlStatus(v);
     let _ = (es.head(), es.tail(), es.int_pending());
     let pc = PerfCap(w);

@@ -35,11 +35,14 @@ fuzz_target!(|data: &[u8]| {
     }
     // Rebuilding with builders keeps the fields the builder owns.
     let copy = Descriptor::copy(d.src_addr, d.dst_addr, d.size).with_next(d.next);
-    assert_eq!(copy.to_bytes()[0..32], {
-        let mut e = raw;
-        e[4..8].copy_from_slice(&[0; 4]);
-        e
-    }[0..32]);
+    assert_eq!(
+        copy.to_bytes()[0..32],
+        {
+            let mut e = raw;
+            e[4..8].copy_from_slice(&[0; 4]);
+            e
+        }[0..32]
+    );
     let _ = Descriptor::fill(d.src_addr, d.dst_addr, d.size).with_flags(c.flags());
 
     let x = XorDescriptor::read_from_bytes(&raw[..]).ok();
@@ -90,13 +93,22 @@ fuzz_target!(|data: &[u8]| {
     let _ = (cb.major(), cb.minor(), cb.is_v3());
     let _ = write!(s, "{cb}");
     let id = IntrDelay(v as u16);
-    let _ = (id.delay_us(), id.coalesce_supported(), id.with_delay_us(raw[9].into()));
+    let _ = (
+        id.delay_us(),
+        id.coalesce_supported(),
+        id.with_delay_us(raw[9].into()),
+    );
     let _ = CsStatus::from_bits_retain(v as u16);
     let _ = DmaCapability::from_bits_retain(v as u32);
     let dca = DcaCtrl(v as u32);
     let _ = (dca.target_apic_id(), dca.completion_dca());
     let drs = DrsCtl(v as u16);
-    let _ = (drs.size_code(), drs.ring_bytes(), drs.enabled(), drs.auto_wrap());
+    let _ = (
+        drs.size_code(),
+        drs.ring_bytes(),
+        drs.enabled(),
+        drs.auto_wrap(),
+    );
     let _ = channel_base(raw[10]);
     if let Some(p) = Platform::from_device_id(v as u16) {
         let _ = p.is_v3();
