@@ -23,8 +23,11 @@ use passthru_core::ioat;
 use passthru_core::pci::{self, BarKind, DeviceFamily};
 use zerocopy::IntoBytes;
 
-/// `(bit, mask-or-value)` rows: assert each accessor sees exactly its documented bit.
-fn single_bits_u64(name: &str, rows: &[(u32, fn(u64) -> bool)]) {
+/// A bit accessor on a 64-bit register value.
+type BitGetter = fn(u64) -> bool;
+
+/// `(bit, accessor)` rows: assert each accessor sees exactly its documented bit.
+fn single_bits_u64(name: &str, rows: &[(u32, BitGetter)]) {
     for (bit, get) in rows {
         assert!(get(1u64 << bit), "{name}: bit {bit} not seen");
         assert!(
@@ -250,7 +253,7 @@ fn a5_gencap() {
 /// §A.5 WQCAP rows and the real SPR value 0x3F000000080080.
 #[test]
 fn a5_wqcap() {
-    let w = WqCap(0x0000_0000_0F_AB_1234);
+    let w = WqCap(0x0FAB_1234);
     assert_eq!(w.total_wq_size(), 0x1234);
     assert_eq!(w.num_wqs(), 0xAB);
     assert_eq!(w.wqcfg_size(), 0xF);
@@ -413,7 +416,8 @@ fn a5_cmd_cmdsts_cmdcap() {
 /// §A.5 SWERR: every row, ACK = 0x3, SWERR-only codes 0x51 / 0x52.
 #[test]
 fn a5_swerr() {
-    let bits: [(u32, fn(SwErr) -> bool); 7] = [
+    type SwErrBit = fn(SwErr) -> bool;
+    let bits: [(u32, SwErrBit); 7] = [
         (0, SwErr::valid),
         (1, SwErr::overflow),
         (2, SwErr::desc_valid),
