@@ -83,7 +83,17 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             // Doorbell.
-            5 => bar0.write16(base + chan::DMACOUNT, b.u16()),
+            // Doorbell: usually a few descriptors (a self-linked descriptor runs DMACOUNT times,
+            // so large counts mostly buy slowness), sometimes any count.
+            5 => {
+                let v = if b.u8() & 7 == 0 {
+                    b.u16()
+                } else {
+                    bar0.read16(base + chan::DMACOUNT)
+                        .wrapping_add(u16::from(b.u8() & 0x1f))
+                };
+                bar0.write16(base + chan::DMACOUNT, v);
+            }
             // CHANCTRL (re-arm etc.) and CHANERR (W1C).
             6 => {
                 bar0.write16(base + chan::CHANCTRL, b.u16());
