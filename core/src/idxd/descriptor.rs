@@ -263,6 +263,11 @@ pub struct Descriptor {
 
 /// Size of a descriptor in bytes.
 pub const DESCRIPTOR_SIZE: usize = 64;
+/// Fewest descriptors a BATCH may name (fewer completes with status 0x14); the most is
+/// `2^max_batch_shift` (WQCFG, bounded by GENCAP).
+pub const BATCH_MIN_COUNT: u32 = 2;
+/// Required alignment of a batch's descriptor list (misaligned completes with status 0x18).
+pub const BATCH_LIST_ALIGN: u64 = 64;
 
 const _: () = {
     use core::mem::{offset_of, size_of};

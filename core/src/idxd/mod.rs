@@ -48,6 +48,10 @@ pub const BAR_CONTROL: u8 = 0;
 pub const BAR_PORTALS: u8 = 2;
 /// MSI-X vector of the "misc" interrupt (software errors, command completion, halt, ...).
 pub const MISC_VECTOR: u16 = 0;
+/// DVSEC id (DVSEC header 2 bits 15:0, vendor 0x8086) of Intel's Scalable IOV DVSEC, present in
+/// DSA's extended configuration space; its capability dword bit 0 together with a non-zero
+/// GENCAP max IMS multiplier means IMS is supported.
+pub const DVSEC_ID_SCALABLE_IOV: u16 = 5;
 
 /// Extract `width` bits of `value` starting at bit `lo`.
 pub(crate) const fn bits(value: u64, lo: u32, width: u32) -> u64 {
