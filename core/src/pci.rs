@@ -1257,7 +1257,7 @@ pub const VENDOR_INTEL: u16 = 0x8086;
 /// Vendor id QEMU uses for its own devices (edu).
 pub const VENDOR_QEMU: u16 = 0x1234;
 
-/// Device id of Intel DSA on Sapphire Rapids (also Emerald Rapids).
+/// Device id of Intel DSA on Sapphire Rapids (Emerald Rapids presumably the same; unconfirmed).
 pub const DEVICE_DSA_SPR: u16 = 0x0b25;
 /// Device id of Intel DSA on Granite Rapids-D.
 pub const DEVICE_DSA_GNRD: u16 = 0x11fb;
