@@ -4,3 +4,4 @@
 //! QEMU rig.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+pub mod rig;
