@@ -6,7 +6,7 @@
 #       ${PASSTHRU_CACHE:-$HOME/.cache/passthru}/kernels/<version>-<fragment hash>/
 #       (bzImage, config, include/, build.log).  A cached kernel is not rebuilt.
 #   build-kernel.sh --in-tree DIR
-#       merge the fragments into DIR's own .config (defconfig when it has none), then build in
+#       merge the fragments into DIR's own .config (allnoconfig when it has none), then build in
 #       DIR (bzImage at DIR/arch/x86/boot/bzImage, headers at DIR/usr/include).
 #   build-kernel.sh --check CONFIG VERSION
 #       only check CONFIG against config/required.tsv for kernel VERSION (e.g. 6.12.117).
@@ -72,11 +72,17 @@ if [ "${1:-}" = "--in-tree" ]; then
     src=$(cd "$2" && pwd)
     [ -f "$src/Makefile" ] || die "$src is not a kernel tree"
     kver=$(make -s -C "$src" kernelversion)
-    [ -f "$src/.config" ] || make -C "$src" defconfig >&2
     fragment > "$src/.passthru-fragment.config"
-    "$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" \
-        "$src/.passthru-fragment.config" >&2
-    make -C "$src" olddefconfig >&2
+    if [ -f "$src/.config" ]; then
+        # Keep the tree's own configuration; the fragment's values win where they differ.
+        "$src/scripts/kconfig/merge_config.sh" -m -O "$src" "$src/.config" \
+            "$src/.passthru-fragment.config" >&2
+        make -C "$src" olddefconfig >&2
+    else
+        # No configuration yet: the same minimal guest as the cached builds.
+        make -C "$src" KCONFIG_ALLCONFIG="$src/.passthru-fragment.config" allnoconfig >&2
+        make -C "$src" olddefconfig >&2
+    fi
     check_config "$src/.config" "$kver"
     make -C "$src" -j"$jobs" bzImage >&2
     make -C "$src" headers >&2

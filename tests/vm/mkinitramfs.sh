@@ -26,6 +26,8 @@ for p in "$@"; do
         exit 1
     fi
     cp "$p" "$root/bin/"
+    # Debug info only inflates the image (and the guest's RAM); symbols stay for backtraces.
+    if command -v strip >/dev/null; then strip --strip-debug "$root/bin/$(basename "$p")"; fi
 done
 chmod 755 "$root/init" "$root/bin/"*
 out_abs=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")

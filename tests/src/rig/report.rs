@@ -69,7 +69,11 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
         });
     }
     let failed_test = run.results.iter().any(|r| r.outcome == Outcome::Fail);
-    let last_diag = run.last_diagnostic.clone().unwrap_or_default();
+    let last_diag = run
+        .last_diagnostic
+        .clone()
+        .or_else(|| run.last_output.clone())
+        .unwrap_or_else(|| "(no output)".into());
     match run.rc {
         None => out.push(synth(
             "(no END marker)",

@@ -43,6 +43,8 @@ pub struct ProgramRun {
     pub skip_all: Option<String>,
     /// The last `# ...` diagnostic line (reason of last resort for skips and failures).
     pub last_diagnostic: Option<String>,
+    /// The last non-empty output line of any kind (programs that print no KTAP).
+    pub last_output: Option<String>,
     /// Exit status from the `=== END` marker; `None` if the marker never came.
     pub rc: Option<i32>,
     /// Guest seconds the program took, from the `=== END` marker.
@@ -225,6 +227,9 @@ pub fn parse_boot_log(text: &str) -> BootLog {
                 let Some(run) = log.runs.last_mut() else {
                     continue;
                 };
+                if !line.trim().is_empty() {
+                    run.last_output = Some(line.trim().to_string());
+                }
                 if let Some(mut result) = parse_result_line(line) {
                     if result.outcome == Outcome::Fail && result.reason.is_none() {
                         result.reason = pending.take();
