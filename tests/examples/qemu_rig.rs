@@ -22,7 +22,7 @@ fn main() {
             "--kernel-config" => opts.kernel_config = Some(PathBuf::from(value())),
             "--kernel-src" => opts.kernel_src = Some(PathBuf::from(value())),
             "--timeout" => match value().parse() {
-                Ok(s) => opts.boot_timeout = Duration::from_secs(s),
+                Ok(s) => opts.boot_timeout = Some(Duration::from_secs(s)),
                 Err(_) => {
                     eprintln!("qemu_rig: --timeout needs seconds");
                     std::process::exit(2);

@@ -149,8 +149,7 @@ fn value_of<'a>(config: &'a str, option: &str) -> Option<&'a str> {
     config.lines().find_map(|l| {
         if let Some(v) = l.strip_prefix(option).and_then(|r| r.strip_prefix('=')) {
             Some(v.trim())
-        } else if l.strip_prefix("# ").and_then(|r| r.strip_prefix(option)) == Some(" is not set")
-        {
+        } else if l.strip_prefix("# ").and_then(|r| r.strip_prefix(option)) == Some(" is not set") {
             Some("not set")
         } else {
             None
@@ -199,7 +198,10 @@ mod tests {
             "CONFIG_INTEL_IOMMU_DEBUGFS",
             "CONFIG_PCI_IOV",
         ] {
-            assert!(r.iter().any(|q| q.option == opt && q.want == Want::BuiltIn), "{opt}");
+            assert!(
+                r.iter().any(|q| q.option == opt && q.want == Want::BuiltIn),
+                "{opt}"
+            );
         }
         let forbidden = r
             .iter()
@@ -236,8 +238,14 @@ mod tests {
         assert_eq!(find("CONFIG_IOMMUFD").unwrap().found, "not set");
         assert_eq!(find("CONFIG_VFIO_DEVICE_CDEV").unwrap().found, "absent");
         assert!(find("CONFIG_VFIO_CONTAINER").is_none());
-        assert!(find("CONFIG_IOMMUFD_VFIO_CONTAINER").is_none(), "absent is fine");
-        assert!(find("CONFIG_SYSCTL").is_none(), "7.x-only name not checked on 6.12");
+        assert!(
+            find("CONFIG_IOMMUFD_VFIO_CONTAINER").is_none(),
+            "absent is fine"
+        );
+        assert!(
+            find("CONFIG_SYSCTL").is_none(),
+            "7.x-only name not checked on 6.12"
+        );
         let line = find("CONFIG_IOMMUFD").unwrap().to_string();
         assert!(line.starts_with("MISSING CONFIG_IOMMUFD=y (found: not set): /dev/iommu"));
     }

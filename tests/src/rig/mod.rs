@@ -25,7 +25,7 @@ use plan::Boot;
 use report::{HostOutcome, Verdict};
 
 /// Options of `passthru test --qemu`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RigOptions {
     /// `--kernel PATH/bzImage`: test only this kernel instead of the built matrix.
     pub kernel: Option<PathBuf>,
@@ -33,22 +33,11 @@ pub struct RigOptions {
     pub kernel_config: Option<PathBuf>,
     /// `--kernel-src DIR`: merge the rig's fragment into DIR's config, build it, test it.
     pub kernel_src: Option<PathBuf>,
-    /// Wall-clock limit of one QEMU boot.
-    pub boot_timeout: Duration,
+    /// Wall-clock limit of one QEMU boot; `None`: the sum of the plan's per-program limits
+    /// plus two minutes.
+    pub boot_timeout: Option<Duration>,
     /// Where logs, plans and initramfs images go (default `<target dir>/rig`).
     pub out_dir: Option<PathBuf>,
-}
-
-impl Default for RigOptions {
-    fn default() -> Self {
-        Self {
-            kernel: None,
-            kernel_config: None,
-            kernel_src: None,
-            boot_timeout: Duration::from_secs(1800),
-            out_dir: None,
-        }
-    }
 }
 
 /// A guest kernel to test.
@@ -166,9 +155,7 @@ fn check_user_config(path: &Path, kernel_version: Option<&str>) -> Result<bool, 
         eprintln!(
             "rig: {}: all {} required options present (kernel {}.{}.{})",
             path.display(),
-            reqs.iter()
-                .filter(|r| kconfig::applies(r, version))
-                .count(),
+            reqs.iter().filter(|r| kconfig::applies(r, version)).count(),
             version.0,
             version.1,
             version.2
@@ -320,7 +307,14 @@ fn boot(
             .args(chosen),
     )?;
     let log_path = out_dir.join(format!("{}-{}.serial.log", kernel.label, boot.variant()));
-    let err_path = out_dir.join(format!("{}-{}.qemu-stderr.log", kernel.label, boot.variant()));
+    let err_path = out_dir.join(format!(
+        "{}-{}.qemu-stderr.log",
+        kernel.label,
+        boot.variant()
+    ));
+    let timeout = opts.boot_timeout.unwrap_or_else(|| {
+        Duration::from_secs(120 + entries.iter().map(|e| u64::from(e.timeout_s)).sum::<u64>())
+    });
     let log_file = fs::File::create(&log_path).map_err(io_err(&log_path))?;
     let err_file = fs::File::create(&err_path).map_err(io_err(&err_path))?;
     eprintln!(
@@ -335,7 +329,7 @@ fn boot(
         .arg(&kernel.bzimage)
         .arg(&initrd)
         .arg(boot.variant())
-        .env("TIMEOUT", opts.boot_timeout.as_secs().to_string())
+        .env("TIMEOUT", timeout.as_secs().to_string())
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
@@ -419,7 +413,10 @@ pub fn run_rig(opts: RigOptions) -> i32 {
     match run(&opts) {
         Ok(code) => code,
         Err(RigError::KernelConfig(path)) => {
-            eprintln!("rig: kernel config {} lacks required options", path.display());
+            eprintln!(
+                "rig: kernel config {} lacks required options",
+                path.display()
+            );
             1
         }
         Err(e) => {
@@ -440,7 +437,9 @@ mod tests {
 {"reason":"build-finished","success":true}"#;
         assert_eq!(
             executables_from_cargo_json(json),
-            [PathBuf::from("/t/x86_64-unknown-linux-musl/release/passthru")]
+            [PathBuf::from(
+                "/t/x86_64-unknown-linux-musl/release/passthru"
+            )]
         );
     }
 

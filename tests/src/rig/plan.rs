@@ -240,11 +240,16 @@ mod tests {
             "iommufd_compat_type1"
         );
         assert_eq!(
-            mode_of("vfio_dma_mapping_test.iommufd_compat_type1v2_anonymous_hugetlb_2mb.dma_map_unmap"),
+            mode_of(
+                "vfio_dma_mapping_test.iommufd_compat_type1v2_anonymous_hugetlb_2mb.dma_map_unmap"
+            ),
             "iommufd_compat_type1v2"
         );
         assert_eq!(mode_of("vfio_pci_driver_test.iommufd.send_msi"), "iommufd");
-        assert_eq!(mode_of("vfio_pci_irq_test.msix.enable_trigger_disable"), "-");
+        assert_eq!(
+            mode_of("vfio_pci_irq_test.msix.enable_trigger_disable"),
+            "-"
+        );
         assert_eq!(mode_of("vfio_cdev.bind"), "-");
         assert_eq!(mode_of("x.iommufdx.y"), "-");
     }
@@ -261,7 +266,11 @@ mod tests {
         assert_eq!(entries[2].args, [IGB.bdf]);
         assert_eq!(missing.len(), PROGRAMS.len() - 1);
         let (entries, _) = matrix(&built, Boot::Huge1G);
-        assert_eq!(entries.len(), 1, "only the sanity check runs in the 1G boot here");
+        assert_eq!(
+            entries.len(),
+            1,
+            "only the sanity check runs in the 1G boot here"
+        );
         let text = render(&entries);
         assert!(text.contains("bind|0000:00:03.0 0000:01:00.0 0000:02:00.0 0000:00:06.0\n"));
         assert!(text.contains("dev|igb|0000:02:00.0|8086:10c9\n"));

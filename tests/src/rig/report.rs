@@ -78,7 +78,10 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
         None => out.push(synth(
             "(no END marker)",
             Outcome::Fail,
-            format!("the guest stopped while {} was running (panic, hang or timeout)", run.program),
+            format!(
+                "the guest stopped while {} was running (panic, hang or timeout)",
+                run.program
+            ),
         )),
         Some(KILLED_BY_TIMEOUT) => out.push(synth(
             "(timeout)",
@@ -102,7 +105,10 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
             out.push(synth(
                 "(missing results)",
                 Outcome::Fail,
-                format!("plan announced {plan} tests, {} reported", run.results.len()),
+                format!(
+                    "plan announced {plan} tests, {} reported",
+                    run.results.len()
+                ),
             ));
         }
     }
@@ -156,7 +162,10 @@ pub fn judge_boot(kernel: &str, boot: &str, log: &BootLog, host: HostOutcome) ->
             "QEMU was killed by the wall-clock timeout".into(),
         ));
     } else if let Some(status) = host.qemu_status.filter(|s| *s != 0) {
-        out.push(boot_fail("(qemu exit)", format!("QEMU exited with {status}")));
+        out.push(boot_fail(
+            "(qemu exit)",
+            format!("QEMU exited with {status}"),
+        ));
     }
     if log.done.is_none() {
         out.push(boot_fail(
@@ -316,7 +325,12 @@ mod tests {
     const PROGRAMS: &str = include_str!("testdata/programs-synthesized.log");
 
     fn judge(text: &str) -> Vec<Verdict> {
-        judge_boot("6.12.117", "normal", &parse_boot_log(text), HostOutcome::default())
+        judge_boot(
+            "6.12.117",
+            "normal",
+            &parse_boot_log(text),
+            HostOutcome::default(),
+        )
     }
 
     /// Whether the table has a row with exactly these cells (column widths vary).
@@ -332,14 +346,24 @@ mod tests {
         let t = totals(&v);
         assert_eq!((t.pass, t.fail, t.skip), (22, 0, 0), "{v:#?}");
         let table = render(&v);
-        assert!(has_row(&table, &["6.12.117", "rig_sanity", "-", "all", "22", "0", "0"]), "{table}");
+        assert!(
+            has_row(
+                &table,
+                &["6.12.117", "rig_sanity", "-", "all", "22", "0", "0"]
+            ),
+            "{table}"
+        );
         assert!(table.ends_with("RESULT: PASS pass=22 fail=0 skip=0\n"));
     }
 
     #[test]
     fn recorded_panic_boot_fails() {
         let log = parse_boot_log(PANIC);
-        assert!(log.panic.as_deref().unwrap().contains("Attempted to kill init"));
+        assert!(log
+            .panic
+            .as_deref()
+            .unwrap()
+            .contains("Attempted to kill init"));
         let v = judge_boot("6.12.117", "normal", &log, HostOutcome::default());
         let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
         assert_eq!(names, ["(guest panic)", "(no RIG DONE)"]);
@@ -361,7 +385,10 @@ mod tests {
             .filter(|v| v.outcome == Outcome::Fail)
             .map(|v| v.name.as_str())
             .collect();
-        assert_eq!(fails, ["(no END marker)", "(host timeout)", "(no RIG DONE)"]);
+        assert_eq!(
+            fails,
+            ["(no END marker)", "(host timeout)", "(no RIG DONE)"]
+        );
         assert_eq!(totals(&v).pass, 11);
     }
 
@@ -372,10 +399,26 @@ mod tests {
         // Per-mode rows of a kselftest-style program.
         let row = |cells: &[&str]| has_row(&table, cells);
         assert!(
-            row(&["6.12.117", "vfio_dma_mapping_test", "vfio_type1_iommu", "edu", "2", "0", "1"]),
+            row(&[
+                "6.12.117",
+                "vfio_dma_mapping_test",
+                "vfio_type1_iommu",
+                "edu",
+                "2",
+                "0",
+                "1"
+            ]),
             "{table}"
         );
-        assert!(row(&["6.12.117", "vfio_dma_mapping_test", "iommufd", "edu", "1", "1", "0"]));
+        assert!(row(&[
+            "6.12.117",
+            "vfio_dma_mapping_test",
+            "iommufd",
+            "edu",
+            "1",
+            "1",
+            "0"
+        ]));
         assert!(table.contains(
             "[edu] vfio_dma_mapping_test.iommufd_anonymous_hugetlb_2mb.dma_map_unmap: vfio_dma_mapping_test.c:190:dma_map_unmap:Expected 0 (0) == rc (-12)"
         ));
@@ -383,15 +426,21 @@ mod tests {
         assert!(table.contains(
             "6.12.117 vfio_dma_mapping_test [edu] vfio_dma_mapping_test.vfio_type1_iommu_anonymous_hugetlb_2mb.dma_map_unmap: Not enough hugepages"
         ));
-        assert!(table.contains(
-            "vfio_pci_driver_test [igb] (whole program): No driver found for device"
-        ));
+        assert!(table
+            .contains("vfio_pci_driver_test [igb] (whole program): No driver found for device"));
         // Exit code 1 with a reported failure adds nothing; exit 2 without one fails.
         assert!(table.contains("vfio_iommufd_setup_test [edu] (exit status): exit code 2"));
-        assert!(table.contains("(kernel warning): kernel log while it ran: [   12.1] WARNING: CPU: 0"));
-        assert!(table.contains("vfio_pci_device_test [e1000e] (missing results): plan announced 3 tests, 2 reported"));
+        assert!(
+            table.contains("(kernel warning): kernel log while it ran: [   12.1] WARNING: CPU: 0")
+        );
+        assert!(table.contains(
+            "vfio_pci_device_test [e1000e] (missing results): plan announced 3 tests, 2 reported"
+        ));
         // A program without KTAP is judged by its exit code.
         assert!(row(&["6.12.117", "passthru", "-", "all", "1", "0", "0"]));
-        assert!(table.ends_with("RESULT: FAIL pass=7 fail=4 skip=2\n"), "{table}");
+        assert!(
+            table.ends_with("RESULT: FAIL pass=7 fail=4 skip=2\n"),
+            "{table}"
+        );
     }
 }

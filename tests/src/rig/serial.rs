@@ -71,19 +71,27 @@ pub struct BootLog {
     pub panic: Option<String>,
 }
 
-/// Lines in the kernel log that mean the kernel itself found a problem.
-const KERNEL_TROUBLE: [&str; 6] = [
-    "WARNING: CPU:",
+/// Markers of kernel log lines that mean the kernel itself found a problem (WARN splats and
+/// lockdep reports, BUG/soft-lockup, oopses, GPFs, hung tasks). Expected messages such as
+/// DMAR faults from negative DMA tests are not among them.
+const KERNEL_TROUBLE: [&str; 5] = [
+    "WARNING:",
     "BUG:",
     "Oops:",
     "general protection fault",
     "INFO: task ",
-    "Call Trace:",
 ];
 
 /// Whether a kernel log line reports a kernel warning, bug or oops.
 pub fn is_kernel_trouble(line: &str) -> bool {
-    KERNEL_TROUBLE.iter().any(|m| line.contains(m))
+    // Drop the `[    1.234567] ` timestamp, then look at the message's start.
+    let msg = match line.trim_start().strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(_, m)| m),
+        None => line,
+    }
+    .trim_start();
+    let msg = msg.strip_prefix("watchdog: ").unwrap_or(msg);
+    KERNEL_TROUBLE.iter().any(|m| msg.starts_with(m))
 }
 
 /// Parses a `key=value` field of a marker line.
@@ -143,9 +151,17 @@ pub fn parse_result_line(line: &str) -> Option<TestResult> {
 
 /// kselftest harness bookkeeping lines, which explain nothing about a failure.
 fn is_harness_chatter(diag: &str) -> bool {
-    ["RUN ", "OK ", "FAIL ", "SKIP ", "Starting ", "PASSED:", "FAILED:"]
-        .iter()
-        .any(|p| diag.starts_with(p))
+    [
+        "RUN ",
+        "OK ",
+        "FAIL ",
+        "SKIP ",
+        "Starting ",
+        "PASSED:",
+        "FAILED:",
+    ]
+    .iter()
+    .any(|p| diag.starts_with(p))
 }
 
 /// Where the parser is inside a boot log.
@@ -303,8 +319,14 @@ mod tests {
              #          FAIL  a.b.d\nnot ok 2 a.b.d\n",
         );
         let r = &log.runs[0].results;
-        assert_eq!(r[0].reason.as_deref(), Some("file.rs:10: expected 0, got -12"));
-        assert_eq!(r[1].reason, None, "no explanation was printed for the second failure");
+        assert_eq!(
+            r[0].reason.as_deref(),
+            Some("file.rs:10: expected 0, got -12")
+        );
+        assert_eq!(
+            r[1].reason, None,
+            "no explanation was printed for the second failure"
+        );
     }
 
     #[test]
@@ -319,6 +341,18 @@ mod tests {
         assert_eq!((run.rc, run.secs), (Some(4), Some(0.5)));
         assert_eq!(run.dmesg.len(), 1);
         assert!(is_kernel_trouble(&run.dmesg[0]));
+        assert!(is_kernel_trouble(
+            "[   9.1] WARNING: possible circular locking dependency detected"
+        ));
+        assert!(is_kernel_trouble(
+            "[   9.2] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!"
+        ));
+        assert!(!is_kernel_trouble(
+            "[   3.2] DMAR: [DMA Write NO_PASID] Request device [00:03.0] fault addr 0x201000"
+        ));
+        assert!(!is_kernel_trouble(
+            "[   3.3] pcieport 0000:00:04.0: unlocked secondary bus reset"
+        ));
         assert_eq!(log.done, Some((1, 0)));
     }
 }
