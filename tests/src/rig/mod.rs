@@ -151,6 +151,11 @@ fn check_user_config(path: &Path, kernel_version: Option<&str>) -> Result<bool, 
     for p in &problems {
         eprintln!("rig: {}: {p}", path.display());
     }
+    if problems.iter().any(|p| p.found == "=m") {
+        eprintln!(
+            "rig: the rig's initramfs carries no kernel modules: options found =m must be =y"
+        );
+    }
     if problems.is_empty() {
         eprintln!(
             "rig: {}: all {} required options present (kernel {}.{}.{})",

@@ -323,6 +323,7 @@ mod tests {
     const SANITY: &str = include_str!("testdata/sanity-6.12.log");
     const PANIC: &str = include_str!("testdata/panic-6.12.log");
     const PROGRAMS: &str = include_str!("testdata/programs-synthesized.log");
+    const SETUP_LIST: &str = include_str!("testdata/setup-list-7.3.log");
 
     fn judge(text: &str) -> Vec<Verdict> {
         judge_boot(
@@ -354,6 +355,29 @@ mod tests {
             "{table}"
         );
         assert!(table.ends_with("RESULT: PASS pass=22 fail=0 skip=0\n"));
+    }
+
+    #[test]
+    fn recorded_boot_with_passthru_setup_and_list() {
+        let log = parse_boot_log(SETUP_LIST);
+        assert_eq!(log.kernel_release.as_deref(), Some("7.3.4"));
+        assert!(log.rig_errors.is_empty());
+        assert_eq!(log.runs.len(), 2);
+        let list = &log.runs[1];
+        assert_eq!((list.program.as_str(), list.rc), ("passthru", Some(0)));
+        // `passthru list` prints a table, not KTAP: judged by its exit code.
+        assert!(list.results.is_empty() && list.plan.is_none());
+        let v = judge_boot("7.3.4", "normal", &log, HostOutcome::default());
+        let table = render(&v);
+        assert!(
+            has_row(&table, &["7.3.4", "rig_sanity", "-", "all", "22", "0", "0"]),
+            "{table}"
+        );
+        assert!(
+            has_row(&table, &["7.3.4", "passthru", "-", "all", "1", "0", "0"]),
+            "{table}"
+        );
+        assert!(table.ends_with("RESULT: PASS pass=23 fail=0 skip=0\n"));
     }
 
     #[test]
