@@ -293,9 +293,12 @@ fn boot(
     let dir = out_dir.join(format!("{}-{}", kernel.label, boot.variant()));
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let plan_path = dir.join("plan");
-    fs::write(&plan_path, plan::render(&entries)).map_err(io_err(&plan_path))?;
+    // `passthru` always goes in: /init binds the devices with `passthru setup`.
+    let strict_setup = built.contains("passthru");
+    fs::write(&plan_path, plan::render(&entries, strict_setup)).map_err(io_err(&plan_path))?;
     let initrd = dir.join("initrd.cpio.gz");
-    let wanted: BTreeSet<&str> = entries.iter().map(|e| e.program.as_str()).collect();
+    let mut wanted: BTreeSet<&str> = entries.iter().map(|e| e.program.as_str()).collect();
+    wanted.insert("passthru");
     let chosen: Vec<&PathBuf> = programs
         .iter()
         .filter(|p| {
