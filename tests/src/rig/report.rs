@@ -324,6 +324,9 @@ mod tests {
     const PANIC: &str = include_str!("testdata/panic-6.12.log");
     const PROGRAMS: &str = include_str!("testdata/programs-synthesized.log");
     const SETUP_LIST: &str = include_str!("testdata/setup-list-7.3.log");
+    /// Real boots of the matrix (6 programs from the `programs` branch, 2026-11-25).
+    const FULL_612: &str = include_str!("testdata/full-matrix-6.12-normal.log");
+    const FULL_73_1G: &str = include_str!("testdata/full-matrix-7.3-1g.log");
 
     fn judge(text: &str) -> Vec<Verdict> {
         judge_boot(
@@ -378,6 +381,74 @@ mod tests {
             "{table}"
         );
         assert!(table.ends_with("RESULT: PASS pass=23 fail=0 skip=0\n"));
+    }
+
+    #[test]
+    fn recorded_full_matrix_boot_on_6_12() {
+        let log = parse_boot_log(FULL_612);
+        assert_eq!(log.done, Some((12, 0)));
+        assert_eq!(log.runs.len(), 12);
+        assert!(log.runs.iter().all(|r| r.rc == Some(0)));
+        let v = judge_boot("6.12.117", "normal", &log, HostOutcome::default());
+        let table = render(&v);
+        for mode in crate::rig::plan::IOMMU_MODES {
+            assert!(
+                has_row(
+                    &table,
+                    &[
+                        "6.12.117",
+                        "vfio_dma_mapping_mmio_test",
+                        mode,
+                        "e1000e",
+                        "3",
+                        "0",
+                        "0"
+                    ]
+                ),
+                "{mode}: {table}"
+            );
+        }
+        // 6.12 has no VF token on the cdev path: those 9 cases skip, with the reason listed.
+        assert!(has_row(
+            &table,
+            &[
+                "6.12.117",
+                "vfio_pci_sriov_uapi_test",
+                "iommufd",
+                "igb",
+                "0",
+                "0",
+                "9"
+            ]
+        ));
+        assert!(table.contains(
+            "[igb] vfio_pci_sriov_uapi_test.iommufd_null_uuid.override_token: 0000:02:10.0: kernel 6.12 has no VF-token support"
+        ));
+        let t = totals(&v);
+        assert_eq!((t.fail, t.skip), (0, 12), "{table}");
+        assert!(table.ends_with(&format!("RESULT: PASS pass={} fail=0 skip=12\n", t.pass)));
+    }
+
+    #[test]
+    fn recorded_1g_boot_on_7_3_maps_1g_pages_in_every_mode() {
+        let log = parse_boot_log(FULL_73_1G);
+        assert!(log.notes.iter().any(|n| n == "hugepages 2M=32 1G=1"));
+        let v = judge_boot("7.3.4", "1g", &log, HostOutcome::default());
+        let table = render(&v);
+        assert!(
+            has_row(&table, &["7.3.4", "rig_sanity", "-", "all", "23", "0", "0"]),
+            "{table}"
+        );
+        for mode in crate::rig::plan::IOMMU_MODES {
+            assert!(
+                has_row(
+                    &table,
+                    &["7.3.4", "vfio_dma_mapping_test", mode, "edu", "1", "0", "0"]
+                ),
+                "{mode}: {table}"
+            );
+        }
+        assert_eq!(totals(&v).fail, 0);
     }
 
     #[test]
