@@ -6,7 +6,8 @@
 #   run-qemu.sh BZIMAGE INITRD [normal|1g]
 #     normal: -m 2G                                  (everything except 1G hugetlb variants)
 #     1g:     -m 4G + hugepagesz=1G hugepages=1      (1G hugetlb variants)
-# Environment: TIMEOUT (wall-clock seconds, default 900; exit 124 when hit), ACCEL (tcg; on a
+# Environment: TIMEOUT (wall-clock seconds, default 900; exit 124 when hit, 137 if QEMU
+# ignored SIGTERM), ACCEL (tcg; on a
 # host with real VMX/SVM: ACCEL=kvm CPU=host), CPU (max), APPEND (extra kernel parameters),
 # QEMU (binary).
 #
@@ -28,7 +29,8 @@ cpu=${CPU:-max}
 # edu's default DMA mask is 28 bits: wider IOVAs would be silently truncated.
 edu="edu,dma_mask=0xffffffffffffffff"
 
-exec timeout -s KILL "${TIMEOUT:-900}" "${QEMU:-qemu-system-x86_64}" \
+# SIGTERM first (QEMU exits cleanly), SIGKILL 10 s later; exit status 124 on timeout.
+exec timeout -k 10 "${TIMEOUT:-900}" "${QEMU:-qemu-system-x86_64}" \
     -accel "$accel" -cpu "$cpu" -smp 1 -m "$mem" \
     -M q35,kernel-irqchip=split \
     -device intel-iommu,intremap=on,caching-mode=on \

@@ -347,9 +347,10 @@ fn boot(
             detail: e.to_string(),
         })?;
     let code = status.code();
-    // run-qemu.sh runs QEMU under `timeout -s KILL`: 137 (or 124) means the limit was hit.
+    // run-qemu.sh runs QEMU under `timeout -k 10`: 124 (137 after the SIGKILL) means the limit
+    // was hit; no exit code at all means a signal killed the wrapper itself.
     let host = HostOutcome {
-        timed_out: matches!(code, Some(124) | Some(137)),
+        timed_out: matches!(code, Some(124) | Some(137) | None),
         qemu_status: code,
     };
     eprintln!(

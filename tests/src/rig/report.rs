@@ -159,7 +159,7 @@ pub fn judge_boot(kernel: &str, boot: &str, log: &BootLog, host: HostOutcome) ->
     if host.timed_out {
         out.push(boot_fail(
             "(host timeout)",
-            "QEMU was killed by the wall-clock timeout".into(),
+            "QEMU was stopped by the wall-clock timeout (or killed by a signal)".into(),
         ));
     } else if let Some(status) = host.qemu_status.filter(|s| *s != 0) {
         out.push(boot_fail(
