@@ -173,6 +173,9 @@ pub fn judge_boot(kernel: &str, boot: &str, log: &BootLog, host: HostOutcome) ->
             "the guest never printed its final result line".into(),
         ));
     }
+    for t in &log.boot_trouble {
+        out.push(boot_fail("(kernel warning)", t.clone()));
+    }
     for e in &log.rig_errors {
         out.push(boot_fail("(rig error)", e.clone()));
     }

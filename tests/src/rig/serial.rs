@@ -69,6 +69,9 @@ pub struct BootLog {
     pub done: Option<(u32, u32)>,
     /// The first kernel panic line, if the guest panicked.
     pub panic: Option<String>,
+    /// Kernel warnings/BUGs printed on the console outside any program (during boot, before
+    /// /init quiets the console).
+    pub boot_trouble: Vec<String>,
 }
 
 /// Markers of kernel log lines that mean the kernel itself found a problem (WARN splats and
@@ -233,7 +236,11 @@ pub fn parse_boot_log(text: &str) -> BootLog {
             }
         }
         match state {
-            State::Outside => {}
+            State::Outside => {
+                if line.starts_with('[') && is_kernel_trouble(line) {
+                    log.boot_trouble.push(line.trim().to_string());
+                }
+            }
             State::InDmesg => {
                 if let Some(run) = log.runs.last_mut() {
                     run.dmesg.push(line.to_string());
@@ -354,5 +361,17 @@ mod tests {
             "[   3.3] pcieport 0000:00:04.0: unlocked secondary bus reset"
         ));
         assert_eq!(log.done, Some((1, 0)));
+        assert!(log.boot_trouble.is_empty());
+    }
+
+    #[test]
+    fn kernel_warning_during_boot_is_recorded() {
+        let log = parse_boot_log(
+            "[    0.5] ------------[ cut here ]------------\n\
+             [    0.5] WARNING: CPU: 0 PID: 1 at drivers/iommu/intel/iommu.c:1 x+0x1/0x2\n\
+             === RIG BOOT kernel=7.3.4 uptime=1\n",
+        );
+        assert_eq!(log.boot_trouble.len(), 1);
+        assert!(log.boot_trouble[0].contains("intel/iommu.c"));
     }
 }
