@@ -193,7 +193,9 @@ impl fmt::Display for DeviceError {
             Self::DsaHalted { gensts } => write!(f, "dsa: device halted, GENSTS = {gensts:#010x}"),
             Self::IoatChannel { chanerr, chansts } => write!(
                 f,
-                "ioat: channel error, CHANERR = {chanerr:#010x}, CHANSTS = {chansts:#018x}"
+                "ioat: channel error, CHANERR = {}, CHANSTS = {chansts:#018x} ({})",
+                crate::ioat::ChanErrDisplay(*chanerr),
+                crate::ioat::ChanSts(*chansts)
             ),
             Self::Register {
                 device,
@@ -491,5 +493,372 @@ impl<D: Driver> Drop for CheckedDriver<D> {
             // Best effort on drop; the caller wanting the error calls `remove` itself.
             let _ = d.remove();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::mmio::{IrqKind, PortalError, RegisterIo};
+    use core::cell::{Cell, RefCell};
+    use core::ptr::NonNull;
+    use std::rc::Rc;
+    use std::vec;
+    use std::vec::Vec;
+
+    const LIMITS: Limits = Limits {
+        max_memcpy_size: 4096,
+        max_memcpy_count: 8,
+        msi_vector: 3,
+    };
+
+    /// What the fake driver was asked to do, and how it should answer.
+    #[derive(Default)]
+    struct Script {
+        calls: RefCell<Vec<&'static str>>,
+        fail_init: Cell<bool>,
+        fail_start: Cell<bool>,
+        fail_wait: Cell<bool>,
+        fail_remove: Cell<bool>,
+        device_id: Cell<u16>,
+    }
+
+    #[derive(Clone)]
+    struct FakeFunction(Rc<Script>);
+
+    struct NoBar;
+    impl RegisterIo for NoBar {
+        fn len(&self) -> usize {
+            0
+        }
+        fn read8(&self, _: usize) -> u8 {
+            u8::MAX
+        }
+        fn read16(&self, _: usize) -> u16 {
+            u16::MAX
+        }
+        fn read32(&self, _: usize) -> u32 {
+            u32::MAX
+        }
+        fn read64(&self, _: usize) -> u64 {
+            u64::MAX
+        }
+        fn write8(&self, _: usize, _: u8) {}
+        fn write16(&self, _: usize, _: u16) {}
+        fn write32(&self, _: usize, _: u32) {}
+        fn write64(&self, _: usize, _: u64) {}
+        fn submit64(&self, _: usize, _: &[u8; 64]) -> Result<(), PortalError> {
+            Err(PortalError::Unsupported)
+        }
+    }
+
+    impl PciFunction for FakeFunction {
+        type Bar = NoBar;
+        fn bar(&self, index: u8) -> Result<NoBar, FunctionError> {
+            Err(FunctionError::NoSuchBar(index))
+        }
+        fn config_read8(&self, _: u16) -> Result<u8, FunctionError> {
+            Ok(0)
+        }
+        fn config_read16(&self, offset: u16) -> Result<u16, FunctionError> {
+            match offset {
+                crate::pci::VENDOR_ID => Ok(0xabcd),
+                crate::pci::DEVICE_ID => Ok(self.0.device_id.get()),
+                _ => Ok(0),
+            }
+        }
+        fn config_read32(&self, _: u16) -> Result<u32, FunctionError> {
+            Ok(0)
+        }
+        fn config_write8(&self, _: u16, _: u8) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn config_write16(&self, _: u16, _: u16) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn config_write32(&self, _: u16, _: u32) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn irq_enable(&self, _: IrqKind, _: u32, _: u32) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn irq_disable(&self, _: IrqKind) -> Result<(), FunctionError> {
+            Ok(())
+        }
+        fn reset(&self) -> Result<(), FunctionError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Clone)]
+    struct FakeClock;
+    impl Clock for FakeClock {
+        fn now_ns(&self) -> u64 {
+            0
+        }
+    }
+
+    const FAKE_FAULT: DriverError = DriverError::Device(DeviceError::Register {
+        device: "fake",
+        register: "STATUS",
+        value: 0xbad,
+    });
+
+    struct FakeDriver(FakeFunction);
+
+    impl FakeDriver {
+        fn call(&self, name: &'static str, fail: &Cell<bool>) -> Result<(), DriverError> {
+            self.0 .0.calls.borrow_mut().push(name);
+            if fail.get() {
+                Err(FAKE_FAULT)
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Driver for FakeDriver {
+        type Function = FakeFunction;
+        type Clock = FakeClock;
+
+        fn probe(function: &FakeFunction) -> Option<Match> {
+            (function.0.device_id.get() == 0x1234).then_some(Match {
+                name: "fake",
+                vendor: 0xabcd,
+                device: 0x1234,
+                region_size: 64,
+            })
+        }
+        fn init(function: FakeFunction, _: FakeClock, _: DmaRegion) -> Result<Self, DriverError> {
+            let d = FakeDriver(function);
+            d.call("init", &d.0 .0.fail_init)?;
+            Ok(d)
+        }
+        fn remove(self) -> Result<(), DriverError> {
+            self.call("remove", &self.0 .0.fail_remove)
+        }
+        fn limits(&self) -> Limits {
+            LIMITS
+        }
+        fn memcpy_start(&mut self, _: u64, _: u64, _: u64, _: u64) -> Result<(), DriverError> {
+            self.call("memcpy_start", &self.0 .0.fail_start)
+        }
+        fn memcpy_wait(&mut self, _: u64) -> Result<(), DriverError> {
+            self.call("memcpy_wait", &self.0 .0.fail_wait)
+        }
+        fn send_msi(&mut self) -> Result<(), DriverError> {
+            self.call("send_msi", &Cell::new(false))
+        }
+    }
+
+    struct Harness {
+        script: Rc<Script>,
+        _buf: Vec<u64>,
+        region: DmaRegion,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let script = Rc::new(Script::default());
+            script.device_id.set(0x1234);
+            let mut buf = vec![0u64; 16];
+            let ptr = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
+            // SAFETY: `buf` lives in the harness for as long as the region is used.
+            let region = unsafe { DmaRegion::new(0x1000, ptr, 128) };
+            Self {
+                script,
+                _buf: buf,
+                region,
+            }
+        }
+        fn checked(&self) -> CheckedDriver<FakeDriver> {
+            CheckedDriver::new(
+                FakeFunction(Rc::clone(&self.script)),
+                FakeClock,
+                self.region,
+            )
+            .unwrap()
+        }
+        fn calls(&self) -> Vec<&'static str> {
+            self.script.calls.borrow().clone()
+        }
+    }
+
+    fn out_of_order(op: &'static str, state: DriverState) -> DriverError {
+        DriverError::OutOfOrder { op, state }
+    }
+
+    #[test]
+    fn new_refuses_unknown_devices_and_small_regions() {
+        let h = Harness::new();
+        h.script.device_id.set(0x5678);
+        let e = CheckedDriver::<FakeDriver>::new(
+            FakeFunction(Rc::clone(&h.script)),
+            FakeClock,
+            h.region,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            DriverError::NoMatch {
+                vendor: 0xabcd,
+                device: 0x5678
+            }
+        );
+        h.script.device_id.set(0x1234);
+        let small = h.region.subregion(0, 32).unwrap();
+        let e =
+            CheckedDriver::<FakeDriver>::new(FakeFunction(Rc::clone(&h.script)), FakeClock, small)
+                .unwrap_err();
+        assert_eq!(e, DriverError::RegionTooSmall { need: 64, have: 32 });
+        assert!(h.calls().is_empty(), "new only probes");
+    }
+
+    #[test]
+    fn everything_but_init_is_refused_before_init() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        let u = DriverState::Uninitialized;
+        assert_eq!(d.state(), u);
+        assert_eq!(d.remove(), Err(out_of_order("remove", u)));
+        assert_eq!(d.limits(), Err(out_of_order("limits", u)));
+        assert_eq!(
+            d.memcpy_start(0, 0, 1, 1),
+            Err(out_of_order("memcpy_start", u))
+        );
+        assert_eq!(d.memcpy_wait(1), Err(out_of_order("memcpy_wait", u)));
+        assert_eq!(d.memcpy(0, 0, 1, 1), Err(out_of_order("memcpy_start", u)));
+        assert_eq!(d.send_msi(), Err(out_of_order("send_msi", u)));
+        assert!(h.calls().is_empty(), "no refused call reached the driver");
+    }
+
+    #[test]
+    fn ready_refuses_init_and_wait() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        assert_eq!(d.init(), Ok(LIMITS));
+        let r = DriverState::Ready;
+        assert_eq!(d.state(), r);
+        assert_eq!(d.init(), Err(out_of_order("init", r)));
+        assert_eq!(d.memcpy_wait(1), Err(out_of_order("memcpy_wait", r)));
+        assert_eq!(d.limits(), Ok(LIMITS));
+        d.send_msi().unwrap();
+        assert_eq!(h.calls(), ["init", "send_msi"]);
+    }
+
+    #[test]
+    fn busy_refuses_everything_but_wait() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        d.init().unwrap();
+        d.memcpy_start(0x10, 0x20, 64, 2).unwrap();
+        let b = DriverState::Busy;
+        assert_eq!(d.state(), b);
+        assert_eq!(d.init(), Err(out_of_order("init", b)));
+        assert_eq!(d.remove(), Err(out_of_order("remove", b)));
+        assert_eq!(
+            d.memcpy_start(0, 0, 1, 1),
+            Err(out_of_order("memcpy_start", b))
+        );
+        assert_eq!(d.memcpy(0, 0, 1, 1), Err(out_of_order("memcpy_start", b)));
+        assert_eq!(d.send_msi(), Err(out_of_order("send_msi", b)));
+        // limits() is a query, not an operation on the device: allowed while busy.
+        assert_eq!(d.limits(), Ok(LIMITS));
+        d.memcpy_wait(1).unwrap();
+        assert_eq!(d.state(), DriverState::Ready);
+        assert_eq!(h.calls(), ["init", "memcpy_start", "memcpy_wait"]);
+    }
+
+    #[test]
+    fn limits_are_enforced_before_the_driver_sees_the_call() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        d.init().unwrap();
+        for (size, count) in [(4097, 1), (64, 9), (64, 0), (u64::MAX, u64::MAX)] {
+            assert_eq!(
+                d.memcpy_start(0, 0, size, count),
+                Err(DriverError::BeyondLimits {
+                    size,
+                    count,
+                    limits: LIMITS
+                })
+            );
+            assert_eq!(d.state(), DriverState::Ready);
+        }
+        assert_eq!(h.calls(), ["init"]);
+        d.memcpy_start(0, 0, 4096, 8).unwrap();
+        d.memcpy_wait(1).unwrap();
+    }
+
+    #[test]
+    fn wait_error_returns_to_ready() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        d.init().unwrap();
+        h.script.fail_wait.set(true);
+        assert_eq!(d.memcpy(1, 2, 3, 4), Err(FAKE_FAULT));
+        assert_eq!(d.state(), DriverState::Ready);
+        h.script.fail_wait.set(false);
+        d.memcpy(1, 2, 3, 4).unwrap();
+        d.send_msi().unwrap();
+    }
+
+    #[test]
+    fn failed_start_stays_ready_and_failed_init_stays_uninitialized() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        h.script.fail_init.set(true);
+        assert_eq!(d.init(), Err(FAKE_FAULT));
+        assert_eq!(d.state(), DriverState::Uninitialized);
+        h.script.fail_init.set(false);
+        d.init().unwrap();
+        h.script.fail_start.set(true);
+        assert_eq!(d.memcpy_start(0, 0, 8, 1), Err(FAKE_FAULT));
+        assert_eq!(d.state(), DriverState::Ready);
+        assert_eq!(
+            d.memcpy_wait(1),
+            Err(out_of_order("memcpy_wait", DriverState::Ready))
+        );
+    }
+
+    #[test]
+    fn failed_remove_still_releases_the_driver() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        d.init().unwrap();
+        h.script.fail_remove.set(true);
+        assert_eq!(d.remove(), Err(FAKE_FAULT));
+        assert_eq!(d.state(), DriverState::Uninitialized);
+        h.script.fail_remove.set(false);
+        d.init().unwrap();
+        d.remove().unwrap();
+        assert_eq!(h.calls(), ["init", "remove", "init", "remove"]);
+    }
+
+    #[test]
+    fn drop_removes_an_initialised_driver_only() {
+        let h = Harness::new();
+        drop(h.checked());
+        assert!(h.calls().is_empty(), "never initialised: nothing to remove");
+        let mut d = h.checked();
+        d.init().unwrap();
+        drop(d);
+        assert_eq!(h.calls(), ["init", "remove"]);
+        let mut d = h.checked();
+        d.init().unwrap();
+        d.memcpy_start(0, 0, 8, 1).unwrap();
+        drop(d);
+        assert_eq!(
+            h.calls(),
+            ["init", "remove", "init", "memcpy_start", "remove"],
+            "a busy driver is removed on drop too"
+        );
+        let mut d = h.checked();
+        d.init().unwrap();
+        d.remove().unwrap();
+        drop(d);
+        assert_eq!(h.calls().iter().filter(|c| **c == "remove").count(), 3);
     }
 }

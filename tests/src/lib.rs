@@ -4,4 +4,8 @@
 //! QEMU rig.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+pub mod bench;
+pub mod harness;
+pub mod programs;
 pub mod rig;

@@ -1,0 +1,3 @@
+//! Benchmarks behind `passthru bench`.
+
+pub mod map;
