@@ -34,11 +34,14 @@ pub struct RigOptions {
     /// `--kernel-src DIR`: merge the rig's fragment into DIR's config, build it, test it.
     pub kernel_src: Option<PathBuf>,
     /// Wall-clock limit of one QEMU boot; `None`: the sum of the plan's per-program limits
-    /// plus two minutes.
+    /// plus two minutes, at most 30 minutes.
     pub boot_timeout: Option<Duration>,
     /// Where logs, plans and initramfs images go (default `<target dir>/rig`).
     pub out_dir: Option<PathBuf>,
 }
+
+/// Upper bound of the default boot timeout (a full cached matrix boot takes ~30-40 s).
+const MAX_DEFAULT_BOOT_SECS: u64 = 1800;
 
 /// A guest kernel to test.
 #[derive(Debug, Clone)]
@@ -321,7 +324,8 @@ fn boot(
         boot.variant()
     ));
     let timeout = opts.boot_timeout.unwrap_or_else(|| {
-        Duration::from_secs(120 + entries.iter().map(|e| u64::from(e.timeout_s)).sum::<u64>())
+        let sum: u64 = entries.iter().map(|e| u64::from(e.timeout_s)).sum();
+        Duration::from_secs((120 + sum).min(MAX_DEFAULT_BOOT_SECS))
     });
     let log_file = fs::File::create(&log_path).map_err(io_err(&log_path))?;
     let err_file = fs::File::create(&err_path).map_err(io_err(&err_path))?;

@@ -98,7 +98,7 @@ impl Entry {
         Self {
             program: program.to_string(),
             label: label.to_string(),
-            timeout_s: 600,
+            timeout_s: 300,
             env: Vec::new(),
             args,
         }
