@@ -8,4 +8,5 @@
 pub mod bench;
 pub mod harness;
 pub mod programs;
+pub mod rig;
 pub mod suite;

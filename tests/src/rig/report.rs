@@ -1,0 +1,544 @@
+//! Turning parsed serial logs into verdicts, and verdicts into the result table.
+//!
+//! Rules (each a way a run can fail even though QEMU exited 0):
+//! * a guest panic, a missing `=== RIG DONE` line, a host-side timeout or a `=== RIG ERROR`
+//!   fails the boot;
+//! * a program without its `=== END` marker fails (the guest stopped inside it);
+//! * a program killed by the guest-side timeout, or exiting with a code other than 0 or 4
+//!   without reporting a failing test, fails;
+//! * fewer KTAP results than its plan announced fails;
+//! * a kernel warning/BUG/oops logged while a program ran fails that program;
+//! * a program that prints no KTAP is judged by its exit code (0 pass, 4 skip, else fail).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::plan::mode_of;
+use super::serial::{is_kernel_trouble, BootLog, Outcome, ProgramRun};
+
+/// One judged test case (or a synthetic one for a program or boot problem).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Kernel label (its version).
+    pub kernel: String,
+    /// Program name, or `(boot normal)` / `(boot 1g)` for boot-level problems.
+    pub program: String,
+    /// IOMMU mode from the test name, or `-`.
+    pub mode: String,
+    /// Device label.
+    pub device: String,
+    /// Test name (`fixture.variant.test`) or a synthetic name.
+    pub name: String,
+    /// Pass, fail or skip.
+    pub outcome: Outcome,
+    /// Skip reason or failure explanation.
+    pub reason: Option<String>,
+}
+
+/// How the host saw the QEMU process end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HostOutcome {
+    /// The wall-clock timeout killed QEMU.
+    pub timed_out: bool,
+    /// QEMU's exit code (`None` if killed by a signal or never started).
+    pub qemu_status: Option<i32>,
+}
+
+const KILLED_BY_TIMEOUT: i32 = 137;
+const NOT_IN_INITRAMFS: i32 = 127;
+
+fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
+    let synth = |name: &str, outcome: Outcome, reason: String| Verdict {
+        kernel: kernel.to_string(),
+        program: run.program.clone(),
+        mode: "-".into(),
+        device: run.label.clone(),
+        name: name.to_string(),
+        outcome,
+        reason: Some(reason),
+    };
+    for r in &run.results {
+        out.push(Verdict {
+            kernel: kernel.to_string(),
+            program: run.program.clone(),
+            mode: mode_of(&r.name).to_string(),
+            device: run.label.clone(),
+            name: r.name.clone(),
+            outcome: r.outcome,
+            reason: r.reason.clone(),
+        });
+    }
+    let failed_test = run.results.iter().any(|r| r.outcome == Outcome::Fail);
+    let last_diag = run
+        .last_diagnostic
+        .clone()
+        .or_else(|| run.last_output.clone())
+        .unwrap_or_else(|| "(no output)".into());
+    match run.rc {
+        None => out.push(synth(
+            "(no END marker)",
+            Outcome::Fail,
+            format!(
+                "the guest stopped while {} was running (panic, hang or timeout)",
+                run.program
+            ),
+        )),
+        Some(KILLED_BY_TIMEOUT) => out.push(synth(
+            "(timeout)",
+            Outcome::Fail,
+            format!("killed by the guest-side timeout; last output: {last_diag}"),
+        )),
+        Some(NOT_IN_INITRAMFS) => out.push(synth(
+            "(not in initramfs)",
+            Outcome::Fail,
+            "the program is missing from the initramfs".into(),
+        )),
+        Some(rc) if rc != 0 && rc != 4 && !failed_test => out.push(synth(
+            "(exit status)",
+            Outcome::Fail,
+            format!("exit code {rc} without a failing test; last output: {last_diag}"),
+        )),
+        _ => {}
+    }
+    if let (Some(plan), Some(rc)) = (run.plan, run.rc) {
+        if run.results.len() < plan && rc != KILLED_BY_TIMEOUT {
+            out.push(synth(
+                "(missing results)",
+                Outcome::Fail,
+                format!(
+                    "plan announced {plan} tests, {} reported",
+                    run.results.len()
+                ),
+            ));
+        }
+    }
+    if run.results.is_empty() && run.plan.is_none_or(|p| p == 0) {
+        match run.rc {
+            Some(0) => out.push(synth(
+                "(exit status)",
+                Outcome::Pass,
+                "exit code 0 (no KTAP results)".into(),
+            )),
+            Some(4) => out.push(synth(
+                "(whole program)",
+                Outcome::Skip,
+                run.skip_all
+                    .clone()
+                    .unwrap_or_else(|| format!("exit code 4: {last_diag}")),
+            )),
+            _ => {}
+        }
+    }
+    for line in run.dmesg.iter().filter(|l| is_kernel_trouble(l)) {
+        out.push(synth(
+            "(kernel warning)",
+            Outcome::Fail,
+            format!("kernel log while it ran: {}", line.trim()),
+        ));
+    }
+}
+
+/// Judges one boot's log. `boot` names the boot (`normal`, `1g`).
+pub fn judge_boot(kernel: &str, boot: &str, log: &BootLog, host: HostOutcome) -> Vec<Verdict> {
+    let mut out = Vec::new();
+    for run in &log.runs {
+        program_verdicts(kernel, run, &mut out);
+    }
+    let boot_fail = |name: &str, reason: String| Verdict {
+        kernel: kernel.to_string(),
+        program: format!("(boot {boot})"),
+        mode: "-".into(),
+        device: "-".into(),
+        name: name.to_string(),
+        outcome: Outcome::Fail,
+        reason: Some(reason),
+    };
+    if let Some(panic) = &log.panic {
+        out.push(boot_fail("(guest panic)", panic.clone()));
+    }
+    if host.timed_out {
+        out.push(boot_fail(
+            "(host timeout)",
+            "QEMU was stopped by the wall-clock timeout (or killed by a signal)".into(),
+        ));
+    } else if let Some(status) = host.qemu_status.filter(|s| *s != 0) {
+        out.push(boot_fail(
+            "(qemu exit)",
+            format!("QEMU exited with {status}"),
+        ));
+    }
+    if log.done.is_none() {
+        out.push(boot_fail(
+            "(no RIG DONE)",
+            "the guest never printed its final result line".into(),
+        ));
+    }
+    for t in &log.boot_trouble {
+        out.push(boot_fail("(kernel warning)", t.clone()));
+    }
+    for e in &log.rig_errors {
+        out.push(boot_fail("(rig error)", e.clone()));
+    }
+    out
+}
+
+/// A verdict for a known program that was not built in this tree.
+pub fn not_built(kernel: &str, program: &str) -> Verdict {
+    Verdict {
+        kernel: kernel.to_string(),
+        program: program.to_string(),
+        mode: "-".into(),
+        device: "-".into(),
+        name: "(not built)".into(),
+        outcome: Outcome::Skip,
+        reason: Some("no such binary in the passthru crate yet".into()),
+    }
+}
+
+/// Counts per outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Passed.
+    pub pass: usize,
+    /// Failed.
+    pub fail: usize,
+    /// Skipped.
+    pub skip: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Pass => self.pass += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Skip => self.skip += 1,
+        }
+    }
+}
+
+/// Totals over all verdicts.
+pub fn totals(verdicts: &[Verdict]) -> Counts {
+    let mut c = Counts::default();
+    for v in verdicts {
+        c.add(v.outcome);
+    }
+    c
+}
+
+/// Renders the kernel × program × mode × device table, then every skip with its reason, every
+/// failure, and a final `RESULT:` line.
+pub fn render(verdicts: &[Verdict]) -> String {
+    type Key = (String, String, String, String);
+    let mut order: Vec<Key> = Vec::new();
+    let mut rows: BTreeMap<Key, Counts> = BTreeMap::new();
+    for v in verdicts {
+        let key = (
+            v.kernel.clone(),
+            v.program.clone(),
+            v.mode.clone(),
+            v.device.clone(),
+        );
+        if !rows.contains_key(&key) {
+            order.push(key.clone());
+        }
+        rows.entry(key).or_default().add(v.outcome);
+    }
+    let head = ["KERNEL", "PROGRAM", "MODE", "DEVICE"];
+    let mut w = head.map(str::len);
+    for (k, p, m, d) in &order {
+        for (i, s) in [k, p, m, d].iter().enumerate() {
+            w[i] = w[i].max(s.len());
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>4}  {:>4}  {:>4}",
+        head[0],
+        head[1],
+        head[2],
+        head[3],
+        "PASS",
+        "FAIL",
+        "SKIP",
+        w0 = w[0],
+        w1 = w[1],
+        w2 = w[2],
+        w3 = w[3]
+    );
+    for key in &order {
+        let c = rows[key];
+        let _ = writeln!(
+            out,
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>4}  {:>4}  {:>4}",
+            key.0,
+            key.1,
+            key.2,
+            key.3,
+            c.pass,
+            c.fail,
+            c.skip,
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        );
+    }
+    for (title, want) in [("SKIPPED", Outcome::Skip), ("FAILED", Outcome::Fail)] {
+        let list: Vec<&Verdict> = verdicts.iter().filter(|v| v.outcome == want).collect();
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{title} ({}):", list.len());
+        for v in list {
+            let _ = writeln!(
+                out,
+                "  {} {} [{}] {}: {}",
+                v.kernel,
+                v.program,
+                v.device,
+                v.name,
+                v.reason.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let t = totals(verdicts);
+    let _ = writeln!(
+        out,
+        "\nRESULT: {} pass={} fail={} skip={}",
+        if t.fail == 0 && t.pass > 0 {
+            "PASS"
+        } else {
+            "FAIL"
+        },
+        t.pass,
+        t.fail,
+        t.skip
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rig::serial::parse_boot_log;
+
+    const SANITY: &str = include_str!("testdata/sanity-6.12.log");
+    const PANIC: &str = include_str!("testdata/panic-6.12.log");
+    const PROGRAMS: &str = include_str!("testdata/programs-synthesized.log");
+    const SETUP_LIST: &str = include_str!("testdata/setup-list-7.3.log");
+    /// Real boots of the matrix (6 programs from the `programs` branch, 2026-11-25).
+    const FULL_612: &str = include_str!("testdata/full-matrix-6.12-normal.log");
+    const FULL_73_1G: &str = include_str!("testdata/full-matrix-7.3-1g.log");
+
+    fn judge(text: &str) -> Vec<Verdict> {
+        judge_boot(
+            "6.12.117",
+            "normal",
+            &parse_boot_log(text),
+            HostOutcome::default(),
+        )
+    }
+
+    /// Whether the table has a row with exactly these cells (column widths vary).
+    fn has_row(table: &str, cells: &[&str]) -> bool {
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == cells)
+    }
+
+    #[test]
+    fn recorded_sanity_boot_passes() {
+        let v = judge(SANITY);
+        let t = totals(&v);
+        assert_eq!((t.pass, t.fail, t.skip), (22, 0, 0), "{v:#?}");
+        let table = render(&v);
+        assert!(
+            has_row(
+                &table,
+                &["6.12.117", "rig_sanity", "-", "all", "22", "0", "0"]
+            ),
+            "{table}"
+        );
+        assert!(table.ends_with("RESULT: PASS pass=22 fail=0 skip=0\n"));
+    }
+
+    #[test]
+    fn recorded_boot_with_passthru_setup_and_list() {
+        let log = parse_boot_log(SETUP_LIST);
+        assert_eq!(log.kernel_release.as_deref(), Some("7.3.4"));
+        assert!(log.rig_errors.is_empty());
+        assert_eq!(log.runs.len(), 2);
+        let list = &log.runs[1];
+        assert_eq!((list.program.as_str(), list.rc), ("passthru", Some(0)));
+        // `passthru list` prints a table, not KTAP: judged by its exit code.
+        assert!(list.results.is_empty() && list.plan.is_none());
+        let v = judge_boot("7.3.4", "normal", &log, HostOutcome::default());
+        let table = render(&v);
+        assert!(
+            has_row(&table, &["7.3.4", "rig_sanity", "-", "all", "22", "0", "0"]),
+            "{table}"
+        );
+        assert!(
+            has_row(&table, &["7.3.4", "passthru", "-", "all", "1", "0", "0"]),
+            "{table}"
+        );
+        assert!(table.ends_with("RESULT: PASS pass=23 fail=0 skip=0\n"));
+    }
+
+    #[test]
+    fn recorded_full_matrix_boot_on_6_12() {
+        let log = parse_boot_log(FULL_612);
+        assert_eq!(log.done, Some((12, 0)));
+        assert_eq!(log.runs.len(), 12);
+        assert!(log.runs.iter().all(|r| r.rc == Some(0)));
+        let v = judge_boot("6.12.117", "normal", &log, HostOutcome::default());
+        let table = render(&v);
+        for mode in crate::rig::plan::IOMMU_MODES {
+            assert!(
+                has_row(
+                    &table,
+                    &[
+                        "6.12.117",
+                        "vfio_dma_mapping_mmio_test",
+                        mode,
+                        "e1000e",
+                        "3",
+                        "0",
+                        "0"
+                    ]
+                ),
+                "{mode}: {table}"
+            );
+        }
+        // 6.12 has no VF token on the cdev path: those 9 cases skip, with the reason listed.
+        assert!(has_row(
+            &table,
+            &[
+                "6.12.117",
+                "vfio_pci_sriov_uapi_test",
+                "iommufd",
+                "igb",
+                "0",
+                "0",
+                "9"
+            ]
+        ));
+        assert!(table.contains(
+            "[igb] vfio_pci_sriov_uapi_test.iommufd_null_uuid.override_token: 0000:02:10.0: kernel 6.12 has no VF-token support"
+        ));
+        let t = totals(&v);
+        assert_eq!((t.fail, t.skip), (0, 12), "{table}");
+        assert!(table.ends_with(&format!("RESULT: PASS pass={} fail=0 skip=12\n", t.pass)));
+    }
+
+    #[test]
+    fn recorded_1g_boot_on_7_3_maps_1g_pages_in_every_mode() {
+        let log = parse_boot_log(FULL_73_1G);
+        assert!(log.notes.iter().any(|n| n == "hugepages 2M=32 1G=1"));
+        let v = judge_boot("7.3.4", "1g", &log, HostOutcome::default());
+        let table = render(&v);
+        assert!(
+            has_row(&table, &["7.3.4", "rig_sanity", "-", "all", "23", "0", "0"]),
+            "{table}"
+        );
+        for mode in crate::rig::plan::IOMMU_MODES {
+            assert!(
+                has_row(
+                    &table,
+                    &["7.3.4", "vfio_dma_mapping_test", mode, "edu", "1", "0", "0"]
+                ),
+                "{mode}: {table}"
+            );
+        }
+        assert_eq!(totals(&v).fail, 0);
+    }
+
+    #[test]
+    fn recorded_panic_boot_fails() {
+        let log = parse_boot_log(PANIC);
+        assert!(log
+            .panic
+            .as_deref()
+            .unwrap()
+            .contains("Attempted to kill init"));
+        let v = judge_boot("6.12.117", "normal", &log, HostOutcome::default());
+        let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["(guest panic)", "(no RIG DONE)"]);
+        assert!(render(&v).contains("RESULT: FAIL pass=0 fail=2 skip=0"));
+    }
+
+    #[test]
+    fn truncated_recorded_boot_fails_the_running_program() {
+        // Cut the recorded sanity boot in the middle of its KTAP, as a hang or timeout would.
+        let cut = SANITY.find("ok 12 ").unwrap();
+        let log = parse_boot_log(&SANITY[..cut]);
+        let host = HostOutcome {
+            timed_out: true,
+            qemu_status: None,
+        };
+        let v = judge_boot("6.12.117", "normal", &log, host);
+        let fails: Vec<&str> = v
+            .iter()
+            .filter(|v| v.outcome == Outcome::Fail)
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(
+            fails,
+            ["(no END marker)", "(host timeout)", "(no RIG DONE)"]
+        );
+        assert_eq!(totals(&v).pass, 11);
+    }
+
+    #[test]
+    fn program_log_modes_skips_and_failures() {
+        let v = judge(PROGRAMS);
+        let table = render(&v);
+        // Per-mode rows of a kselftest-style program.
+        let row = |cells: &[&str]| has_row(&table, cells);
+        assert!(
+            row(&[
+                "6.12.117",
+                "vfio_dma_mapping_test",
+                "vfio_type1_iommu",
+                "edu",
+                "2",
+                "0",
+                "1"
+            ]),
+            "{table}"
+        );
+        assert!(row(&[
+            "6.12.117",
+            "vfio_dma_mapping_test",
+            "iommufd",
+            "edu",
+            "1",
+            "1",
+            "0"
+        ]));
+        assert!(table.contains(
+            "[edu] vfio_dma_mapping_test.iommufd_anonymous_hugetlb_2mb.dma_map_unmap: vfio_dma_mapping_test.c:190:dma_map_unmap:Expected 0 (0) == rc (-12)"
+        ));
+        // Every skip reason is listed.
+        assert!(table.contains(
+            "6.12.117 vfio_dma_mapping_test [edu] vfio_dma_mapping_test.vfio_type1_iommu_anonymous_hugetlb_2mb.dma_map_unmap: Not enough hugepages"
+        ));
+        assert!(table
+            .contains("vfio_pci_driver_test [igb] (whole program): No driver found for device"));
+        // Exit code 1 with a reported failure adds nothing; exit 2 without one fails.
+        assert!(table.contains("vfio_iommufd_setup_test [edu] (exit status): exit code 2"));
+        assert!(
+            table.contains("(kernel warning): kernel log while it ran: [   12.1] WARNING: CPU: 0")
+        );
+        assert!(table.contains(
+            "vfio_pci_device_test [e1000e] (missing results): plan announced 3 tests, 2 reported"
+        ));
+        // A program without KTAP is judged by its exit code.
+        assert!(row(&["6.12.117", "passthru", "-", "all", "1", "0", "0"]));
+        assert!(
+            table.ends_with("RESULT: FAIL pass=7 fail=4 skip=2\n"),
+            "{table}"
+        );
+    }
+}
