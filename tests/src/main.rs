@@ -369,11 +369,10 @@ fn cmd_test(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
     let qemu = args.iter().any(|a| a == "--qemu");
     let rest: Vec<String> = args.iter().filter(|a| *a != "--qemu").cloned().collect();
     if qemu {
-        let _ = writeln!(
-            err,
-            "passthru: test --qemu: the QEMU rig is not part of this build yet; nothing run"
-        );
-        return KSFT_SKIP;
+        return match passthru::rig::RigOptions::parse(&rest) {
+            Ok(opts) => passthru::rig::run_rig(opts),
+            Err(e) => one_line_error(err, format!("test --qemu: {e}")),
+        };
     }
     let opts = match harness::Options::parse(&rest) {
         Ok(o) => o,

@@ -40,6 +40,52 @@ pub struct RigOptions {
     pub out_dir: Option<PathBuf>,
 }
 
+impl RigOptions {
+    /// Parse the options of `passthru test --qemu`: `--kernel BZIMAGE`, `--kernel-config
+    /// CONFIG`, `--kernel-src DIR`, `--timeout SECS` (one boot's wall-clock limit), `--out-dir
+    /// DIR`. The error is a one-line message.
+    pub fn parse(args: &[String]) -> Result<Self, String> {
+        let mut opts = RigOptions::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{a} needs a value"))
+            };
+            match a.as_str() {
+                "--kernel" => opts.kernel = Some(PathBuf::from(value()?)),
+                "--kernel-config" => opts.kernel_config = Some(PathBuf::from(value()?)),
+                "--kernel-src" => opts.kernel_src = Some(PathBuf::from(value()?)),
+                "--out-dir" => opts.out_dir = Some(PathBuf::from(value()?)),
+                "--timeout" => {
+                    let v = value()?;
+                    let secs: u64 = v
+                        .parse()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .ok_or_else(|| format!("--timeout needs a positive number of seconds, not `{v}`"))?;
+                    opts.boot_timeout = Some(Duration::from_secs(secs));
+                }
+                other => {
+                    return Err(format!(
+                        "unknown option `{other}` (--kernel, --kernel-config, --kernel-src, --timeout, --out-dir)"
+                    ))
+                }
+            }
+        }
+        if opts.kernel_config.is_some() && opts.kernel.is_none() {
+            return Err(
+                "--kernel-config checks the config of a --kernel; give --kernel too".into(),
+            );
+        }
+        if opts.kernel.is_some() && opts.kernel_src.is_some() {
+            return Err("give either --kernel or --kernel-src, not both".into());
+        }
+        Ok(opts)
+    }
+}
+
 /// Upper bound of the default boot timeout (a full cached matrix boot takes ~30-40 s).
 const MAX_DEFAULT_BOOT_SECS: u64 = 1800;
 
@@ -442,6 +488,37 @@ pub fn run_rig(opts: RigOptions) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn qemu_options_parse_and_reject_bad_input() {
+        let o = RigOptions::parse(&strings(&[
+            "--kernel",
+            "/k/bzImage",
+            "--kernel-config",
+            "/k/.config",
+            "--timeout",
+            "90",
+        ]))
+        .unwrap();
+        assert_eq!(o.kernel.as_deref(), Some(Path::new("/k/bzImage")));
+        assert_eq!(o.kernel_config.as_deref(), Some(Path::new("/k/.config")));
+        assert_eq!(o.boot_timeout, Some(Duration::from_secs(90)));
+        assert!(RigOptions::parse(&[]).unwrap().kernel.is_none());
+        let e = RigOptions::parse(&strings(&["--kernel"])).unwrap_err();
+        assert!(e.contains("--kernel needs a value"), "{e}");
+        let e = RigOptions::parse(&strings(&["--timeout", "0"])).unwrap_err();
+        assert!(e.contains("positive"), "{e}");
+        let e = RigOptions::parse(&strings(&["--kernel-config", "x"])).unwrap_err();
+        assert!(e.contains("give --kernel too"), "{e}");
+        let e = RigOptions::parse(&strings(&["--kernel", "a", "--kernel-src", "b"])).unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let e = RigOptions::parse(&strings(&["--bogus"])).unwrap_err();
+        assert!(e.contains("unknown option `--bogus`"), "{e}");
+    }
 
     #[test]
     fn cargo_json_executables() {
