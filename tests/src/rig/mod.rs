@@ -74,11 +74,6 @@ impl RigOptions {
                 }
             }
         }
-        if opts.kernel_config.is_some() && opts.kernel.is_none() {
-            return Err(
-                "--kernel-config checks the config of a --kernel; give --kernel too".into(),
-            );
-        }
         if opts.kernel.is_some() && opts.kernel_src.is_some() {
             return Err("give either --kernel or --kernel-src, not both".into());
         }
