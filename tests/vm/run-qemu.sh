@@ -7,9 +7,10 @@
 #     normal: -m 2G                                  (everything except 1G hugetlb variants)
 #     1g:     -m 4G + hugepagesz=1G hugepages=1      (1G hugetlb variants)
 # Environment: TIMEOUT (wall-clock seconds, default 900; exit 124 when hit, 137 if QEMU
-# ignored SIGTERM), ACCEL (tcg; on a
-# host with real VMX/SVM: ACCEL=kvm CPU=host), CPU (max), APPEND (extra kernel parameters),
-# QEMU (binary).
+# ignored SIGTERM), ACCEL (default: kvm with CPU=host when /dev/kvm is usable and the host CPU
+# has real VMX/SVM, else tcg with CPU=max; a paravirtual KVM such as PVM, which has neither flag
+# and cannot boot a normal kernel at a usable speed, gets tcg), CPU, APPEND (extra kernel
+# parameters), QEMU (binary).
 #
 # Topology (BDFs as the guest sees them; tests/src/rig/plan.rs must agree):
 #   0000:00:03.0  edu (1234:11e8), root bus, no reset
@@ -24,8 +25,13 @@ normal) mem=2G; vappend= ;;
 1g)     mem=4G; vappend="hugepagesz=1G hugepages=1" ;;
 *) echo "run-qemu.sh: unknown variant '$variant'" >&2; exit 2 ;;
 esac
-accel=${ACCEL:-tcg}
-cpu=${CPU:-max}
+if [ -z "${ACCEL:-}" ] && [ -r /dev/kvm ] && [ -w /dev/kvm ] \
+        && grep -qwE 'vmx|svm' /proc/cpuinfo 2>/dev/null; then
+    accel=kvm; cpu=${CPU:-host}
+else
+    accel=${ACCEL:-tcg}; cpu=${CPU:-max}
+fi
+echo "run-qemu.sh: -accel $accel -cpu $cpu" >&2
 # edu's default DMA mask is 28 bits: wider IOVAs would be silently truncated.
 edu="edu,dma_mask=0xffffffffffffffff"
 
