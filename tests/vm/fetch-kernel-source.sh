@@ -64,15 +64,34 @@ offline() {
 
 case "$which" in
 lts)
+    set --   # apt options for download_and_extract: none unless the private state below is used
     apt-get update >&2 || log "apt-get update failed; using the lists already present"
     ver=$(apt-cache policy linux-source-6.12 | awk '/Candidate:/ {print $2}')
     if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
-        log "no linux-source-6.12 candidate (is bookworm-security in the apt sources?)"
-        offline 'linux-source-6.12_*.tar.xz' linux-source-6.12
+        # The system's sources lack bookworm-security: use a private apt state that has it.
+        log "no linux-source-6.12 in the system's apt sources; trying bookworm-security privately"
+        state=$cache/apt-lts
+        mkdir -p "$state/sources" "$state/lists/partial" "$state/cache/archives/partial"
+        cat > "$state/sources/lts.sources" <<SRC
+Types: deb
+URIs: ${PASSTHRU_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+        set -- -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts="$state/sources" \
+            -o Dir::State::Lists="$state/lists" -o Dir::Cache="$state/cache" \
+            -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$state/sources"
+        apt-get "$@" update >&2 || log "apt-get update (bookworm-security) failed"
+        ver=$(apt-cache "$@" policy linux-source-6.12 | awk '/Candidate:/ {print $2}')
+        if [ -z "$ver" ] || [ "$ver" = "(none)" ]; then
+            log "no linux-source-6.12 candidate in bookworm-security either"
+            offline 'linux-source-6.12_*.tar.xz' linux-source-6.12
+        fi
     fi
     cached=$(ls "$srcdir"/linux-source-6.12_"$ver".tar.xz 2>/dev/null || true)
     if [ -n "$cached" ]; then log "cached linux-source-6.12 $ver"; echo "$cached"; exit 0; fi
-    download_and_extract linux-source-6.12 || offline 'linux-source-6.12_*.tar.xz' linux-source-6.12
+    download_and_extract linux-source-6.12 "$@" || offline 'linux-source-6.12_*.tar.xz' linux-source-6.12
     ;;
 newest)
     state=$cache/apt-newer
