@@ -184,6 +184,7 @@ const DATA_LEN: usize = 1 << 16;
 
 struct DsaRig {
     log: Log,
+    model: Arc<DsaModel>,
     region: Arc<HostMemory>,
     data: Arc<HostMemory>,
     drv: Dsa<Rec<ModelFunction<DsaModel>>, StdClock>,
@@ -209,6 +210,7 @@ fn dsa_rig() -> (DsaRig, Vec<Ev>) {
     (
         DsaRig {
             log,
+            model,
             region,
             data,
             drv,
@@ -403,6 +405,47 @@ fn dsa_batch_descriptor_fields() {
     records.sort_unstable();
     records.dedup();
     assert_eq!(records.len(), 3, "each batch has its own record");
+}
+
+/// A copy that never completes: after the timeout the driver abandons WQ 0 with ABORT_WQ,
+/// whose operand is a WQ bitmap (bits 15:0) plus block (19:16), not a plain index (§A.8):
+/// CMD = 9 << 20 | 1 = 0x00900001. The wait first reads the record, never a register write.
+#[test]
+fn dsa_timeout_aborts_wq_with_bitmap_operand() {
+    let (mut rig, _) = dsa_rig();
+    rig.model.set_stuck(true);
+    rig.drv
+        .memcpy_start(DATA_IOVA, DATA_IOVA + 4096, 64, 1)
+        .unwrap();
+    take(&rig.log);
+    assert!(rig.drv.memcpy_wait(2_000_000).is_err());
+    let w = writes(&take(&rig.log));
+    let cmds: Vec<_> = w
+        .iter()
+        .filter_map(|e| match e {
+            Ev::W(0, 0xA0, 4, v) => Some(*v),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cmds.first(), Some(&0x0090_0001), "{w:?}");
+    rig.model.set_stuck(false);
+}
+
+/// SWERR (0xC0) is read as 64-bit qwords and acknowledged by writing 1s to its RW1C bits 1:0
+/// (Valid, Overflow) of qword 0, a 64-bit write (§A.5 SWERR).
+#[test]
+fn dsa_swerr_is_acknowledged_at_0xc0() {
+    let (mut rig, _) = dsa_rig();
+    // Valid (bit 0), error code 0x52 (bits 15:8).
+    rig.model
+        .inject_swerr(passthru_core::idxd::SwErr([0x5201, 0, 0, 0]));
+    rig.model.set_stuck(true);
+    rig.drv
+        .memcpy_start(DATA_IOVA, DATA_IOVA + 4096, 64, 1)
+        .unwrap();
+    let w = writes(&take(&rig.log));
+    assert!(w.contains(&Ev::W(0, 0xC0, 8, 0x3)), "{w:?}");
+    rig.model.set_stuck(false);
 }
 
 // ---------------------------------------------------------------------------------------------
