@@ -20,8 +20,8 @@
 //! * every batch has its own completion record (written only on error, except the last one), so
 //!   an early failing batch cannot be hidden by a later success;
 //! * `send_msi` is a NOOP with RCI and interrupt handle 1 (no memory traffic at all);
-//! * the group flags get the documented default traffic classes (TC-A = TC-B = 1 for VERSION ≤
-//!   0x200, else TC-B = 1), as Linux writes them.
+//! * the group flags get Linux's defaults: traffic classes TC-A = TC-B = 1 for VERSION ≤ 0x200
+//!   (else TC-B = 1) and read buffers allowed = GRPCAP.total_rdbufs (see [`group_flags`]).
 //!
 //! Device ids: 8086:0b25 (Sapphire Rapids, as upstream) and the newer DSA ids 8086:11fb
 //! (Granite Rapids-D) and 8086:1212 (Diamond Rapids). Nothing this driver touches differs on
@@ -332,11 +332,7 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
                 bar.write32(base, 0);
             }
         }
-        let flags = if caps.version.default_tc_is_1_1() {
-            GroupFlags::DEFAULT_V1
-        } else {
-            GroupFlags(0).with_tc_b(1)
-        };
+        let flags = group_flags(caps.version, caps.grpcap);
         let grp_base = caps.tables.grpcfg_offset();
         for g in 0..usize::from(caps.grpcap.num_groups()) {
             let base = grp_base + g * GRPCFG_STRIDE;
@@ -352,6 +348,20 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         }
         Ok(())
     }
+}
+
+/// GRPFLGCFG of group 0: Linux's defaults. Traffic classes TC-A = TC-B = 1 for VERSION ≤ 0x200
+/// (else TC-B = 1), and read buffers allowed (bits 27:20) = GRPCAP.total_rdbufs. Zero is not a
+/// valid read-buffers-allowed value (Linux's "Fix default allowed read buffers value in group"
+/// patch; Linux and SPDK both write the total), and the upstream selftest leaves the register at
+/// its reset value instead of writing zero there.
+pub fn group_flags(version: Version, grpcap: GrpCap) -> GroupFlags {
+    let tc = if version.default_tc_is_1_1() {
+        GroupFlags::DEFAULT_V1
+    } else {
+        GroupFlags(0).with_tc_b(1)
+    };
+    tc.with_rdbufs_allowed(grpcap.total_rdbufs())
 }
 
 /// COMMAND |= memory space, bus master, INTx disable.
