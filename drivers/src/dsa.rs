@@ -650,12 +650,13 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             let n = next_batch_len(remaining, self.max_copies_per_batch);
             remaining -= u64::from(n);
             let rec = self.iova(layout::BATCH_RECORDS + b * 32)?;
-            let last = remaining == 0;
-            let d = match (n, last) {
-                (1, true) => MemMove::new(src, dst, len).completion(rec).build(),
-                (1, false) => MemMove::new(src, dst, len).completion_on_error(rec).build(),
-                (_, true) => Batch::new(list, n).completion(rec).build(),
-                (_, false) => Batch::new(list, n).completion_on_error(rec).build(),
+            // Every batch asks for its record: completion order across batches is not
+            // documented (the fact sheet infers in-order completion on one engine), so
+            // `memcpy_wait` waits for each record rather than trusting the last one.
+            let d = if n == 1 {
+                MemMove::new(src, dst, len).completion(rec).build()
+            } else {
+                Batch::new(list, n).completion(rec).build()
             };
             if let Err(e) = self.submit(&d) {
                 // Batches already submitted may still run; abandon them so nothing completes
@@ -733,24 +734,22 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         if n == 0 {
             return Ok(());
         }
-        // One engine, one dedicated WQ: batches complete in order, so the last one's record
-        // (always written) means all are done. Earlier records are written only on error.
-        let last = layout::BATCH_RECORDS + (n as usize - 1) * 32;
-        let last_status = self.wait_record(last, start, timeout_ns)?;
+        // Wait for every batch's record (each one asked for it), so nothing is still running
+        // when this returns; then decode the first failure.
+        let mut failed = None;
         for b in 0..n as usize {
             let off = layout::BATCH_RECORDS + b * 32;
-            let status = if off == last {
-                last_status
-            } else {
-                self.region.read_u8(off)?
-            };
-            if status != 0 && status != CompletionStatus::Success as u8 {
-                // A failed member wrote its own record with the precise cause: prefer it.
-                if self.region.read_u8(layout::COPY_RECORD)? != 0 {
-                    return Err(self.record_error(layout::COPY_RECORD)?.into());
-                }
-                return Err(self.record_error(off)?.into());
+            let status = self.wait_record(off, start, timeout_ns)?;
+            if status != CompletionStatus::Success as u8 && failed.is_none() {
+                failed = Some(off);
             }
+        }
+        if let Some(off) = failed {
+            // A failed member wrote its own record with the precise cause: prefer it.
+            if self.region.read_u8(layout::COPY_RECORD)? != 0 {
+                return Err(self.record_error(layout::COPY_RECORD)?.into());
+            }
+            return Err(self.record_error(off)?.into());
         }
         Ok(())
     }

@@ -384,9 +384,9 @@ fn dsa_batch_descriptor_fields() {
     assert_eq!(counts, [1024, 1024, 2]);
     let mut records = Vec::new();
     for (i, d) in subs.iter().enumerate() {
-        let last = i == subs.len() - 1;
         assert_eq!(u32_at(d, 0), 0x8000_0000);
-        let want = 0x0100_0000 | if last { 0x0C } else { 0x04 };
+        // Every batch requests its record (CRAV | RCR): the driver waits for each one.
+        let want = 0x0100_0000 | 0x0C;
         assert_eq!(u32_at(d, 4), want, "batch {i} opcode/flags");
         assert_eq!(u64_at(d, 8) % 32, 0);
         records.push(u64_at(d, 8));
