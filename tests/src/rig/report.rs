@@ -9,12 +9,19 @@
 //! * fewer KTAP results than its plan announced fails;
 //! * a kernel warning/BUG/oops logged while a program ran fails that program;
 //! * a program that prints no KTAP is judged by its exit code (0 pass, 4 skip, else fail).
+//!
+//! Benchmark runs (`passthru bench ...`) are measurements, not tests: they add no PASS rows.
+//! One that does not finish with exit 0 and at least one measurement is a rig error (exit 4,
+//! everything skipped, is a SKIP); a kernel warning while it ran still fails. Their figures go
+//! to a separate section ([`bench_rows`], [`render_bench`]); a ratio over the target is
+//! flagged there and never fails the run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::plan::mode_of;
-use super::serial::{is_kernel_trouble, BootLog, Outcome, ProgramRun};
+use super::plan::{is_bench, mode_of, DEVICES};
+use super::serial::{is_kernel_trouble, BenchKind, BootLog, Outcome, ProgramRun};
+use crate::bench::map::TARGET_RATIO;
 
 /// One judged test case (or a synthetic one for a program or boot problem).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,11 +145,70 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
     }
 }
 
+/// Verdicts of a benchmark run: nothing when it measured something and exited 0, a rig error
+/// when it did not run to completion, a SKIP when it measured nothing (exit 4); kernel warnings
+/// while it ran fail as for any program.
+fn bench_verdicts(kernel: &str, boot: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
+    let measured = run
+        .bench
+        .iter()
+        .any(|b| !matches!(b.kind, BenchKind::Skip { .. }));
+    let last = run
+        .last_output
+        .clone()
+        .unwrap_or_else(|| "(no output)".into());
+    let what = format!("{} {} [{}]", run.program, run.args, run.label);
+    let problem = match run.rc {
+        Some(0) if measured => None,
+        Some(0) => Some(format!("{what} exited 0 without a measurement")),
+        Some(4) => {
+            out.push(Verdict {
+                kernel: kernel.to_string(),
+                program: run.program.clone(),
+                mode: "-".into(),
+                device: run.label.clone(),
+                name: "(bench skipped)".into(),
+                outcome: Outcome::Skip,
+                reason: Some(format!("{what}: nothing measured; last output: {last}")),
+            });
+            None
+        }
+        None => Some(format!("{what} never finished (no END marker)")),
+        Some(rc) => Some(format!("{what} failed with exit code {rc}; last output: {last}")),
+    };
+    if let Some(reason) = problem {
+        out.push(Verdict {
+            kernel: kernel.to_string(),
+            program: format!("(boot {boot})"),
+            mode: "-".into(),
+            device: run.label.clone(),
+            name: "(rig error)".into(),
+            outcome: Outcome::Fail,
+            reason: Some(format!("benchmark: {reason}")),
+        });
+    }
+    for line in run.dmesg.iter().filter(|l| is_kernel_trouble(l)) {
+        out.push(Verdict {
+            kernel: kernel.to_string(),
+            program: run.program.clone(),
+            mode: "-".into(),
+            device: run.label.clone(),
+            name: "(kernel warning)".into(),
+            outcome: Outcome::Fail,
+            reason: Some(format!("kernel log while it ran: {}", line.trim())),
+        });
+    }
+}
+
 /// Judges one boot's log. `boot` names the boot (`normal`, `1g`).
 pub fn judge_boot(kernel: &str, boot: &str, log: &BootLog, host: HostOutcome) -> Vec<Verdict> {
     let mut out = Vec::new();
     for run in &log.runs {
-        program_verdicts(kernel, run, &mut out);
+        if is_bench(&run.program, &run.args) {
+            bench_verdicts(kernel, boot, run, &mut out);
+        } else {
+            program_verdicts(kernel, run, &mut out);
+        }
     }
     let boot_fail = |name: &str, reason: String| Verdict {
         kernel: kernel.to_string(),
@@ -314,6 +380,171 @@ pub fn render(verdicts: &[Verdict]) -> String {
         t.pass,
         t.fail,
         t.skip
+    );
+    out
+}
+
+/// One benchmark figure of the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRow {
+    /// Kernel label.
+    pub kernel: String,
+    /// Device label (from the topology; the BDF if unknown).
+    pub device: String,
+    /// IOMMU mode.
+    pub mode: String,
+    /// The measurement.
+    pub kind: BenchKind,
+    /// Library figure (pairs/s for map+unmap, µs for open+setup).
+    pub lib: f64,
+    /// Raw-ioctl figure, same unit.
+    pub raw: f64,
+    /// Library time / raw time.
+    pub ratio: f64,
+}
+
+/// The benchmark figures of one boot's log.
+pub fn bench_rows(kernel: &str, log: &BootLog) -> Vec<BenchRow> {
+    let label = |bdf: &str| {
+        DEVICES
+            .iter()
+            .find(|d| d.bdf == bdf)
+            .map_or_else(|| bdf.to_string(), |d| d.label.to_string())
+    };
+    log.runs
+        .iter()
+        .flat_map(|r| &r.bench)
+        .map(|b| BenchRow {
+            kernel: kernel.to_string(),
+            device: label(&b.device),
+            mode: b.mode.clone(),
+            kind: b.kind.clone(),
+            lib: b.lib,
+            raw: b.raw,
+            ratio: b.ratio,
+        })
+        .collect()
+}
+
+/// Left-aligned text table with two-space gaps; columns listed in `right` are right-aligned.
+fn table(head: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let heads: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    for r in std::iter::once(&heads).chain(rows) {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right.contains(&i) {
+                    format!("{c:>w$}", w = w[i])
+                } else {
+                    format!("{c:<w$}", w = w[i])
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+fn ratio_cell(ratio: f64) -> String {
+    if ratio <= TARGET_RATIO {
+        format!("{ratio:.3}x")
+    } else {
+        format!("{ratio:.3}x OVER")
+    }
+}
+
+/// Renders the benchmarks section: kernel × mode × size → map+unmap pairs/s (library, raw,
+/// ratio), kernel × device × mode → open+setup µs, and the skipped measurements. Ratios are
+/// library time / raw time; those over the target are marked `OVER` (a flag, not a failure).
+/// Empty when there are no rows.
+pub fn render_bench(rows: &[BenchRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nBENCHMARKS (passthru bench map under TCG; ratio = library time / raw-ioctl time, \
+         target <= {TARGET_RATIO}x; OVER is flagged, never a failure)\n"
+    );
+    let map: Vec<Vec<String>> = rows
+        .iter()
+        .filter_map(|r| match &r.kind {
+            BenchKind::Map { size } => Some(vec![
+                r.kernel.clone(),
+                r.mode.clone(),
+                size.clone(),
+                r.device.clone(),
+                format!("{:.1}", r.lib),
+                format!("{:.1}", r.raw),
+                ratio_cell(r.ratio),
+            ]),
+            _ => None,
+        })
+        .collect();
+    if !map.is_empty() {
+        out.push_str("map+unmap (pairs/s, best round):\n");
+        out.push_str(&table(
+            &["KERNEL", "MODE", "SIZE", "DEVICE", "LIB", "RAW", "RATIO"],
+            &map,
+            &[4, 5],
+        ));
+    }
+    let open: Vec<Vec<String>> = rows
+        .iter()
+        .filter(|r| r.kind == BenchKind::Open)
+        .map(|r| {
+            vec![
+                r.kernel.clone(),
+                r.device.clone(),
+                r.mode.clone(),
+                format!("{:.1}", r.lib),
+                format!("{:.1}", r.raw),
+                ratio_cell(r.ratio),
+            ]
+        })
+        .collect();
+    if !open.is_empty() {
+        out.push_str("open+setup (us, fastest open):\n");
+        out.push_str(&table(
+            &["KERNEL", "DEVICE", "MODE", "LIB_US", "RAW_US", "RATIO"],
+            &open,
+            &[3, 4],
+        ));
+    }
+    let skips: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match &r.kind {
+            BenchKind::Skip { what, reason } => Some(format!(
+                "  {} {} [{}] {what}: SKIP {reason}",
+                r.kernel, r.mode, r.device
+            )),
+            _ => None,
+        })
+        .collect();
+    if !skips.is_empty() {
+        let _ = writeln!(out, "not measured ({}):", skips.len());
+        for s in skips {
+            let _ = writeln!(out, "{s}");
+        }
+    }
+    let measured = rows
+        .iter()
+        .filter(|r| !matches!(r.kind, BenchKind::Skip { .. }))
+        .count();
+    let over = rows
+        .iter()
+        .filter(|r| !matches!(r.kind, BenchKind::Skip { .. }) && r.ratio > TARGET_RATIO)
+        .count();
+    let _ = writeln!(
+        out,
+        "BENCH: {measured} measurement(s), {over} over the {TARGET_RATIO}x target"
     );
     out
 }
