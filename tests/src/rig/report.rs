@@ -561,6 +561,9 @@ mod tests {
     /// Real boots of the matrix (6 programs from the `programs` branch, 2026-11-25).
     const FULL_612: &str = include_str!("testdata/full-matrix-6.12-normal.log");
     const FULL_73_1G: &str = include_str!("testdata/full-matrix-7.3-1g.log");
+    /// Benchmark runs: measured (one ratio over target), failed, all-skipped with a kernel
+    /// warning, and cut off (no END).
+    const BENCH: &str = include_str!("testdata/bench-synthesized.log");
 
     fn judge(text: &str) -> Vec<Verdict> {
         judge_boot(
@@ -683,6 +686,85 @@ mod tests {
             );
         }
         assert_eq!(totals(&v).fail, 0);
+    }
+
+    #[test]
+    fn benchmark_runs_are_measurements_not_tests() {
+        let log = parse_boot_log(BENCH);
+        let v = judge_boot("7.3.4", "normal", &log, HostOutcome::default());
+        // The edu run measured and exited 0: no verdict at all, even with a ratio over target.
+        assert!(v.iter().all(|v| v.device != "edu" || v.name == "(rig error)"));
+        let names: Vec<(&str, &str, &str)> = v
+            .iter()
+            .map(|v| (v.program.as_str(), v.device.as_str(), v.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("(boot normal)", "igb", "(rig error)"),
+                ("passthru", "e1000e", "(bench skipped)"),
+                ("passthru", "e1000e", "(kernel warning)"),
+                ("(boot normal)", "edu", "(rig error)"),
+                ("(boot normal)", "-", "(no RIG DONE)"),
+            ]
+        );
+        assert!(v[0].reason.as_deref().unwrap().contains(
+            "failed with exit code 1; last output: # FAIL vfio_type1_iommu: open+setup: raw open cdev"
+        ));
+        assert!(v[3].reason.as_deref().unwrap().contains("--size 1g"));
+        assert!(v[3].reason.as_deref().unwrap().contains("never finished"));
+        let t = totals(&v);
+        assert_eq!((t.pass, t.fail, t.skip), (0, 4, 1));
+    }
+
+    #[test]
+    fn benchmark_section_lists_figures_and_flags_ratios() {
+        let log = parse_boot_log(BENCH);
+        let rows = bench_rows("7.3.4", &log);
+        assert_eq!(rows.len(), 6);
+        let text = render_bench(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("BENCHMARKS "), "{text}");
+        assert_eq!(lines[2], "map+unmap (pairs/s, best round):");
+        assert!(has_row(
+            &text,
+            &["KERNEL", "MODE", "SIZE", "DEVICE", "LIB", "RAW", "RATIO"]
+        ));
+        assert!(
+            has_row(
+                &text,
+                &["7.3.4", "iommufd", "4k", "edu", "4110.2", "4420.7", "1.076x", "OVER"]
+            ),
+            "{text}"
+        );
+        assert!(has_row(
+            &text,
+            &["7.3.4", "iommufd", "2m", "edu", "2500.0", "2510.0", "1.004x"]
+        ));
+        // Open+setup per device, labelled from the topology.
+        assert!(has_row(
+            &text,
+            &["7.3.4", "edu", "iommufd", "9120.0", "8950.0", "1.019x"]
+        ));
+        assert!(has_row(
+            &text,
+            &["7.3.4", "igb", "iommufd", "12000.0", "11900.0", "1.008x"]
+        ));
+        assert!(text.contains("not measured (2):\n"));
+        assert!(text.contains(
+            "  7.3.4 vfio_type1_iommu [edu] open+setup: SKIP /dev/vfio/vfio: No such file or directory\n"
+        ));
+        assert!(text.ends_with("BENCH: 4 measurement(s), 1 over the 1.05x target\n"));
+        // Map rows come before open rows, and the numeric columns are right-aligned.
+        let map_at = text.find("map+unmap (").unwrap();
+        let open_at = text.find("open+setup (").unwrap();
+        assert!(map_at < open_at);
+        let lib_col = |needle: &str| {
+            let l = lines.iter().find(|l| l.contains(needle)).unwrap();
+            l.find(needle).unwrap() + needle.len()
+        };
+        assert_eq!(lib_col(" 4110.2"), lib_col(" 2500.0"));
+        assert_eq!(render_bench(&[]), "");
     }
 
     #[test]
