@@ -861,10 +861,17 @@ pub fn bench_map(opts: &BenchMapOptions) -> i32 {
         eprintln!("passthru bench map: no device given\n\n{USAGE}");
         return KSFT_SKIP;
     };
-    println!(
-        "# bench map: device {bdf}, {} open(s) per mode and side (fastest kept), {} round(s) (best kept), target ratio <= {TARGET_RATIO}",
-        opts.opens, opts.rounds
-    );
+    let opens = if opts.open {
+        format!("{} open(s) per mode and side (fastest kept)", opts.opens)
+    } else {
+        "no open+setup".to_string()
+    };
+    let rounds = if opts.map {
+        format!("{} round(s) (best kept)", opts.rounds)
+    } else {
+        "no map+unmap".to_string()
+    };
+    println!("# bench map: device {bdf}, {opens}, {rounds}, target ratio <= {TARGET_RATIO}");
     let mut measured = 0;
     for &mode in &opts.modes {
         match bench_mode(bdf, mode, opts) {

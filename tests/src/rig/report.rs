@@ -174,7 +174,9 @@ fn bench_verdicts(kernel: &str, boot: &str, run: &ProgramRun, out: &mut Vec<Verd
             None
         }
         None => Some(format!("{what} never finished (no END marker)")),
-        Some(rc) => Some(format!("{what} failed with exit code {rc}; last output: {last}")),
+        Some(rc) => Some(format!(
+            "{what} failed with exit code {rc}; last output: {last}"
+        )),
     };
     if let Some(reason) = problem {
         out.push(Verdict {
@@ -564,6 +566,9 @@ mod tests {
     /// Benchmark runs: measured (one ratio over target), failed, all-skipped with a kernel
     /// warning, and cut off (no END).
     const BENCH: &str = include_str!("testdata/bench-synthesized.log");
+    /// The benchmark runs of a real rig run on 6.12.117 (2026-11-25, other runs cut out).
+    const BENCH_612: &str = include_str!("testdata/bench-6.12-normal.log");
+    const BENCH_612_1G: &str = include_str!("testdata/bench-6.12-1g.log");
 
     fn judge(text: &str) -> Vec<Verdict> {
         judge_boot(
@@ -693,7 +698,9 @@ mod tests {
         let log = parse_boot_log(BENCH);
         let v = judge_boot("7.3.4", "normal", &log, HostOutcome::default());
         // The edu run measured and exited 0: no verdict at all, even with a ratio over target.
-        assert!(v.iter().all(|v| v.device != "edu" || v.name == "(rig error)"));
+        assert!(v
+            .iter()
+            .all(|v| v.device != "edu" || v.name == "(rig error)"));
         let names: Vec<(&str, &str, &str)> = v
             .iter()
             .map(|v| (v.program.as_str(), v.device.as_str(), v.name.as_str()))
@@ -765,6 +772,76 @@ mod tests {
         };
         assert_eq!(lib_col(" 4110.2"), lib_col(" 2500.0"));
         assert_eq!(render_bench(&[]), "");
+    }
+
+    #[test]
+    fn recorded_benchmark_boots_on_6_12() {
+        let normal = parse_boot_log(BENCH_612);
+        let huge = parse_boot_log(BENCH_612_1G);
+        // Measurements only: no verdicts, not even passes.
+        assert_eq!(
+            judge_boot("6.12.117", "normal", &normal, HostOutcome::default()),
+            []
+        );
+        assert_eq!(
+            judge_boot("6.12.117", "1g", &huge, HostOutcome::default()),
+            []
+        );
+        let mut rows = bench_rows("6.12.117", &normal);
+        // edu: 5 modes x (open + 4k + 2m); igb and e1000e: 5 opens each.
+        assert_eq!(rows.len(), 25);
+        rows.extend(bench_rows("6.12.117", &huge));
+        assert_eq!(rows.len(), 30);
+        let text = render_bench(&rows);
+        for mode in crate::rig::plan::IOMMU_MODES {
+            for size in ["4k", "2m", "1g"] {
+                let n = text
+                    .lines()
+                    .filter(|l| {
+                        let c: Vec<&str> = l.split_whitespace().collect();
+                        c.len() >= 4 && c[1] == mode && c[2] == size && c[3] == "edu"
+                    })
+                    .count();
+                assert_eq!(n, 1, "{mode} {size}: {text}");
+            }
+            for dev in ["edu", "igb", "e1000e"] {
+                assert!(
+                    text.lines().any(|l| {
+                        let c: Vec<&str> = l.split_whitespace().collect();
+                        c.len() >= 6 && c[1] == dev && c[2] == mode
+                    }),
+                    "{dev} {mode}: {text}"
+                );
+            }
+        }
+        assert!(has_row(
+            &text,
+            &[
+                "6.12.117",
+                "iommufd_compat_type1",
+                "1g",
+                "edu",
+                "2.9",
+                "2.9",
+                "0.981x"
+            ]
+        ));
+        assert!(has_row(
+            &text,
+            &[
+                "6.12.117",
+                "edu",
+                "iommufd_compat_type1v2",
+                "1852.7",
+                "1434.6",
+                "1.291x",
+                "OVER"
+            ]
+        ));
+        assert!(
+            text.ends_with("BENCH: 30 measurement(s), 5 over the 1.05x target\n"),
+            "{text}"
+        );
     }
 
     #[test]

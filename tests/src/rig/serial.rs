@@ -120,7 +120,12 @@ pub fn parse_bench_line(line: &str) -> Option<BenchRecord> {
             num("raw")?,
             num("ratio")?,
         ),
-        "open" => (BenchKind::Open, num("lib_us")?, num("raw_us")?, num("ratio")?),
+        "open" => (
+            BenchKind::Open,
+            num("lib_us")?,
+            num("raw_us")?,
+            num("ratio")?,
+        ),
         "skip" => (
             BenchKind::Skip {
                 what: field(&words, "what")?.to_string(),
@@ -477,12 +482,7 @@ iommufd                  map+unmap    4K  lib       4110.2 pairs/s  raw       44
         assert_eq!(run.bench[0].kind, BenchKind::Open);
         assert_eq!(run.bench[0].device, "0000:00:03.0");
         assert_eq!((run.bench[0].lib, run.bench[0].raw), (9120.0, 8950.0));
-        assert_eq!(
-            run.bench[1].kind,
-            BenchKind::Map {
-                size: "4k".into()
-            }
-        );
+        assert_eq!(run.bench[1].kind, BenchKind::Map { size: "4k".into() });
         assert!((run.bench[1].ratio - 1.076).abs() < 1e-9);
         assert_eq!(
             run.bench[2].kind,
@@ -510,12 +510,7 @@ iommufd                  map+unmap    4K  lib       4110.2 pairs/s  raw       44
         let rec = parse_bench_line(&machine_line(bdf, &row)).unwrap();
         assert_eq!(rec.mode, "vfio_type1v2_iommu");
         assert_eq!(rec.device, "0000:02:00.0");
-        assert_eq!(
-            rec.kind,
-            BenchKind::Map {
-                size: "1g".into()
-            }
-        );
+        assert_eq!(rec.kind, BenchKind::Map { size: "1g".into() });
         assert_eq!((rec.lib, rec.raw), (3.5, 3.0));
         assert!((rec.ratio - 3.0 / 3.5).abs() < 1e-3);
         // Missing fields or numbers that are not numbers are rejected, not guessed.
