@@ -45,6 +45,10 @@ pub struct BenchMapOptions {
     pub opens: u32,
     /// Rounds the iterations are split into, alternating library and raw.
     pub rounds: u32,
+    /// Measure device open+setup (`--map-only` clears it).
+    pub open: bool,
+    /// Measure map+unmap (`--open-only` clears it).
+    pub map: bool,
 }
 
 impl Default for BenchMapOptions {
@@ -56,6 +60,8 @@ impl Default for BenchMapOptions {
             iterations: None,
             opens: 5,
             rounds: 10,
+            open: true,
+            map: true,
         }
     }
 }
@@ -109,9 +115,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Usage text for `passthru bench map`.
 pub const USAGE: &str = "\
 passthru bench map [--mode NAME]... [--size 4k|2m|1g]... [--iterations N] [--opens N]
-                   [--rounds N] [BDF]
+                   [--rounds N] [--open-only | --map-only] [BDF]
   Measures DMA map+unmap pairs/s and device open+setup time per IOMMU mode, through the
   library and through raw ioctls in the same run, and prints the ratio (target <= 1.05x).
+  Each measurement is also printed as one machine-readable line:
+    # bench-map: kind=map device=BDF mode=M size=4k lib=PAIRS/S raw=PAIRS/S ratio=X
+    # bench-map: kind=open device=BDF mode=M lib_us=US raw_us=US ratio=X
+    # bench-map: kind=skip device=BDF mode=M what=WHAT reason=TEXT...
+  (ratio = library time / raw time; `what` uses `_` for spaces).
   The device comes from BDF, else $VFIO_SELFTESTS_BDF, else the pool $VFIO_SELFTESTS_BDFS;
   it must be bound to vfio-pci. Hugepage sizes need reserved hugepages.";
 
@@ -144,11 +155,16 @@ impl BenchMapOptions {
                 "--iterations" => o.iterations = Some(number(a, value(a)?)?),
                 "--opens" => o.opens = number(a, value(a)?)?,
                 "--rounds" => o.rounds = number(a, value(a)?)?,
+                "--open-only" => o.map = false,
+                "--map-only" => o.open = false,
                 s if Bdf::looks_like_bdf(s) => {
                     cli_bdfs.push(Bdf::parse(s).map_err(|e| e.to_string())?)
                 }
                 other => return Err(format!("unknown argument {other:?}")),
             }
+        }
+        if !o.open && !o.map {
+            return Err("--open-only and --map-only exclude each other".into());
         }
         if !modes.is_empty() {
             o.modes = modes;
@@ -213,6 +229,48 @@ fn size_name(size: u64) -> String {
     }
 }
 
+/// Lower-case size token of the machine-readable lines (`4k`, `2m`, `1g`, `512b`).
+pub fn size_token(size: u64) -> String {
+    size_name(size).to_ascii_lowercase()
+}
+
+/// Open+setup ratio: library time / raw time.
+fn open_ratio(lib: Duration, raw: Duration) -> f64 {
+    lib.as_secs_f64() / raw.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+/// Prefix of the machine-readable lines (a KTAP diagnostic, so KTAP parsers ignore it).
+pub const MACHINE_PREFIX: &str = "# bench-map:";
+
+/// The machine-readable line of one measurement on device `bdf`: space-separated `key=value`
+/// fields after [`MACHINE_PREFIX`], `kind` first. Values never hold spaces, except the `reason`
+/// of a skip, which is always the last field and runs to the end of the line.
+pub fn machine_line(bdf: Bdf, row: &Row) -> String {
+    match row {
+        Row::Map {
+            mode,
+            size,
+            lib,
+            raw,
+        } => format!(
+            "{MACHINE_PREFIX} kind=map device={bdf} mode={mode} size={} lib={lib:.1} raw={raw:.1} ratio={:.3}",
+            size_token(*size),
+            rate_ratio(*lib, *raw)
+        ),
+        Row::Open { mode, lib, raw } => format!(
+            "{MACHINE_PREFIX} kind=open device={bdf} mode={mode} lib_us={:.1} raw_us={:.1} ratio={:.3}",
+            lib.as_secs_f64() * 1e6,
+            raw.as_secs_f64() * 1e6,
+            open_ratio(*lib, *raw)
+        ),
+        Row::Skip { mode, what, reason } => format!(
+            "{MACHINE_PREFIX} kind=skip device={bdf} mode={mode} what={} reason={}",
+            what.replace(char::is_whitespace, "_"),
+            reason.replace(['\r', '\n'], " ")
+        ),
+    }
+}
+
 fn verdict(ratio: f64) -> &'static str {
     if ratio <= TARGET_RATIO {
         "ok"
@@ -242,7 +300,7 @@ impl fmt::Display for Row {
                 )
             }
             Row::Open { mode, lib, raw } => {
-                let r = lib.as_secs_f64() / raw.as_secs_f64().max(f64::MIN_POSITIVE);
+                let r = open_ratio(*lib, *raw);
                 write!(
                     f,
                     "{:<24} open+setup       lib {:>12.3} ms       raw {:>12.3} ms       ratio {r:.3}x {}",
@@ -763,9 +821,14 @@ fn bench_size(
 }
 
 fn bench_mode(bdf: Bdf, mode: IommuMode, opts: &BenchMapOptions) -> Result<Vec<Row>, Failed> {
-    let mut rows = vec![bench_open(bdf, mode, opts)?];
-    if matches!(rows[0], Row::Skip { .. }) {
-        return Ok(rows);
+    let mut rows = Vec::new();
+    if opts.open {
+        let row = bench_open(bdf, mode, opts)?;
+        let skipped = matches!(row, Row::Skip { .. });
+        rows.push(row);
+        if skipped || !opts.map {
+            return Ok(rows);
+        }
     }
     let opened = Iommu::open(mode).and_then(|i| {
         let d = VfioPciDevice::open(&bdf.to_string(), &i)?;
@@ -798,10 +861,17 @@ pub fn bench_map(opts: &BenchMapOptions) -> i32 {
         eprintln!("passthru bench map: no device given\n\n{USAGE}");
         return KSFT_SKIP;
     };
-    println!(
-        "# bench map: device {bdf}, {} open(s) per mode and side (fastest kept), {} round(s) (best kept), target ratio <= {TARGET_RATIO}",
-        opts.opens, opts.rounds
-    );
+    let opens = if opts.open {
+        format!("{} open(s) per mode and side (fastest kept)", opts.opens)
+    } else {
+        "no open+setup".to_string()
+    };
+    let rounds = if opts.map {
+        format!("{} round(s) (best kept)", opts.rounds)
+    } else {
+        "no map+unmap".to_string()
+    };
+    println!("# bench map: device {bdf}, {opens}, {rounds}, target ratio <= {TARGET_RATIO}");
     let mut measured = 0;
     for &mode in &opts.modes {
         match bench_mode(bdf, mode, opts) {
@@ -811,6 +881,7 @@ pub fn bench_map(opts: &BenchMapOptions) -> i32 {
                         measured += 1;
                     }
                     println!("{r}");
+                    println!("{}", machine_line(bdf, &r));
                 }
             }
             Err(Failed(m)) => {
@@ -937,6 +1008,55 @@ mod tests {
             raw: Duration::from_millis(2),
         };
         assert!(o.to_string().contains("1.000x ok"), "{o}");
+    }
+
+    #[test]
+    fn machine_lines_carry_every_measurement() {
+        let bdf = Bdf::parse("0000:00:03.0").unwrap();
+        let m = Row::Map {
+            mode: IommuMode::IommufdCompatType1v2,
+            size: SIZE_2M,
+            lib: 1000.0,
+            raw: 1100.0,
+        };
+        assert_eq!(
+            machine_line(bdf, &m),
+            "# bench-map: kind=map device=0000:00:03.0 mode=iommufd_compat_type1v2 size=2m \
+             lib=1000.0 raw=1100.0 ratio=1.100"
+        );
+        let o = Row::Open {
+            mode: IommuMode::Iommufd,
+            lib: Duration::from_micros(2500),
+            raw: Duration::from_micros(2000),
+        };
+        assert_eq!(
+            machine_line(bdf, &o),
+            "# bench-map: kind=open device=0000:00:03.0 mode=iommufd lib_us=2500.0 \
+             raw_us=2000.0 ratio=1.250"
+        );
+        let k = Row::Skip {
+            mode: IommuMode::VfioType1Iommu,
+            what: "map+unmap 1G".into(),
+            reason: "no 1G hugepages\nreserved".into(),
+        };
+        assert_eq!(
+            machine_line(bdf, &k),
+            "# bench-map: kind=skip device=0000:00:03.0 mode=vfio_type1_iommu what=map+unmap_1G \
+             reason=no 1G hugepages reserved"
+        );
+        assert_eq!(size_token(SIZE_1G), "1g");
+        assert_eq!(size_token(SIZE_4K), "4k");
+    }
+
+    #[test]
+    fn open_only_and_map_only() {
+        let o = BenchMapOptions::parse(&s(&["--open-only"]), &src()).unwrap();
+        assert!(o.open && !o.map);
+        let o = BenchMapOptions::parse(&s(&["--map-only"]), &src()).unwrap();
+        assert!(!o.open && o.map);
+        let d = BenchMapOptions::parse(&[], &src()).unwrap();
+        assert!(d.open && d.map);
+        assert!(BenchMapOptions::parse(&s(&["--open-only", "--map-only"]), &src()).is_err());
     }
 
     #[test]

@@ -390,7 +390,7 @@ pub fn executables_from_cargo_json(json: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Boots one kernel once; returns its verdicts.
+/// Boots one kernel once; returns its verdicts and benchmark figures.
 fn boot(
     opts: &RigOptions,
     out_dir: &Path,
@@ -398,7 +398,7 @@ fn boot(
     boot: Boot,
     programs: &[PathBuf],
     built: &BTreeSet<String>,
-) -> Result<Vec<Verdict>, RigError> {
+) -> Result<(Vec<Verdict>, Vec<report::BenchRow>), RigError> {
     let (mut entries, missing) = plan::matrix(built, boot);
     if boot == Boot::Huge1G {
         if let Some(sanity) = entries.iter_mut().find(|e| e.program == plan::SANITY) {
@@ -484,7 +484,7 @@ fn boot(
             verdicts.push(report::not_built(&kernel.label, &m));
         }
     }
-    Ok(verdicts)
+    Ok((verdicts, report::bench_rows(&kernel.label, &log)))
 }
 
 fn run(opts: &RigOptions) -> Result<i32, RigError> {
@@ -515,12 +515,16 @@ fn run(opts: &RigOptions) -> Result<i32, RigError> {
         built.iter().cloned().collect::<Vec<_>>().join(" ")
     );
     let mut verdicts = Vec::new();
+    let mut bench = Vec::new();
     for kernel in &kernels {
         for b in Boot::ALL {
-            verdicts.extend(boot(opts, &out_dir, kernel, b, &programs, &built)?);
+            let (v, rows) = boot(opts, &out_dir, kernel, b, &programs, &built)?;
+            verdicts.extend(v);
+            bench.extend(rows);
         }
     }
-    let table = report::render(&verdicts);
+    // The benchmark section follows the verdict table (figures, never verdicts).
+    let table = report::render(&verdicts) + &report::render_bench(&bench);
     print!("{table}");
     let results = out_dir.join("results.txt");
     fs::write(&results, &table).map_err(io_err(&results))?;

@@ -120,6 +120,57 @@ pub const PROGRAMS: [&str; 7] = [
     "vfio_pci_sriov_uapi_test",
 ];
 
+/// Guest-side limit of one benchmark run, in seconds.
+pub const BENCH_TIMEOUT_S: u32 = 150;
+
+/// Whether a plan entry (or a logged run: program and its arguments) is a benchmark: a
+/// measurement, never a test verdict.
+pub fn is_bench(program: &str, args: &str) -> bool {
+    program == "passthru" && args.split_whitespace().next() == Some("bench")
+}
+
+/// The `passthru bench map` runs of a boot. Normal boot: map+unmap at 4 KiB and 2 MiB on edu
+/// in all five modes with open+setup, then open+setup alone on igb and e1000e. 1G boot:
+/// map+unmap at 1 GiB on edu (2 pairs per side: each pins a whole 1 GiB page). The 4 KiB and
+/// 2 MiB counts are `bench map`'s defaults (2000 and 100 pairs per side in 10 rounds); in the
+/// recorded TCG boots the normal boot's benchmarks take about 15 s, the 1G boot's about 11 s.
+pub fn bench_entries(boot: Boot) -> Vec<Entry> {
+    let bench = |label: &str, bdf: &str, opts: &[&str]| {
+        let mut args: Vec<String> = ["bench", "map"].iter().map(|s| s.to_string()).collect();
+        args.extend(opts.iter().map(|s| s.to_string()));
+        args.push(bdf.to_string());
+        Entry {
+            timeout_s: BENCH_TIMEOUT_S,
+            ..Entry::new("passthru", label, args)
+        }
+    };
+    match boot {
+        Boot::Normal => {
+            let map = [
+                "--size", "4k", "--size", "2m", "--rounds", "10", "--opens", "5",
+            ];
+            let open = ["--open-only", "--opens", "5"];
+            vec![
+                bench(EDU.label, EDU.bdf, &map),
+                bench(IGB.label, IGB.bdf, &open),
+                bench(E1000E.label, E1000E.bdf, &open),
+            ]
+        }
+        Boot::Huge1G => {
+            let map = [
+                "--map-only",
+                "--size",
+                "1g",
+                "--iterations",
+                "2",
+                "--rounds",
+                "2",
+            ];
+            vec![bench(EDU.label, EDU.bdf, &map)]
+        }
+    }
+}
+
 fn one_gb_variants() -> Vec<String> {
     IOMMU_MODES
         .iter()
@@ -184,6 +235,9 @@ pub fn matrix(built: &BTreeSet<String>, boot: Boot) -> (Vec<Entry>, Vec<String>)
             (Boot::Normal, "vfio_pci_sriov_uapi_test") => entries.push(on(IGB, vec![])),
             _ => {}
         }
+    }
+    if built.contains("passthru") {
+        entries.extend(bench_entries(boot));
     }
     (entries, missing)
 }
@@ -265,19 +319,62 @@ mod tests {
             .collect();
         let (entries, missing) = matrix(&built, Boot::Normal);
         let names: Vec<&str> = entries.iter().map(|e| e.program.as_str()).collect();
-        assert_eq!(names, [SANITY, "passthru", "vfio_pci_sriov_uapi_test"]);
+        assert_eq!(
+            names,
+            [
+                SANITY,
+                "passthru",
+                "vfio_pci_sriov_uapi_test",
+                "passthru",
+                "passthru",
+                "passthru"
+            ]
+        );
         assert_eq!(entries[2].args, [IGB.bdf]);
         assert_eq!(missing.len(), PROGRAMS.len() - 1);
         let (entries, _) = matrix(&built, Boot::Huge1G);
+        let names: Vec<&str> = entries.iter().map(|e| e.program.as_str()).collect();
         assert_eq!(
-            entries.len(),
-            1,
-            "only the sanity check runs in the 1G boot here"
+            names,
+            [SANITY, "passthru"],
+            "only the sanity check and the 1G benchmark run in the 1G boot here"
         );
         let text = render(&entries, true);
         assert!(text.contains("bind|0000:00:03.0 0000:01:00.0 0000:02:00.0 0000:00:06.0|strict\n"));
         assert!(render(&entries, false).contains(" 0000:00:06.0\n"));
         assert!(text.contains("dev|igb|0000:02:00.0|8086:10c9\n"));
+    }
+
+    #[test]
+    fn benchmarks_cover_modes_sizes_and_devices() {
+        let normal = bench_entries(Boot::Normal);
+        let line = |e: &Entry| e.args.join(" ");
+        assert!(normal.iter().all(|e| is_bench(&e.program, &line(e))));
+        let labels: Vec<&str> = normal.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(labels, ["edu", "igb", "e1000e"]);
+        // edu: 4k and 2m, no --mode (all five modes), open+setup included.
+        let edu = line(&normal[0]);
+        assert!(edu.contains("--size 4k --size 2m") && !edu.contains("--mode"));
+        assert!(!edu.contains("-only"));
+        assert!(edu.ends_with(EDU.bdf));
+        for (e, d) in normal[1..].iter().zip([IGB, E1000E]) {
+            assert!(line(e).contains("--open-only") && line(e).ends_with(d.bdf));
+        }
+        let huge = bench_entries(Boot::Huge1G);
+        assert_eq!(huge.len(), 1);
+        assert!(line(&huge[0]).contains("--map-only --size 1g"));
+        // Arguments reach the guest through a space-separated plan field.
+        for e in normal.iter().chain(&huge) {
+            assert!(e.args.iter().all(|a| !a.contains(' ') && !a.contains('|')));
+            assert_eq!(e.timeout_s, BENCH_TIMEOUT_S);
+            let text = render(std::slice::from_ref(e), true);
+            assert!(text.contains(&format!(
+                "run|passthru|{}|{BENCH_TIMEOUT_S}||bench map ",
+                e.label
+            )));
+        }
+        assert!(!is_bench("passthru", "list"));
+        assert!(!is_bench("vfio_pci_device_test", "bench"));
     }
 
     #[test]

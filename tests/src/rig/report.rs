@@ -9,12 +9,19 @@
 //! * fewer KTAP results than its plan announced fails;
 //! * a kernel warning/BUG/oops logged while a program ran fails that program;
 //! * a program that prints no KTAP is judged by its exit code (0 pass, 4 skip, else fail).
+//!
+//! Benchmark runs (`passthru bench ...`) are measurements, not tests: they add no PASS rows.
+//! One that does not finish with exit 0 and at least one measurement is a rig error (exit 4,
+//! everything skipped, is a SKIP); a kernel warning while it ran still fails. Their figures go
+//! to a separate section ([`bench_rows`], [`render_bench`]); a ratio over the target is
+//! flagged there and never fails the run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::plan::mode_of;
-use super::serial::{is_kernel_trouble, BootLog, Outcome, ProgramRun};
+use super::plan::{is_bench, mode_of, DEVICES};
+use super::serial::{is_kernel_trouble, BenchKind, BootLog, Outcome, ProgramRun};
+use crate::bench::map::TARGET_RATIO;
 
 /// One judged test case (or a synthetic one for a program or boot problem).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,11 +145,72 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
     }
 }
 
+/// Verdicts of a benchmark run: nothing when it measured something and exited 0, a rig error
+/// when it did not run to completion, a SKIP when it measured nothing (exit 4); kernel warnings
+/// while it ran fail as for any program.
+fn bench_verdicts(kernel: &str, boot: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
+    let measured = run
+        .bench
+        .iter()
+        .any(|b| !matches!(b.kind, BenchKind::Skip { .. }));
+    let last = run
+        .last_output
+        .clone()
+        .unwrap_or_else(|| "(no output)".into());
+    let what = format!("{} {} [{}]", run.program, run.args, run.label);
+    let problem = match run.rc {
+        Some(0) if measured => None,
+        Some(0) => Some(format!("{what} exited 0 without a measurement")),
+        Some(4) => {
+            out.push(Verdict {
+                kernel: kernel.to_string(),
+                program: run.program.clone(),
+                mode: "-".into(),
+                device: run.label.clone(),
+                name: "(bench skipped)".into(),
+                outcome: Outcome::Skip,
+                reason: Some(format!("{what}: nothing measured; last output: {last}")),
+            });
+            None
+        }
+        None => Some(format!("{what} never finished (no END marker)")),
+        Some(rc) => Some(format!(
+            "{what} failed with exit code {rc}; last output: {last}"
+        )),
+    };
+    if let Some(reason) = problem {
+        out.push(Verdict {
+            kernel: kernel.to_string(),
+            program: format!("(boot {boot})"),
+            mode: "-".into(),
+            device: run.label.clone(),
+            name: "(rig error)".into(),
+            outcome: Outcome::Fail,
+            reason: Some(format!("benchmark: {reason}")),
+        });
+    }
+    for line in run.dmesg.iter().filter(|l| is_kernel_trouble(l)) {
+        out.push(Verdict {
+            kernel: kernel.to_string(),
+            program: run.program.clone(),
+            mode: "-".into(),
+            device: run.label.clone(),
+            name: "(kernel warning)".into(),
+            outcome: Outcome::Fail,
+            reason: Some(format!("kernel log while it ran: {}", line.trim())),
+        });
+    }
+}
+
 /// Judges one boot's log. `boot` names the boot (`normal`, `1g`).
 pub fn judge_boot(kernel: &str, boot: &str, log: &BootLog, host: HostOutcome) -> Vec<Verdict> {
     let mut out = Vec::new();
     for run in &log.runs {
-        program_verdicts(kernel, run, &mut out);
+        if is_bench(&run.program, &run.args) {
+            bench_verdicts(kernel, boot, run, &mut out);
+        } else {
+            program_verdicts(kernel, run, &mut out);
+        }
     }
     let boot_fail = |name: &str, reason: String| Verdict {
         kernel: kernel.to_string(),
@@ -318,6 +386,171 @@ pub fn render(verdicts: &[Verdict]) -> String {
     out
 }
 
+/// One benchmark figure of the summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRow {
+    /// Kernel label.
+    pub kernel: String,
+    /// Device label (from the topology; the BDF if unknown).
+    pub device: String,
+    /// IOMMU mode.
+    pub mode: String,
+    /// The measurement.
+    pub kind: BenchKind,
+    /// Library figure (pairs/s for map+unmap, µs for open+setup).
+    pub lib: f64,
+    /// Raw-ioctl figure, same unit.
+    pub raw: f64,
+    /// Library time / raw time.
+    pub ratio: f64,
+}
+
+/// The benchmark figures of one boot's log.
+pub fn bench_rows(kernel: &str, log: &BootLog) -> Vec<BenchRow> {
+    let label = |bdf: &str| {
+        DEVICES
+            .iter()
+            .find(|d| d.bdf == bdf)
+            .map_or_else(|| bdf.to_string(), |d| d.label.to_string())
+    };
+    log.runs
+        .iter()
+        .flat_map(|r| &r.bench)
+        .map(|b| BenchRow {
+            kernel: kernel.to_string(),
+            device: label(&b.device),
+            mode: b.mode.clone(),
+            kind: b.kind.clone(),
+            lib: b.lib,
+            raw: b.raw,
+            ratio: b.ratio,
+        })
+        .collect()
+}
+
+/// Left-aligned text table with two-space gaps; columns listed in `right` are right-aligned.
+fn table(head: &[&str], rows: &[Vec<String>], right: &[usize]) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let mut out = String::new();
+    let heads: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    for r in std::iter::once(&heads).chain(rows) {
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if right.contains(&i) {
+                    format!("{c:>w$}", w = w[i])
+                } else {
+                    format!("{c:<w$}", w = w[i])
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "  {}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+fn ratio_cell(ratio: f64) -> String {
+    if ratio <= TARGET_RATIO {
+        format!("{ratio:.3}x")
+    } else {
+        format!("{ratio:.3}x OVER")
+    }
+}
+
+/// Renders the benchmarks section: kernel × mode × size → map+unmap pairs/s (library, raw,
+/// ratio), kernel × device × mode → open+setup µs, and the skipped measurements. Ratios are
+/// library time / raw time; those over the target are marked `OVER` (a flag, not a failure).
+/// Empty when there are no rows.
+pub fn render_bench(rows: &[BenchRow]) -> String {
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "\nBENCHMARKS (passthru bench map under TCG; ratio = library time / raw-ioctl time, \
+         target <= {TARGET_RATIO}x; OVER is flagged, never a failure)\n"
+    );
+    let map: Vec<Vec<String>> = rows
+        .iter()
+        .filter_map(|r| match &r.kind {
+            BenchKind::Map { size } => Some(vec![
+                r.kernel.clone(),
+                r.mode.clone(),
+                size.clone(),
+                r.device.clone(),
+                format!("{:.1}", r.lib),
+                format!("{:.1}", r.raw),
+                ratio_cell(r.ratio),
+            ]),
+            _ => None,
+        })
+        .collect();
+    if !map.is_empty() {
+        out.push_str("map+unmap (pairs/s, best round):\n");
+        out.push_str(&table(
+            &["KERNEL", "MODE", "SIZE", "DEVICE", "LIB", "RAW", "RATIO"],
+            &map,
+            &[4, 5],
+        ));
+    }
+    let open: Vec<Vec<String>> = rows
+        .iter()
+        .filter(|r| r.kind == BenchKind::Open)
+        .map(|r| {
+            vec![
+                r.kernel.clone(),
+                r.device.clone(),
+                r.mode.clone(),
+                format!("{:.1}", r.lib),
+                format!("{:.1}", r.raw),
+                ratio_cell(r.ratio),
+            ]
+        })
+        .collect();
+    if !open.is_empty() {
+        out.push_str("open+setup (us, fastest open):\n");
+        out.push_str(&table(
+            &["KERNEL", "DEVICE", "MODE", "LIB_US", "RAW_US", "RATIO"],
+            &open,
+            &[3, 4],
+        ));
+    }
+    let skips: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match &r.kind {
+            BenchKind::Skip { what, reason } => Some(format!(
+                "  {} {} [{}] {what}: SKIP {reason}",
+                r.kernel, r.mode, r.device
+            )),
+            _ => None,
+        })
+        .collect();
+    if !skips.is_empty() {
+        let _ = writeln!(out, "not measured ({}):", skips.len());
+        for s in skips {
+            let _ = writeln!(out, "{s}");
+        }
+    }
+    let measured = rows
+        .iter()
+        .filter(|r| !matches!(r.kind, BenchKind::Skip { .. }))
+        .count();
+    let over = rows
+        .iter()
+        .filter(|r| !matches!(r.kind, BenchKind::Skip { .. }) && r.ratio > TARGET_RATIO)
+        .count();
+    let _ = writeln!(
+        out,
+        "BENCH: {measured} measurement(s), {over} over the {TARGET_RATIO}x target"
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +563,12 @@ mod tests {
     /// Real boots of the matrix (6 programs from the `programs` branch, 2026-11-25).
     const FULL_612: &str = include_str!("testdata/full-matrix-6.12-normal.log");
     const FULL_73_1G: &str = include_str!("testdata/full-matrix-7.3-1g.log");
+    /// Benchmark runs: measured (one ratio over target), failed, all-skipped with a kernel
+    /// warning, and cut off (no END).
+    const BENCH: &str = include_str!("testdata/bench-synthesized.log");
+    /// The benchmark runs of a real rig run on 6.12.117 (2026-11-25, other runs cut out).
+    const BENCH_612: &str = include_str!("testdata/bench-6.12-normal.log");
+    const BENCH_612_1G: &str = include_str!("testdata/bench-6.12-1g.log");
 
     fn judge(text: &str) -> Vec<Verdict> {
         judge_boot(
@@ -452,6 +691,157 @@ mod tests {
             );
         }
         assert_eq!(totals(&v).fail, 0);
+    }
+
+    #[test]
+    fn benchmark_runs_are_measurements_not_tests() {
+        let log = parse_boot_log(BENCH);
+        let v = judge_boot("7.3.4", "normal", &log, HostOutcome::default());
+        // The edu run measured and exited 0: no verdict at all, even with a ratio over target.
+        assert!(v
+            .iter()
+            .all(|v| v.device != "edu" || v.name == "(rig error)"));
+        let names: Vec<(&str, &str, &str)> = v
+            .iter()
+            .map(|v| (v.program.as_str(), v.device.as_str(), v.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("(boot normal)", "igb", "(rig error)"),
+                ("passthru", "e1000e", "(bench skipped)"),
+                ("passthru", "e1000e", "(kernel warning)"),
+                ("(boot normal)", "edu", "(rig error)"),
+                ("(boot normal)", "-", "(no RIG DONE)"),
+            ]
+        );
+        assert!(v[0].reason.as_deref().unwrap().contains(
+            "failed with exit code 1; last output: # FAIL vfio_type1_iommu: open+setup: raw open cdev"
+        ));
+        assert!(v[3].reason.as_deref().unwrap().contains("--size 1g"));
+        assert!(v[3].reason.as_deref().unwrap().contains("never finished"));
+        let t = totals(&v);
+        assert_eq!((t.pass, t.fail, t.skip), (0, 4, 1));
+    }
+
+    #[test]
+    fn benchmark_section_lists_figures_and_flags_ratios() {
+        let log = parse_boot_log(BENCH);
+        let rows = bench_rows("7.3.4", &log);
+        assert_eq!(rows.len(), 6);
+        let text = render_bench(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("BENCHMARKS "), "{text}");
+        assert_eq!(lines[2], "map+unmap (pairs/s, best round):");
+        assert!(has_row(
+            &text,
+            &["KERNEL", "MODE", "SIZE", "DEVICE", "LIB", "RAW", "RATIO"]
+        ));
+        assert!(
+            has_row(
+                &text,
+                &["7.3.4", "iommufd", "4k", "edu", "4110.2", "4420.7", "1.076x", "OVER"]
+            ),
+            "{text}"
+        );
+        assert!(has_row(
+            &text,
+            &["7.3.4", "iommufd", "2m", "edu", "2500.0", "2510.0", "1.004x"]
+        ));
+        // Open+setup per device, labelled from the topology.
+        assert!(has_row(
+            &text,
+            &["7.3.4", "edu", "iommufd", "9120.0", "8950.0", "1.019x"]
+        ));
+        assert!(has_row(
+            &text,
+            &["7.3.4", "igb", "iommufd", "12000.0", "11900.0", "1.008x"]
+        ));
+        assert!(text.contains("not measured (2):\n"));
+        assert!(text.contains(
+            "  7.3.4 vfio_type1_iommu [edu] open+setup: SKIP /dev/vfio/vfio: No such file or directory\n"
+        ));
+        assert!(text.ends_with("BENCH: 4 measurement(s), 1 over the 1.05x target\n"));
+        // Map rows come before open rows, and the numeric columns are right-aligned.
+        let map_at = text.find("map+unmap (").unwrap();
+        let open_at = text.find("open+setup (").unwrap();
+        assert!(map_at < open_at);
+        let lib_col = |needle: &str| {
+            let l = lines.iter().find(|l| l.contains(needle)).unwrap();
+            l.find(needle).unwrap() + needle.len()
+        };
+        assert_eq!(lib_col(" 4110.2"), lib_col(" 2500.0"));
+        assert_eq!(render_bench(&[]), "");
+    }
+
+    #[test]
+    fn recorded_benchmark_boots_on_6_12() {
+        let normal = parse_boot_log(BENCH_612);
+        let huge = parse_boot_log(BENCH_612_1G);
+        // Measurements only: no verdicts, not even passes.
+        assert_eq!(
+            judge_boot("6.12.117", "normal", &normal, HostOutcome::default()),
+            []
+        );
+        assert_eq!(
+            judge_boot("6.12.117", "1g", &huge, HostOutcome::default()),
+            []
+        );
+        let mut rows = bench_rows("6.12.117", &normal);
+        // edu: 5 modes x (open + 4k + 2m); igb and e1000e: 5 opens each.
+        assert_eq!(rows.len(), 25);
+        rows.extend(bench_rows("6.12.117", &huge));
+        assert_eq!(rows.len(), 30);
+        let text = render_bench(&rows);
+        for mode in crate::rig::plan::IOMMU_MODES {
+            for size in ["4k", "2m", "1g"] {
+                let n = text
+                    .lines()
+                    .filter(|l| {
+                        let c: Vec<&str> = l.split_whitespace().collect();
+                        c.len() >= 4 && c[1] == mode && c[2] == size && c[3] == "edu"
+                    })
+                    .count();
+                assert_eq!(n, 1, "{mode} {size}: {text}");
+            }
+            for dev in ["edu", "igb", "e1000e"] {
+                assert!(
+                    text.lines().any(|l| {
+                        let c: Vec<&str> = l.split_whitespace().collect();
+                        c.len() >= 6 && c[1] == dev && c[2] == mode
+                    }),
+                    "{dev} {mode}: {text}"
+                );
+            }
+        }
+        assert!(has_row(
+            &text,
+            &[
+                "6.12.117",
+                "iommufd_compat_type1",
+                "1g",
+                "edu",
+                "2.9",
+                "2.9",
+                "0.981x"
+            ]
+        ));
+        assert!(has_row(
+            &text,
+            &[
+                "6.12.117",
+                "edu",
+                "iommufd_compat_type1v2",
+                "1852.7",
+                "1434.6",
+                "1.291x",
+                "OVER"
+            ]
+        ));
+        assert!(
+            text.ends_with("BENCH: 30 measurement(s), 5 over the 1.05x target\n"),
+            "{text}"
+        );
     }
 
     #[test]

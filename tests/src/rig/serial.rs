@@ -51,6 +51,100 @@ pub struct ProgramRun {
     pub secs: Option<f64>,
     /// Kernel log lines printed while the program ran.
     pub dmesg: Vec<String>,
+    /// `# bench-map:` measurement lines the program printed (`passthru bench map`).
+    pub bench: Vec<BenchRecord>,
+}
+
+/// What one `# bench-map:` line measured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BenchKind {
+    /// Map+unmap rate at a size: `lib` and `raw` in pairs per second.
+    Map {
+        /// Size token (`4k`, `2m`, `1g`).
+        size: String,
+    },
+    /// Device open+setup: `lib` and `raw` in microseconds (fastest open).
+    Open,
+    /// Not measured.
+    Skip {
+        /// What was not measured (`map+unmap_1G`, `open+setup`).
+        what: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One machine-readable `passthru bench map` line (format: `crate::bench::map::machine_line`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRecord {
+    /// What was measured.
+    pub kind: BenchKind,
+    /// The device's BDF.
+    pub device: String,
+    /// IOMMU mode name.
+    pub mode: String,
+    /// Library figure (pairs/s for map, microseconds for open; 0 for skips).
+    pub lib: f64,
+    /// Raw-ioctl figure, same unit as `lib`.
+    pub raw: f64,
+    /// Library time / raw time.
+    pub ratio: f64,
+}
+
+/// Parses one `# bench-map: kind=... ` line; `None` for any other line or a malformed one.
+pub fn parse_bench_line(line: &str) -> Option<BenchRecord> {
+    let rest = line
+        .trim()
+        .strip_prefix(crate::bench::map::MACHINE_PREFIX)?
+        .trim();
+    // `reason=` runs to the end of the line; everything before it is `key=value` words.
+    let (head, reason) = match rest.find(" reason=") {
+        Some(i) => (&rest[..i], Some(rest[i + " reason=".len()..].trim())),
+        None => (rest, None),
+    };
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let num = |key: &str| -> Option<f64> {
+        field(&words, key)?
+            .parse::<f64>()
+            .ok()
+            .filter(|v| !v.is_nan())
+    };
+    let device = field(&words, "device")?.to_string();
+    let mode = field(&words, "mode")?.to_string();
+    let (kind, lib, raw, ratio) = match field(&words, "kind")? {
+        "map" => (
+            BenchKind::Map {
+                size: field(&words, "size")?.to_string(),
+            },
+            num("lib")?,
+            num("raw")?,
+            num("ratio")?,
+        ),
+        "open" => (
+            BenchKind::Open,
+            num("lib_us")?,
+            num("raw_us")?,
+            num("ratio")?,
+        ),
+        "skip" => (
+            BenchKind::Skip {
+                what: field(&words, "what")?.to_string(),
+                reason: reason.unwrap_or("").to_string(),
+            },
+            0.0,
+            0.0,
+            0.0,
+        ),
+        _ => return None,
+    };
+    Some(BenchRecord {
+        kind,
+        device,
+        mode,
+        lib,
+        raw,
+        ratio,
+    })
 }
 
 /// Everything the rig learned from one boot's serial log.
@@ -253,6 +347,10 @@ pub fn parse_boot_log(text: &str) -> BootLog {
                 if !line.trim().is_empty() {
                     run.last_output = Some(line.trim().to_string());
                 }
+                if let Some(b) = parse_bench_line(line) {
+                    run.bench.push(b);
+                    continue;
+                }
                 if let Some(mut result) = parse_result_line(line) {
                     if result.outcome == Outcome::Fail && result.reason.is_none() {
                         result.reason = pending.take();
@@ -362,6 +460,66 @@ mod tests {
         ));
         assert_eq!(log.done, Some((1, 0)));
         assert!(log.boot_trouble.is_empty());
+    }
+
+    /// Synthesized in `passthru bench map`'s output format (human rows, machine lines, a header).
+    const BENCH_SNIPPET: &str = "=== RUN passthru edu bench map --size 4k --iterations 200 0000:00:03.0\r\n\
+# bench map: device 0000:00:03.0, 3 open(s) per mode and side (fastest kept), 4 round(s) (best kept), target ratio <= 1.05\r\n\
+iommufd                  open+setup       lib        9.120 ms       raw        8.950 ms       ratio 1.019x ok\r\n\
+# bench-map: kind=open device=0000:00:03.0 mode=iommufd lib_us=9120.0 raw_us=8950.0 ratio=1.019\r\n\
+iommufd                  map+unmap    4K  lib       4110.2 pairs/s  raw       4420.7 pairs/s  ratio 1.076x over target\r\n\
+# bench-map: kind=map device=0000:00:03.0 mode=iommufd size=4k lib=4110.2 raw=4420.7 ratio=1.076\r\n\
+# bench-map: kind=skip device=0000:00:03.0 mode=vfio_type1_iommu what=map+unmap_1G reason=Hugetlb1G: no 1G hugepages reserved\r\n\
+# bench-map: kind=bogus device=x mode=y\r\n\
+=== END passthru edu rc=0 secs=12.5\r\n";
+
+    #[test]
+    fn bench_lines_are_collected_per_run() {
+        let log = parse_boot_log(BENCH_SNIPPET);
+        let run = &log.runs[0];
+        assert_eq!(run.rc, Some(0));
+        assert_eq!(run.bench.len(), 3, "{:#?}", run.bench);
+        assert_eq!(run.bench[0].kind, BenchKind::Open);
+        assert_eq!(run.bench[0].device, "0000:00:03.0");
+        assert_eq!((run.bench[0].lib, run.bench[0].raw), (9120.0, 8950.0));
+        assert_eq!(run.bench[1].kind, BenchKind::Map { size: "4k".into() });
+        assert!((run.bench[1].ratio - 1.076).abs() < 1e-9);
+        assert_eq!(
+            run.bench[2].kind,
+            BenchKind::Skip {
+                what: "map+unmap_1G".into(),
+                reason: "Hugetlb1G: no 1G hugepages reserved".into()
+            }
+        );
+        // Bench lines are not KTAP: the run has no results and is judged by its exit code.
+        assert!(run.results.is_empty() && run.plan.is_none());
+    }
+
+    #[test]
+    fn bench_line_round_trips_the_benchmark_format() {
+        use crate::bench::map::{machine_line, Row, SIZE_1G};
+        use passthru_linux::bdf::Bdf;
+        use passthru_linux::IommuMode;
+        let bdf = Bdf::parse("0000:02:00.0").unwrap();
+        let row = Row::Map {
+            mode: IommuMode::VfioType1v2Iommu,
+            size: SIZE_1G,
+            lib: 3.5,
+            raw: 3.0,
+        };
+        let rec = parse_bench_line(&machine_line(bdf, &row)).unwrap();
+        assert_eq!(rec.mode, "vfio_type1v2_iommu");
+        assert_eq!(rec.device, "0000:02:00.0");
+        assert_eq!(rec.kind, BenchKind::Map { size: "1g".into() });
+        assert_eq!((rec.lib, rec.raw), (3.5, 3.0));
+        assert!((rec.ratio - 3.0 / 3.5).abs() < 1e-3);
+        // Missing fields or numbers that are not numbers are rejected, not guessed.
+        assert!(parse_bench_line("# bench-map: kind=open device=x mode=y lib_us=1").is_none());
+        assert!(parse_bench_line(
+            "# bench-map: kind=open device=x mode=y lib_us=a raw_us=1 ratio=1"
+        )
+        .is_none());
+        assert!(parse_bench_line("# bench map: device 0000:00:03.0").is_none());
     }
 
     #[test]
