@@ -308,15 +308,32 @@ impl Lookup<'_> {
         }))
     }
 
+    /// The basename of the link `name` in the device directory of `bdf` (`None` if the link is
+    /// absent). The link is read first; the device directory's existence is checked only when
+    /// that fails, to report a missing device as [`SysfsError::NoSuchDevice`] (the open path
+    /// reads these links on every open, so the common case costs one readlink).
+    fn device_link_basename(&self, bdf: Bdf, name: &str) -> Result<Option<String>, SysfsError> {
+        let dir = self.device_dir(bdf);
+        let link = dir.join(name);
+        match self.sys.readlink(&link) {
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(_) if !self.sys.exists(&dir) => Err(SysfsError::NoSuchDevice { bdf, path: dir }),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(errno_err("readlink", &link, e)),
+        }
+    }
+
     pub(crate) fn driver(&self, bdf: Bdf) -> Result<Option<String>, SysfsError> {
-        self.link_basename(&self.existing_device_dir(bdf)?.join("driver"))
+        self.device_link_basename(bdf, "driver")
     }
 
     pub(crate) fn iommu_group(&self, bdf: Bdf) -> Result<Option<u32>, SysfsError> {
-        let link = self.existing_device_dir(bdf)?.join("iommu_group");
-        match self.link_basename(&link)? {
+        match self.device_link_basename(bdf, "iommu_group")? {
             None => Ok(None),
-            Some(name) => parse_dec(&link, &name, "a decimal IOMMU group number").map(Some),
+            Some(name) => {
+                let link = self.device_dir(bdf).join("iommu_group");
+                parse_dec(&link, &name, "a decimal IOMMU group number").map(Some)
+            }
         }
     }
 
@@ -331,10 +348,21 @@ impl Lookup<'_> {
     }
 
     pub(crate) fn vfio_cdev(&self, bdf: Bdf) -> Result<Option<String>, SysfsError> {
-        let dir = self.existing_device_dir(bdf)?.join("vfio-dev");
-        Ok(self
-            .list(&dir)?
-            .and_then(|names| names.into_iter().find(|n| n.starts_with("vfio"))))
+        // List first; the device directory's existence matters only when that fails.
+        let dev = self.device_dir(bdf);
+        let dir = dev.join("vfio-dev");
+        let names = match self.sys.read_dir(&dir) {
+            Ok(mut names) => {
+                names.sort();
+                Some(names)
+            }
+            Err(_) if !self.sys.exists(&dev) => {
+                return Err(SysfsError::NoSuchDevice { bdf, path: dev })
+            }
+            Err(Errno::ENOENT) => None,
+            Err(e) => return Err(errno_err("list", &dir, e)),
+        };
+        Ok(names.and_then(|names| names.into_iter().find(|n| n.starts_with("vfio"))))
     }
 
     /// A link to a PCI function (`virtfnN`, `physfn`), parsed; `None` if the link is absent.
