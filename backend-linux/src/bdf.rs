@@ -132,11 +132,47 @@ fn take_hex(s: &str, max: usize) -> Option<(u32, &str)> {
 impl fmt::Display for Bdf {
     /// The canonical sysfs spelling, e.g. `0000:00:04.0`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.segment, self.bus, self.device, self.function
-        )
+        // Formatted by hand (no integer-formatting machinery): the open path names devices
+        // several times per open, and that path is benchmarked against raw ioctls.
+        let (buf, len) = self.canonical();
+        f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl Bdf {
+    /// The canonical spelling as a `String` (what `to_string` gives, without the formatting
+    /// machinery).
+    pub(crate) fn canonical_string(&self) -> String {
+        let (buf, len) = self.canonical();
+        String::from(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+    }
+}
+
+impl Bdf {
+    /// The canonical spelling (`{:04x}:{:02x}:{:02x}.{:x}`) as ASCII bytes and their length.
+    pub(crate) fn canonical(&self) -> ([u8; 13], usize) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut b = [0u8; 13];
+        let s = self.segment;
+        for (i, shift) in [12u32, 8, 4, 0].into_iter().enumerate() {
+            b[i] = HEX[usize::from((s >> shift) & 0xf)];
+        }
+        b[4] = b':';
+        b[5] = HEX[usize::from(self.bus >> 4)];
+        b[6] = HEX[usize::from(self.bus & 0xf)];
+        b[7] = b':';
+        b[8] = HEX[usize::from(self.device >> 4)];
+        b[9] = HEX[usize::from(self.device & 0xf)];
+        b[10] = b'.';
+        let f = self.function;
+        if f >= 0x10 {
+            b[11] = HEX[usize::from(f >> 4)];
+            b[12] = HEX[usize::from(f & 0xf)];
+            (b, 13)
+        } else {
+            b[11] = HEX[usize::from(f)];
+            (b, 12)
+        }
     }
 }
 

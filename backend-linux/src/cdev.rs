@@ -8,16 +8,21 @@ use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio as vb;
 
+use crate::bdf::Bdf;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::group::{check_bound_to_vfio, lookup, parse_bdf, sysfs_error, SYSFS_PCI_DEVICES};
+use crate::group::{check_bound_to_vfio_at, lookup, parse_bdf, sysfs_error, SYSFS_PCI_DEVICES};
 use crate::sys::{ioctl_plain, nr, Errno, Sys, SysFd};
 use crate::token::VfToken;
 
 /// `/dev/vfio/devices/<vfioN>` for a device, found by scanning its sysfs `vfio-dev/` directory
 /// for the first entry (in name order) whose name starts with `vfio`.
 pub fn cdev_path(sys: &dyn Sys, bdf: &str) -> Result<PathBuf> {
-    let b = parse_bdf(bdf)?;
+    cdev_path_at(sys, parse_bdf(bdf)?, bdf)
+}
+
+/// [`cdev_path`] for an already parsed `b` (spelled `bdf` in errors).
+fn cdev_path_at(sys: &dyn Sys, b: Bdf, bdf: &str) -> Result<PathBuf> {
     let name = lookup(sys)
         .vfio_cdev(b)
         .map_err(|e| sysfs_error(bdf, "read_dir vfio-dev", e))?;
@@ -41,16 +46,21 @@ pub struct Cdev {
 impl Cdev {
     /// Find and open the cdev of `bdf` (checks the device exists and is bound to vfio-pci).
     pub fn open(sys: Arc<dyn Sys>, bdf: &str) -> Result<Cdev> {
-        let canonical = parse_bdf(bdf)?.to_string();
+        Self::open_at(sys, parse_bdf(bdf)?)
+    }
+
+    /// [`Cdev::open`] for a parsed BDF.
+    pub(crate) fn open_at(sys: Arc<dyn Sys>, b: Bdf) -> Result<Cdev> {
+        let canonical = b.canonical_string();
         let bdf = canonical.as_str();
-        check_bound_to_vfio(&*sys, bdf)?;
-        let path = cdev_path(&*sys, bdf)?;
+        check_bound_to_vfio_at(&*sys, b, bdf)?;
+        let path = cdev_path_at(&*sys, b, bdf)?;
         let raw = sys
             .open(&path, false)
             .map_err(|e| Error::open_node(&path, "CONFIG_VFIO_DEVICE_CDEV", Some(bdf), e))?;
         Ok(Cdev {
             fd: SysFd::new(sys, raw),
-            bdf: bdf.to_string(),
+            bdf: canonical,
         })
     }
 

@@ -12,7 +12,7 @@ use vfio_bindings::bindings::vfio as vb;
 
 use crate::cdev::Cdev;
 use crate::error::{Error, Result};
-use crate::group::{group_setup, parse_bdf, Group};
+use crate::group::{group_setup_at, parse_bdf, Group};
 use crate::iommu::Iommu;
 use crate::irq::{get_irq_info, slot, IrqInfo, IrqState};
 use crate::memory::base_page_size;
@@ -472,16 +472,17 @@ impl VfioPciDevice {
         token: Option<&VfToken>,
     ) -> Result<VfioPciDevice> {
         // Work with the canonical spelling, which is how sysfs and the kernel name the device.
-        let canonical = parse_bdf(bdf)?.to_string();
+        let b = parse_bdf(bdf)?;
+        let canonical = b.canonical_string();
         let bdf = canonical.as_str();
         if iommu.mode().uses_container() {
-            let group = group_setup(iommu, bdf)?;
+            let group = group_setup_at(iommu, b, bdf)?;
             let fd = group
                 .get_device_fd(bdf, token)
                 .map_err(|e| device_fd_error(bdf, "VFIO_GROUP_GET_DEVICE_FD", e))?;
             Self::setup(bdf, iommu, fd, Some(group), None)
         } else {
-            let cdev = Cdev::open(iommu.sys().clone(), bdf)?;
+            let cdev = Cdev::open_at(iommu.sys().clone(), b)?;
             Self::from_cdev(bdf, iommu, cdev, token)
         }
     }

@@ -60,6 +60,8 @@ pub(crate) struct State {
     pub links: HashMap<PathBuf, PathBuf>,
     pub dirs: HashMap<PathBuf, Vec<String>>,
     pub exists: HashSet<PathBuf>,
+    /// Every sysfs-style lookup (`readlink`, `read_dir`, `exists`), in order, with its path.
+    pub lookups: Vec<(&'static str, PathBuf)>,
     pub api_version: i32,
     pub extensions: HashSet<u32>,
     pub iommu_set: Option<u32>,
@@ -142,6 +144,7 @@ impl Default for State {
             fail_ioctl: HashMap::new(),
             fail_open: HashMap::new(),
             nodes,
+            lookups: vec![],
             links,
             dirs,
             exists,
@@ -886,14 +889,20 @@ impl Sys for FakeSys {
     }
 
     fn readlink(&self, path: &Path) -> Result<PathBuf, Errno> {
-        self.st().links.get(path).cloned().ok_or(Errno::ENOENT)
+        let mut st = self.st();
+        st.lookups.push(("readlink", path.to_path_buf()));
+        st.links.get(path).cloned().ok_or(Errno::ENOENT)
     }
 
     fn read_dir(&self, path: &Path) -> Result<Vec<String>, Errno> {
-        self.st().dirs.get(path).cloned().ok_or(Errno::ENOENT)
+        let mut st = self.st();
+        st.lookups.push(("read_dir", path.to_path_buf()));
+        st.dirs.get(path).cloned().ok_or(Errno::ENOENT)
     }
 
     fn exists(&self, path: &Path) -> bool {
-        self.st().exists.contains(path)
+        let mut st = self.st();
+        st.lookups.push(("exists", path.to_path_buf()));
+        st.exists.contains(path)
     }
 }

@@ -81,7 +81,11 @@ pub fn current_driver(sys: &dyn Sys, bdf: &str) -> Option<String> {
 
 /// Check the device exists and is bound to vfio-pci (or a vfio-pci variant driver).
 pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
-    let b = parse_bdf(bdf)?;
+    check_bound_to_vfio_at(sys, parse_bdf(bdf)?, bdf)
+}
+
+/// [`check_bound_to_vfio`] for an already parsed `b` (spelled `bdf` in errors).
+pub(crate) fn check_bound_to_vfio_at(sys: &dyn Sys, b: Bdf, bdf: &str) -> Result<()> {
     match lookup(sys).driver(b) {
         Ok(Some(d)) if is_vfio_pci_driver(&d) => Ok(()),
         Ok(driver) => Err(Error::NotBoundToVfio {
@@ -94,7 +98,11 @@ pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
 
 /// The IOMMU group number of a device (readlink of `iommu_group`).
 pub fn iommu_group_number(sys: &dyn Sys, bdf: &str) -> Result<u32> {
-    let b = parse_bdf(bdf)?;
+    iommu_group_number_at(sys, parse_bdf(bdf)?, bdf)
+}
+
+/// [`iommu_group_number`] for an already parsed `b` (spelled `bdf` in errors).
+fn iommu_group_number_at(sys: &dyn Sys, b: Bdf, bdf: &str) -> Result<u32> {
     match lookup(sys).iommu_group(b) {
         Ok(Some(n)) => Ok(n),
         Ok(None) => Err(Error::NoIommuGroup {
@@ -172,10 +180,13 @@ impl Group {
     pub fn get_device_fd(&self, bdf: &str, token: Option<&VfToken>) -> Result<SysFd, Errno> {
         let sys = self.iommu.sys().clone();
         let mut name = match token {
-            Some(t) => format!("{bdf} vf_token={t}"),
-            None => bdf.to_string(),
-        }
-        .into_bytes();
+            Some(t) => format!("{bdf} vf_token={t}").into_bytes(),
+            None => {
+                let mut v = Vec::with_capacity(bdf.len() + 1);
+                v.extend_from_slice(bdf.as_bytes());
+                v
+            }
+        };
         if name.contains(&0) {
             return Err(Errno::EINVAL);
         }
@@ -208,6 +219,11 @@ pub fn group_status(sys: &dyn Sys, fd: std::os::fd::RawFd) -> Result<u32, Errno>
 /// attach it to the container, check the IOMMU type extension and set the IOMMU (tolerating a
 /// racing opener's EBUSY).
 pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
+    group_setup_at(iommu, parse_bdf(bdf)?, bdf)
+}
+
+/// [`group_setup`] for an already parsed `b` (spelled `bdf` in errors).
+pub(crate) fn group_setup_at(iommu: &Arc<Iommu>, b: Bdf, bdf: &str) -> Result<Arc<Group>> {
     let sys = iommu.sys().clone();
     let Some(container_fd) = iommu.container_fd() else {
         return Err(Error::InvalidArgument {
@@ -215,8 +231,8 @@ pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
             reason: format!("group setup needs a container mode, not {}", iommu.mode()),
         });
     };
-    check_bound_to_vfio(&*sys, bdf)?;
-    let number = iommu_group_number(&*sys, bdf)?;
+    check_bound_to_vfio_at(&*sys, b, bdf)?;
+    let number = iommu_group_number_at(&*sys, b, bdf)?;
     // Held for the whole setup: a second opener of the same group waits and then reuses it.
     let _setup = iommu.container_setup_lock();
     {

@@ -262,7 +262,27 @@ pub(crate) struct Lookup<'a> {
 
 impl Lookup<'_> {
     pub(crate) fn device_dir(&self, bdf: Bdf) -> PathBuf {
-        self.root.join("bus/pci/devices").join(bdf.to_string())
+        self.device_entry(bdf, None)
+    }
+
+    /// `<root>/bus/pci/devices/<bdf>[/<name>]`, built in one allocation.
+    fn device_entry(&self, bdf: Bdf, name: Option<&str>) -> PathBuf {
+        let root = self.root.as_os_str();
+        let mut p = std::ffi::OsString::with_capacity(
+            root.len() + "/bus/pci/devices/".len() + 13 + name.map_or(0, |n| n.len() + 1),
+        );
+        p.push(root);
+        if !root.as_encoded_bytes().ends_with(b"/") {
+            p.push("/");
+        }
+        p.push("bus/pci/devices/");
+        let (name_buf, name_len) = bdf.canonical();
+        p.push(std::str::from_utf8(&name_buf[..name_len]).unwrap_or_default());
+        if let Some(n) = name {
+            p.push("/");
+            p.push(n);
+        }
+        PathBuf::from(p)
     }
 
     pub(crate) fn exists(&self, bdf: Bdf) -> bool {
@@ -313,13 +333,22 @@ impl Lookup<'_> {
     /// that fails, to report a missing device as [`SysfsError::NoSuchDevice`] (the open path
     /// reads these links on every open, so the common case costs one readlink).
     fn device_link_basename(&self, bdf: Bdf, name: &str) -> Result<Option<String>, SysfsError> {
-        let dir = self.device_dir(bdf);
-        let link = dir.join(name);
-        match self.sys.readlink(&link) {
+        self.device_link_basename_at(bdf, &self.device_entry(bdf, Some(name)))
+    }
+
+    fn device_link_basename_at(&self, bdf: Bdf, link: &Path) -> Result<Option<String>, SysfsError> {
+        match self.sys.readlink(link) {
             Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
-            Err(_) if !self.sys.exists(&dir) => Err(SysfsError::NoSuchDevice { bdf, path: dir }),
-            Err(Errno::ENOENT) => Ok(None),
-            Err(e) => Err(errno_err("readlink", &link, e)),
+            Err(e) => {
+                let dir = self.device_dir(bdf);
+                if !self.sys.exists(&dir) {
+                    Err(SysfsError::NoSuchDevice { bdf, path: dir })
+                } else if e == Errno::ENOENT {
+                    Ok(None)
+                } else {
+                    Err(errno_err("readlink", link, e))
+                }
+            }
         }
     }
 
@@ -328,12 +357,10 @@ impl Lookup<'_> {
     }
 
     pub(crate) fn iommu_group(&self, bdf: Bdf) -> Result<Option<u32>, SysfsError> {
-        match self.device_link_basename(bdf, "iommu_group")? {
+        let link = self.device_entry(bdf, Some("iommu_group"));
+        match self.device_link_basename_at(bdf, &link)? {
             None => Ok(None),
-            Some(name) => {
-                let link = self.device_dir(bdf).join("iommu_group");
-                parse_dec(&link, &name, "a decimal IOMMU group number").map(Some)
-            }
+            Some(name) => parse_dec(&link, &name, "a decimal IOMMU group number").map(Some),
         }
     }
 
@@ -349,18 +376,22 @@ impl Lookup<'_> {
 
     pub(crate) fn vfio_cdev(&self, bdf: Bdf) -> Result<Option<String>, SysfsError> {
         // List first; the device directory's existence matters only when that fails.
-        let dev = self.device_dir(bdf);
-        let dir = dev.join("vfio-dev");
+        let dir = self.device_entry(bdf, Some("vfio-dev"));
         let names = match self.sys.read_dir(&dir) {
             Ok(mut names) => {
                 names.sort();
                 Some(names)
             }
-            Err(_) if !self.sys.exists(&dev) => {
-                return Err(SysfsError::NoSuchDevice { bdf, path: dev })
+            Err(e) => {
+                let dev = self.device_dir(bdf);
+                if !self.sys.exists(&dev) {
+                    return Err(SysfsError::NoSuchDevice { bdf, path: dev });
+                } else if e == Errno::ENOENT {
+                    None
+                } else {
+                    return Err(errno_err("list", &dir, e));
+                }
             }
-            Err(Errno::ENOENT) => None,
-            Err(e) => return Err(errno_err("list", &dir, e)),
         };
         Ok(names.and_then(|names| names.into_iter().find(|n| n.starts_with("vfio"))))
     }

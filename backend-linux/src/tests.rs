@@ -114,6 +114,54 @@ fn iommufd_open_sequence_binds_and_attaches_to_the_ioas() {
     assert!(dev.group().is_none());
 }
 
+/// A successful open reads each sysfs entry it needs once and nothing else (the device-exists
+/// check only runs when a lookup fails, to name the error): group path = the `driver` and
+/// `iommu_group` links, cdev path = the `driver` link and the `vfio-dev` directory.
+#[test]
+fn successful_open_does_one_sysfs_lookup_per_entry_and_no_exists_checks() {
+    let dir = PathBuf::from("/sys/bus/pci/devices").join(BDF);
+    for (mode, second) in [
+        (
+            IommuMode::VfioType1v2Iommu,
+            ("readlink", dir.join("iommu_group")),
+        ),
+        (
+            IommuMode::IommufdCompatType1,
+            ("readlink", dir.join("iommu_group")),
+        ),
+        (IommuMode::Iommufd, ("read_dir", dir.join("vfio-dev"))),
+    ] {
+        let (f, _iommu, _dev) = open(mode);
+        assert_eq!(
+            f.st().lookups,
+            vec![("readlink", dir.join("driver")), second],
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn missing_device_is_still_device_not_found_after_a_failed_lookup() {
+    for mode in [IommuMode::VfioType1Iommu, IommuMode::Iommufd] {
+        let (f, sys) = FakeSys::new();
+        let dir = PathBuf::from("/sys/bus/pci/devices").join(BDF);
+        {
+            let mut st = f.st();
+            st.exists.remove(&dir);
+            st.links.retain(|p, _| !p.starts_with(&dir));
+            st.dirs.retain(|p, _| !p.starts_with(&dir));
+        }
+        let iommu = Iommu::open_with(sys, mode).unwrap();
+        let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+        assert!(matches!(e, Error::DeviceNotFound { .. }), "{mode}: {e:?}");
+        assert!(f
+            .st()
+            .lookups
+            .iter()
+            .any(|(k, p)| *k == "exists" && *p == dir));
+    }
+}
+
 #[test]
 fn device_info_regions_and_irqs_are_read_at_open() {
     let (_f, _iommu, dev) = open(IommuMode::Iommufd);
@@ -1623,5 +1671,25 @@ fn last_group_leaving_resets_a_legacy_container() {
         }
         assert_eq!(iommu.mappings().len(), 1);
         drop(dev);
+    }
+}
+
+#[test]
+fn bdf_display_is_the_canonical_spelling() {
+    use crate::bdf::Bdf;
+    for (segment, bus, device, function) in [
+        (0u16, 0u8, 4u8, 0u8),
+        (0xabcd, 0xff, 0x1f, 7),
+        (0x0010, 0x0a, 0x00, 0x1f),
+    ] {
+        let b = Bdf {
+            segment,
+            bus,
+            device,
+            function,
+        };
+        let want = format!("{segment:04x}:{bus:02x}:{device:02x}.{function:x}");
+        assert_eq!(b.to_string(), want);
+        assert_eq!(b.canonical_string(), want);
     }
 }
