@@ -320,7 +320,8 @@ fn open_group_node(
     number: u32,
     path: &Path,
 ) -> Result<std::os::fd::RawFd, Errno> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    // The clock is read only once an EBUSY calls for a retry (the normal open never needs it).
+    let mut deadline = None;
     loop {
         match sys.open(path, false) {
             Err(Errno::EBUSY) => {
@@ -329,7 +330,9 @@ fn open_group_node(
                         .get(&number)
                         .is_some_and(|w| w.strong_count() == 0)
                 });
-                if !closing || std::time::Instant::now() >= deadline {
+                let now = std::time::Instant::now();
+                let until = *deadline.get_or_insert(now + std::time::Duration::from_secs(2));
+                if !closing || now >= until {
                     return Err(Errno::EBUSY);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
