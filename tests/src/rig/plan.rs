@@ -147,7 +147,7 @@ pub fn bench_entries(boot: Boot) -> Vec<Entry> {
     match boot {
         Boot::Normal => {
             let map = [
-                "--size", "4k", "--size", "2m", "--rounds", "10", "--opens", "5",
+                "--size", "4k", "--size", "2m", "--rounds", "10", "--opens", "25",
             ];
             let open = ["--open-only", "--opens", "5"];
             vec![
