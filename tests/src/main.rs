@@ -39,52 +39,22 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ...
   bench models                 software-model memcpy bandwidth vs host memcpy, DSA batch prep cost
   bench map BDF [OPTIONS]      VFIO/IOMMUFD map+unmap and open+setup vs a raw-ioctl loop, per mode";
 
-/// A test program `passthru test` can run.
-struct Program {
-    /// Its upstream name, e.g. `vfio_pci_device_test`.
-    name: &'static str,
-    /// Builds its suite.
-    suite: fn() -> Suite,
+/// A program `passthru test` runs: its name and the function building its suite.
+type Program = (&'static str, fn() -> Suite);
+
+/// The seven kselftest programs run on real devices: the six of `passthru::programs`, then
+/// `vfio_pci_driver_test` from `passthru::suite`.
+fn device_programs() -> Vec<Program> {
+    programs::PROGRAMS
+        .iter()
+        .map(|p| (p.name, p.suite))
+        .chain([(suite::vfio::PROGRAM, suite::vfio::suite as fn() -> Suite)])
+        .collect()
 }
 
-/// The kselftest programs run on real devices, in upstream's order.
-const DEVICE_PROGRAMS: &[Program] = &[
-    Program {
-        name: programs::vfio_dma_mapping_test::PROGRAM,
-        suite: programs::vfio_dma_mapping_test::suite,
-    },
-    Program {
-        name: programs::vfio_dma_mapping_mmio_test::PROGRAM,
-        suite: programs::vfio_dma_mapping_mmio_test::suite,
-    },
-    Program {
-        name: programs::vfio_iommufd_setup_test::PROGRAM,
-        suite: programs::vfio_iommufd_setup_test::suite,
-    },
-    Program {
-        name: programs::vfio_pci_device_test::PROGRAM,
-        suite: programs::vfio_pci_device_test::suite,
-    },
-    Program {
-        name: programs::vfio_pci_device_init_perf_test::PROGRAM,
-        suite: programs::vfio_pci_device_init_perf_test::suite,
-    },
-    Program {
-        name: suite::vfio::PROGRAM,
-        suite: suite::vfio::suite,
-    },
-    Program {
-        name: programs::vfio_pci_sriov_uapi_test::PROGRAM,
-        suite: programs::vfio_pci_sriov_uapi_test::suite,
-    },
-];
-
-/// Suites that run on the built-in software models when no device is given (the default of
-/// `passthru test`): the upstream driver test cases on the DSA, CBDMA and edu models.
-const MODEL_PROGRAMS: &[Program] = &[Program {
-    name: "passthru models (dsa, ioat, edu)",
-    suite: suite::models::suite,
-}];
+/// What runs when no device is given (the default of `passthru test`): the upstream driver test
+/// cases on the DSA, CBDMA and edu models.
+const MODEL_PROGRAM: Program = ("passthru models (dsa, ioat, edu)", suite::models::suite);
 
 /// Global options and the roots everything works under.
 struct Env {
@@ -356,10 +326,10 @@ fn run_programs(
     err: &mut dyn Write,
 ) -> i32 {
     let mut codes = Vec::new();
-    for p in programs {
+    for (name, build) in programs {
         let _ = std::io::stdout().flush();
-        println!("# program: {}", p.name);
-        let suite = (p.suite)();
+        println!("# program: {name}");
+        let suite = build();
         codes.push(suite.run(args, source, Box::new(std::io::stdout()), err));
     }
     combine_codes(&codes)
@@ -392,26 +362,10 @@ fn cmd_test(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
         Err(e) => return one_line_error(err, format!("test: {e}")),
     };
     if have_devices {
-        if DEVICE_PROGRAMS.is_empty() {
-            let _ = writeln!(
-                err,
-                "passthru: test: no device test programs are built in yet; nothing run"
-            );
-            return KSFT_SKIP;
-        }
-        return run_programs(DEVICE_PROGRAMS, &rest, &source, err);
-    }
-    if MODEL_PROGRAMS.is_empty() {
-        let _ = writeln!(
-            err,
-            "passthru: test: no device given (BDF arguments, $VFIO_SELFTESTS_BDF, \
-             $VFIO_SELFTESTS_BDFS or `passthru setup`) and the model suite is not built in yet; \
-             nothing run"
-        );
-        return KSFT_SKIP;
+        return run_programs(&device_programs(), &rest, &source, err);
     }
     let _ = writeln!(out, "# no device given: running the model suites");
-    run_programs(MODEL_PROGRAMS, &rest, &source, err)
+    run_programs(&[MODEL_PROGRAM], &rest, &source, err)
 }
 
 fn cmd_bench(args: &[String], err: &mut dyn Write) -> i32 {
