@@ -115,6 +115,8 @@ fn probe_refuses_other_ids_and_int_handle_devices() {
     p.gencap |= 1 << 4; // cmd_cap
     p.cmdcap = 1 << 13; // REQUEST_INT_HANDLE
     let m = DsaModel::with_profile(p, Arc::clone(&iommu), ExecMode::Immediate);
+    // With memory decode off BAR0 reads all ones, so probe cannot see CMDCAP (init checks).
+    m.function().config_write16(0x04, 0x2).unwrap();
     assert!(Drv::probe(&m.function()).is_none());
     let mut p = passthru_models::dsa::DsaProfile::SPR;
     p.device_id = 0x11fb; // GNR-D: matched

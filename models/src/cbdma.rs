@@ -40,7 +40,8 @@
 //!   completed (its data movement may be partial).
 //! * ATTNSTATUS is not cleared by reading; a channel's bit clears when it is re-armed.
 //! * DMA needs COMMAND.bus_master: without it an ACTIVE channel makes no progress.
-//! * MMIO is answered whether or not COMMAND.memory is set (like a function vfio-pci enabled).
+//! * With COMMAND.memory clear, BAR0 reads all ones and ignores writes (master abort; done by
+//!   the [`crate::function::ModelBar`] adapter for every model).
 //! * INTRDELAY's delay field is stored but interrupts are not coalesced (bit 15 reads 0).
 //! * DMA_COMP reads 0x0002 (v2-compatible register layout).
 //! * A zero-size copy or fill moves nothing and succeeds.

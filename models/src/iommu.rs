@@ -425,6 +425,21 @@ impl Iommu {
     /// same position, since the read comes first).
     pub fn copy_directed(&self, src: u64, dst: u64, len: u64) -> (bool, Result<(), DmaFault>) {
         let descending = dst > src && dst - src < len;
+        (
+            descending,
+            self.copy_in_direction(src, dst, len, descending),
+        )
+    }
+
+    /// Copy as [`Iommu::copy_directed`] does, in the given direction (`true` = descending: the
+    /// last bytes first, and a fault's `done` counts bytes completed at the end of the range).
+    pub fn copy_in_direction(
+        &self,
+        src: u64,
+        dst: u64,
+        len: u64,
+        descending: bool,
+    ) -> Result<(), DmaFault> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         if descending {
             let r = Self::suffix(&map, src, len, false);
@@ -432,42 +447,36 @@ impl Iommu {
             let k = r.min(w);
             Self::move_range(&map, src + (len - k), dst + (len - k), k, true);
             if k == len {
-                return (true, Ok(()));
+                return Ok(());
             }
             let (iova, write) = if r <= w {
                 (src + (len - r - 1), false)
             } else {
                 (dst + (len - w - 1), true)
             };
-            (
-                true,
-                Err(DmaFault {
-                    iova,
-                    done: k,
-                    write,
-                }),
-            )
+            Err(DmaFault {
+                iova,
+                done: k,
+                write,
+            })
         } else {
             let r = Self::prefix(&map, src, len, false);
             let w = Self::prefix(&map, dst, len, true);
             let k = r.min(w);
             Self::move_range(&map, src, dst, k, false);
             if k == len {
-                return (false, Ok(()));
+                return Ok(());
             }
             let (iova, write) = if r <= w {
                 (src.wrapping_add(r), false)
             } else {
                 (dst.wrapping_add(w), true)
             };
-            (
-                false,
-                Err(DmaFault {
-                    iova,
-                    done: k,
-                    write,
-                }),
-            )
+            Err(DmaFault {
+                iova,
+                done: k,
+                write,
+            })
         }
     }
 

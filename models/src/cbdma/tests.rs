@@ -592,10 +592,16 @@ fn function_reset_restores_defaults() {
     );
     t.start(d, ABORT, 1);
     t.f.reset().unwrap();
+    assert_eq!(t.f.config_read16(0x04).unwrap(), 0);
+    assert_eq!(
+        t.bar.read8(0x03),
+        0xff,
+        "memory decode off after FLR: master abort"
+    );
+    t.f.config_write16(0x04, 0x0002).unwrap();
     assert_eq!(t.bar.read8(0x03), 0);
     assert!(t.sts().is(ChanState::Halted));
     assert_eq!(t.bar.read64(C0 + chan::CHANCMP), 0);
-    assert_eq!(t.f.config_read16(0x04).unwrap(), 0);
     assert_eq!(t.f.config_read32(ioat::DMAUNCERRSTS).unwrap(), 0);
 }
 
