@@ -206,6 +206,9 @@ pub struct DsaStats {
     pub commands: u64,
     /// Block-on-fault page requests made.
     pub page_requests: u64,
+    /// Writes that landed in a WQCFG entry beyond its 64-byte layout (only possible when
+    /// WQCAP declares a larger stride): the signature of a driver using a wrong stride.
+    pub wqcfg_beyond_layout_writes: u64,
 }
 
 struct State {
@@ -702,7 +705,11 @@ impl DsaModel {
                 let stride = p.wqcap().wqcfg_stride();
                 if let Some((w, o)) = table_index(off, t.wqcfg_offset(), stride, p.num_wqs()) {
                     let d = o / 4;
-                    if st.wqcfg[w].state() != WqState::Disabled || d >= WQCFG_DWORDS {
+                    if d >= WQCFG_DWORDS {
+                        st.stats.wqcfg_beyond_layout_writes += 1;
+                        return;
+                    }
+                    if st.wqcfg[w].state() != WqState::Disabled {
                         return;
                     }
                     let prs = if p.wqcap().wq_prs_support() {
