@@ -642,7 +642,11 @@ fn oversized_wqcfg_stride_is_written_within_the_known_layout() {
     let (model, _region, _data, mut d) = init_on(p);
     // A driver using a 64-byte (or any wrong) stride writes WQ 1's dwords into bytes 64..127
     // of WQ 0's 128-byte entry; the model counts such writes.
-    assert_eq!(model.stats().wqcfg_beyond_layout_writes, 0, "wrong WQCFG stride");
+    assert_eq!(
+        model.stats().wqcfg_beyond_layout_writes,
+        0,
+        "wrong WQCFG stride"
+    );
     let wq0 = model.wq_config(0).unwrap();
     assert_eq!(wq0.wq_size(), 128);
     assert!(wq0.dedicated() && wq0.priority() == 1);
