@@ -580,7 +580,7 @@ mod atomic {
         while i < n {
             // SAFETY: i < n, inside the caller's range.
             let p = unsafe { src.add(i) };
-            if p as usize % 8 == 0 && n - i >= 8 {
+            if (p as usize).is_multiple_of(8) && n - i >= 8 {
                 // SAFETY: p is 8-byte aligned and p..p+8 is inside the range.
                 let w = unsafe { AtomicU64::from_ptr(p as *mut u64) }.load(Relaxed);
                 out[i..i + 8].copy_from_slice(&w.to_ne_bytes());
@@ -603,7 +603,7 @@ mod atomic {
         while i < n {
             // SAFETY: i < n, inside the caller's range.
             let p = unsafe { dst.add(i) };
-            if p as usize % 8 == 0 && n - i >= 8 {
+            if (p as usize).is_multiple_of(8) && n - i >= 8 {
                 let mut w = [0u8; 8];
                 w.copy_from_slice(&data[i..i + 8]);
                 // SAFETY: p is 8-byte aligned and p..p+8 is inside the range.

@@ -93,7 +93,8 @@ fn storm_cap_is_said_in_the_output() {
 fn ordinary_copies_are_split_into_max_memcpy_size_chunks() {
     // ioat model: max_memcpy_size 1 MiB, memcpy region 8 MiB → a 4 MiB copy in 4 descriptors.
     assert_eq!(MEMCPY_BYTES, 8 << 20);
-    let seen: Arc<Mutex<Option<(Arc<CbdmaModel>, u64)>>> = Arc::default();
+    type Seen = Option<(Arc<CbdmaModel>, u64)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let keep = Arc::clone(&seen);
     let (code, out) = run(&[Case::MemcpySuccess], move || {
         let (env, model) = ModelEnv::ioat(ExecMode::Immediate)?;
