@@ -207,10 +207,7 @@ impl VfioPciDevice {
         }
         let mut new = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let raw = sys
-                .eventfd()
-                .map_err(|e| Error::os(self.bdf(), "eventfd", e))?;
-            new.push(SysFd::new(sys.clone(), raw));
+            new.push(SysFd::eventfd(&sys).map_err(|e| Error::os(self.bdf(), "eventfd", e))?);
         }
         let raws: Vec<RawFd> = new.iter().map(SysFd::raw).collect();
         set_irqs(

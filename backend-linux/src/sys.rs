@@ -6,7 +6,11 @@
 //! injects errnos, so every error path is exercised without `/dev/vfio`.
 //!
 //! File descriptors cross the seam as plain numbers ([`RawFd`]) and are owned by [`SysFd`], which
-//! closes them through the same `Sys` when dropped.
+//! closes them through the same `Sys` when dropped. Ownership follows `std`'s `OwnedFd` rules:
+//! a `SysFd` is made safely only from an fd its `Sys` just created ([`SysFd::open`],
+//! [`SysFd::eventfd`], [`SysFd::memfd`]); adopting any other number is `unsafe`
+//! ([`SysFd::from_raw`]), and so is [`Sys::close`]. Safe code therefore cannot close an fd it
+//! does not own.
 //!
 //! ioctl arguments cross the seam as byte buffers ([`IoctlArg::Buf`]): the argument structure
 //! serialised in native layout. Struct-to-bytes conversion is done by [`Plain`] helpers, which are
@@ -101,11 +105,22 @@ pub struct MmapRequest {
 }
 
 /// The system calls used by this crate. See the module documentation.
-pub trait Sys: Send + Sync + fmt::Debug {
-    /// open(2) with `O_RDWR | O_CLOEXEC` (plus `O_NONBLOCK` if asked).
+///
+/// # Safety
+/// Implementations must return from [`Sys::open`], [`Sys::eventfd`] and [`Sys::memfd_create`]
+/// only descriptors that are new and owned by the caller (nothing else uses or closes them), and
+/// [`Sys::close`] must close exactly the descriptor it is given. [`SysFd`]'s safe constructors
+/// rely on this.
+pub unsafe trait Sys: Send + Sync + fmt::Debug {
+    /// open(2) with `O_RDWR | O_CLOEXEC` (plus `O_NONBLOCK` if asked). The caller owns the
+    /// returned fd; prefer [`SysFd::open`], which takes that ownership.
     fn open(&self, path: &Path, nonblock: bool) -> Result<RawFd, Errno>;
     /// close(2).
-    fn close(&self, fd: RawFd);
+    ///
+    /// # Safety
+    /// The caller must own `fd` and must not use it (or let anything else use it) afterwards,
+    /// as for `std::os::fd::OwnedFd`'s drop.
+    unsafe fn close(&self, fd: RawFd);
     /// ioctl(2). Returns the kernel's non-negative return value.
     ///
     /// # Safety
@@ -181,7 +196,9 @@ fn check_size(ret: libc::ssize_t) -> Result<usize, Errno> {
     }
 }
 
-impl Sys for RealSys {
+// SAFETY: open, eventfd and memfd_create return the kernel's new descriptors unchanged, and
+// close closes exactly its argument.
+unsafe impl Sys for RealSys {
     fn open(&self, path: &Path, nonblock: bool) -> Result<RawFd, Errno> {
         let c = cpath(path)?;
         let mut flags = libc::O_RDWR | libc::O_CLOEXEC;
@@ -192,8 +209,8 @@ impl Sys for RealSys {
         check(unsafe { libc::open(c.as_ptr(), flags) })
     }
 
-    fn close(&self, fd: RawFd) {
-        // SAFETY: the caller owns `fd` (SysFd closes each fd exactly once).
+    unsafe fn close(&self, fd: RawFd) {
+        // SAFETY: the caller owns `fd` and never uses it again (this function's contract).
         unsafe { libc::close(fd) };
     }
 
@@ -343,6 +360,21 @@ fn io_errno(e: std::io::Error) -> Errno {
 }
 
 /// A file descriptor owned through a [`Sys`]; closed on drop.
+///
+/// Like `std::os::fd::OwnedFd`, it cannot be made from a bare number in safe code:
+///
+/// ```compile_fail,E0133
+/// use passthru_linux::sys::{RealSys, SysFd};
+/// // Would close stdin on drop: adopting a raw fd needs `unsafe`.
+/// let _stdin = SysFd::from_raw(RealSys::shared(), 0);
+/// ```
+///
+/// and its `Sys` can close a descriptor only in `unsafe` code:
+///
+/// ```compile_fail,E0133
+/// use passthru_linux::sys::{RealSys, Sys};
+/// RealSys.close(0);
+/// ```
 pub struct SysFd {
     sys: Arc<dyn Sys>,
     fd: RawFd,
@@ -356,8 +388,34 @@ impl fmt::Debug for SysFd {
 
 impl SysFd {
     /// Take ownership of `fd` (it will be closed through `sys`).
-    pub fn new(sys: Arc<dyn Sys>, fd: RawFd) -> Self {
+    ///
+    /// # Safety
+    /// `fd` must be an open descriptor owned by the caller, which gives that ownership up: nothing
+    /// else may close it or use it after this `SysFd` is dropped (as for
+    /// `std::os::fd::FromRawFd::from_raw_fd`); and `sys` must be the seam it belongs to.
+    pub unsafe fn from_raw(sys: Arc<dyn Sys>, fd: RawFd) -> Self {
         Self { sys, fd }
+    }
+
+    /// open(2) `path` through `sys` (see [`Sys::open`]) and own the new fd.
+    pub fn open(sys: &Arc<dyn Sys>, path: &Path, nonblock: bool) -> Result<Self, Errno> {
+        let fd = sys.open(path, nonblock)?;
+        // SAFETY: a `Sys` returns only new descriptors owned by the caller (trait contract).
+        Ok(unsafe { Self::from_raw(Arc::clone(sys), fd) })
+    }
+
+    /// A new eventfd (see [`Sys::eventfd`]), owned.
+    pub fn eventfd(sys: &Arc<dyn Sys>) -> Result<Self, Errno> {
+        let fd = sys.eventfd()?;
+        // SAFETY: as in `open`.
+        Ok(unsafe { Self::from_raw(Arc::clone(sys), fd) })
+    }
+
+    /// A new memfd (see [`Sys::memfd_create`]), owned.
+    pub fn memfd(sys: &Arc<dyn Sys>, name: &str) -> Result<Self, Errno> {
+        let fd = sys.memfd_create(name)?;
+        // SAFETY: as in `open`.
+        Ok(unsafe { Self::from_raw(Arc::clone(sys), fd) })
     }
     /// The descriptor number.
     pub fn raw(&self) -> RawFd {
@@ -371,7 +429,8 @@ impl SysFd {
 
 impl Drop for SysFd {
     fn drop(&mut self) {
-        self.sys.close(self.fd);
+        // SAFETY: this SysFd owns the fd (constructor contracts) and is the last use of it.
+        unsafe { self.sys.close(self.fd) };
     }
 }
 

@@ -139,6 +139,14 @@ pub fn has_enqcmd() -> bool {
 /// portal. Returns [`PortalError::Unsupported`] when the CPU lacks the instruction and
 /// [`PortalError::Misaligned`] when `dst` is not 64-byte aligned (nothing is written then).
 ///
+/// Safe code cannot aim it at arbitrary memory:
+///
+/// ```compile_fail,E0133
+/// let x = [0u8; 64];
+/// // Would overwrite an immutable binding: calling movdir64b needs `unsafe`.
+/// let _ = passthru_core::arch::movdir64b(x.as_ptr() as *mut u8, &[1; 64]);
+/// ```
+///
 /// # Safety
 /// `dst..dst + 64` must be valid for a 64-byte write and must not be memory that Rust code
 /// accesses through references or non-volatile accesses (it must be a device portal or other
