@@ -7,7 +7,13 @@
 //!   the same). Unknown offsets read 0 and ignore writes.
 //! * The administrative command state machine: CMDSTS Active/error/result, the documented error
 //!   codes, INTCAUSE bit 1 and MSI-X vector 0 when CMD bit 31 asks for it, SWERR 0x52 when CMD is
-//!   written while a command is active, 0x01 for unsupported commands.
+//!   written while a command is active, 0x01 for unsupported commands. Commands stay Active for
+//!   a configurable delay ([`DsaModel::set_command_delay`]; [`DEFAULT_THREADED_COMMAND_DELAY`] in
+//!   threaded mode, so a driver that does not poll CMDSTS fails), with GENSTS in the drain state
+//!   while a RESET_DEVICE runs; a delayed command with CMD bit 31 interrupts without any
+//!   register access, as Linux's sleeping `idxd_cmd_exec` needs.
+//! * With PCI memory decode off, BAR0 reads all ones and writes and portal submissions are
+//!   dropped (master abort).
 //! * WQCFG/GRPCFG tables (writable only while the WQ / device is disabled), validation at
 //!   ENABLE_DEVICE and ENABLE_WQ, WQ state in WQCFG dword 6.
 //! * Dedicated-WQ portal submission through BAR2 (WQ = offset >> 14, page = (offset >> 12) & 3).
@@ -15,7 +21,18 @@
 //!   COPY_CRC and CACHE_FLUSH through the IOVA table; completion records written with the status
 //!   byte last; RCI → MSI-X vector `int_handle`; errors without a usable record → SWERR
 //!   (+ INTCAUSE bit 0, vector 0 if GENCTRL bit 0).
-//! * Unmapped IOVA → status 0x03 (bit 7 for a write fault), bytes_completed and fault_addr.
+//! * Unmapped IOVA → status 0x03 (bit 7 for a write fault), bytes_completed and fault_addr;
+//!   bytes_completed counts only bytes written to the destination, so resubmitting from
+//!   `src/dst + bytes_completed` (or, after a descending copy, with the size reduced) leaves no
+//!   hole.
+//! * MEMMOVE copies in the direction that is safe for overlapping buffers (descending when the
+//!   destination starts inside the source), however many mappings the buffers span, and reports
+//!   the direction in the record's result byte (0 ascending, 1 descending); overlapping buffers
+//!   without GENCAP bit 1 give 0x16.
+//! * Block-on-fault (GENCAP bit 0, WQCFG bit and descriptor flag): a fault becomes a page request
+//!   to the handler set with [`DsaModel::set_page_request_handler`]; if it maps the page the
+//!   descriptor continues where it stopped, otherwise (or with no handler, as without a
+//!   page-request service) it completes with 0x04 and the progress made.
 //! * Error injection: force the next descriptor's status, rewrite the next descriptor, drop
 //!   descriptors, stick the engine (never completes), stick the command unit, halt the device.
 //!
@@ -43,6 +60,10 @@
 //!   batch count (0x14) and list alignment (0x18), dualcast address bits (0x17).
 //! * CACHE_FLUSH checks that the range translates (0x03 otherwise); it moves no data.
 //! * RCI fires after every completion that requested it, success or failure.
+//! * The MEMMOVE result byte carries the direction in every record, not only on a page fault.
+//! * After a resolved page request, operations other than MEMMOVE run again from the start
+//!   (they are idempotent over their range); MEMMOVE resumes. At most
+//!   [`MAX_PAGE_REQUESTS_PER_DESCRIPTOR`] page requests are made per descriptor.
 //! * Without GENCAP.cmd_cap the supported commands are 1..12; with it, CMDCAP decides.
 //!   REQUEST_INT_HANDLE returns handle = MSI-X index (1..vectors); IMS indices are refused (0x41).
 //!   The DSA 2.0 commands 15..17 are unsupported (0x01).
