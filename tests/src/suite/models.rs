@@ -43,7 +43,8 @@ use crate::harness::{DeviceSelector, DeviceSource, Fixture, Suite, TestError, Te
 pub const DRIVER_IOVA: u64 = 0x1_0000_0000;
 /// IOVA of the memcpy region.
 pub const MEMCPY_IOVA: u64 = 0x1_4000_0000;
-/// Size of the memcpy region (upstream maps 1 GiB on hardware; the copy size is half of it).
+/// Size of the memcpy region (upstream maps 1 GiB on hardware); copies are
+/// `min(4 × max_memcpy_size, half of it)`.
 pub const MEMCPY_BYTES: usize = 8 << 20;
 /// An IOVA block (1 GiB) that is never mapped.
 pub const UNMAPPED_IOVA: u64 = 0x2_0000_0000;
