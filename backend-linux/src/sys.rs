@@ -443,6 +443,17 @@ impl Drop for SysFd {
 /// mirror have the same size, alignment and field offsets, and the conversion into the binding
 /// is an exhaustive struct expression (a field left out does not compile), so the binding is
 /// exactly as plain as its mirror. Conversion is field by field: no `unsafe`.
+///
+/// A mirror with padding is refused at compile time:
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// #[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+/// struct Padded {
+///     a: u8,
+///     b: u32, // three padding bytes before it
+/// }
+/// ```
 pub trait Plain: Default {
     /// The `zerocopy`-checked mirror (for integers, the integer itself).
     type Bytes: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable;
