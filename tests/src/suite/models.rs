@@ -51,9 +51,9 @@ pub const UNMAPPED_IOVA: u64 = 0x2_0000_0000;
 pub const DEFAULT_STORM_BYTES: u64 = 64 << 20;
 
 /// The DSA driver on the DSA model.
-pub type DsaOnModel = Dsa<ModelFunction<DsaModel>, StdClock>;
+pub type DsaOnModel = Dsa<'static, ModelFunction<DsaModel>, StdClock>;
 /// The CBDMA driver on the CBDMA model.
-pub type IoatOnModel = Ioat<ModelFunction<CbdmaModel>, StdClock>;
+pub type IoatOnModel = Ioat<'static, ModelFunction<CbdmaModel>, StdClock>;
 /// The edu driver on the edu model.
 pub type EduOnModel = Edu<ModelFunction<EduModel>, StdClock>;
 
@@ -83,9 +83,9 @@ impl ModelKind {
 }
 
 /// A driver on a model, with its memory and MSI sink.
-pub struct ModelEnv<D: Driver> {
+pub struct ModelEnv<D: Driver<'static>> {
     // Field order is drop order: the driver goes before the memory it uses.
-    driver: CheckedDriver<D>,
+    driver: CheckedDriver<'static, D>,
     msi: Arc<MsiSink>,
     memcpy: Arc<HostMemory>,
     _driver_mem: Arc<HostMemory>,
@@ -106,7 +106,7 @@ fn build<D>(
     memcpy_bytes: usize,
 ) -> TestResult<ModelEnv<D>>
 where
-    D: Driver<Clock = StdClock>,
+    D: Driver<'static, Clock = StdClock>,
     D::Function: Clone,
 {
     let fail = |what: &str, e: &dyn std::fmt::Display| TestError::fail(format!("{what}: {e}"));
@@ -122,8 +122,9 @@ where
     iommu
         .map_all(MEMCPY_IOVA, &memcpy)
         .map_err(|e| fail("map memcpy region", &e))?;
-    // SAFETY: driver_mem lives in the env as long as the driver (dropped after it).
-    let region = unsafe { driver_mem.dma_region(DRIVER_IOVA) };
+    // SAFETY: driver_mem lives in the env as long as the driver (dropped after it), and the
+    // driver's region never leaves the env.
+    let region = unsafe { driver_mem.dma_region_unbounded(DRIVER_IOVA) };
     let mut driver = CheckedDriver::<D>::new(function, StdClock::new(), region)
         .map_err(|e| fail("probe", &e))?;
     driver.init().map_err(|e| fail("init", &e))?;
@@ -208,7 +209,7 @@ impl ModelEnv<EduOnModel> {
     }
 }
 
-impl<D: Driver> ModelEnv<D> {
+impl<D: Driver<'static>> ModelEnv<D> {
     /// The model IOMMU.
     pub fn iommu(&self) -> &Arc<Iommu> {
         &self.iommu
@@ -235,20 +236,19 @@ impl<D: Driver> ModelEnv<D> {
     }
 }
 
-impl<D: Driver<Function: Clone, Clock: Clone>> Env for ModelEnv<D> {
+impl<D: Driver<'static, Function: Clone, Clock: Clone>> Env for ModelEnv<D> {
     type Driver = D;
 
-    fn driver(&mut self) -> &mut CheckedDriver<D> {
+    fn driver(&mut self) -> &mut CheckedDriver<'static, D> {
         &mut self.driver
     }
 
-    fn driver_ref(&self) -> &CheckedDriver<D> {
+    fn driver_ref(&self) -> &CheckedDriver<'static, D> {
         &self.driver
     }
 
-    fn memcpy_region(&self) -> DmaRegion {
-        // SAFETY: the memory lives as long as self; the suite uses the region only through self.
-        unsafe { self.memcpy.dma_region(MEMCPY_IOVA) }
+    fn memcpy_region(&self) -> DmaRegion<'_> {
+        self.memcpy.dma_region(MEMCPY_IOVA)
     }
 
     fn unmapped_iova(&self) -> u64 {
