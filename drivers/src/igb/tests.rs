@@ -132,11 +132,21 @@ impl Fake {
             mem: RefCell::new(vec![0; MEM / 8]),
         }))
     }
-    fn region(&self) -> DmaRegion {
+    /// The fake's DMA memory, borrowing the fake.
+    fn region(&self) -> DmaRegion<'_> {
+        // SAFETY: the memory lives as long as the Rc, which `self` keeps alive for the borrow.
+        unsafe { self.region_unbounded() }
+    }
+
+    /// The fake's DMA memory for a driver that holds a clone of this fake as its function.
+    ///
+    /// # Safety
+    /// Some clone of this fake (an `Rc` of the memory) must live for all of `'a`.
+    unsafe fn region_unbounded<'a>(&self) -> DmaRegion<'a> {
         let p = NonNull::new(self.0.mem_ptr()).unwrap();
-        // SAFETY: the vector lives as long as the Rc, which every test keeps alive past the
-        // region's last use; no references into it are formed while the driver runs.
-        unsafe { DmaRegion::new(IOVA_BASE, p, MEM) }
+        // SAFETY: the vector lives as long as the Rc (the caller's contract for 'a); no
+        // references into it are formed while the driver runs.
+        unsafe { DmaRegion::from_raw_parts(IOVA_BASE, p, MEM) }
     }
     fn writes(&self) -> Vec<(usize, u32)> {
         self.0
@@ -283,9 +293,15 @@ impl Clock for FakeClock {
     }
 }
 
-fn init(b: Behaviour) -> (Fake, Igb<Fake, FakeClock>) {
+type Checked = CheckedDriver<'static, Igb<'static, Fake, FakeClock>>;
+
+fn init(b: Behaviour) -> (Fake, Checked) {
     let fake = Fake::new(b);
-    let igb = Igb::init(fake.clone(), FakeClock::default(), fake.region()).unwrap();
+    // SAFETY: the driver owns a clone of the fake (its function), which keeps the memory alive
+    // for as long as the driver exists.
+    let region = unsafe { fake.region_unbounded() };
+    let mut igb = Checked::new(fake.clone(), FakeClock::default(), region).unwrap();
+    igb.init().unwrap();
     (fake, igb)
 }
 
@@ -302,7 +318,10 @@ fn probe_matches_only_82576() {
 #[test]
 fn init_follows_the_reference_sequence_on_qemu() {
     let (fake, igb) = init(Behaviour::default());
-    assert!(igb.mac_loopback(), "no AUTO_RD: QEMU, so MAC loopback");
+    assert!(
+        igb.driver().unwrap().mac_loopback(),
+        "no AUTO_RD: QEMU, so MAC loopback"
+    );
     let w = fake.writes();
     // Reset first, then interrupts masked.
     assert_eq!(w[0], (hw::CTRL, hw::ctrl::RST));
@@ -344,7 +363,7 @@ fn init_follows_the_reference_sequence_on_qemu() {
     let cmd = fake.0.config.borrow()[4];
     assert_eq!(cmd & 0b110, 0b110);
     assert_eq!(
-        igb.limits(),
+        igb.limits().unwrap(),
         Limits {
             max_memcpy_size: 1024,
             max_memcpy_count: 4095,
@@ -359,7 +378,7 @@ fn real_hardware_uses_phy_loopback_only() {
         auto_rd: true,
         ..Behaviour::default()
     });
-    assert!(!igb.mac_loopback());
+    assert!(!igb.driver().unwrap().mac_loopback());
     assert_eq!(fake.writes_to(hw::RCTL), vec![0x0400_801a]);
 }
 
@@ -408,7 +427,7 @@ fn memcpy_posts_descriptors_and_copies_through_loopback() {
     });
     let region = fake.region();
     let data: Vec<u8> = (0..100u8).collect();
-    region.write_bytes(SRC, &data).unwrap();
+    region.copy_from_slice(SRC, &data).unwrap();
     region.fill(DST, 100, 0xee).unwrap();
     fake.clear_log();
     let (src, dst) = (IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64);
@@ -422,7 +441,7 @@ fn memcpy_posts_descriptors_and_copies_through_loopback() {
     // we cannot see them; check the RX ones' buffer and the TX write-back instead).
     igb.memcpy_wait(1_000_000_000).unwrap();
     let mut out = vec![0u8; 100];
-    region.read_bytes(DST, &mut out).unwrap();
+    region.copy_to_slice(DST, &mut out).unwrap();
     assert_eq!(out, data);
     for i in 0..3 {
         let wb = region.read_u32(RX_RING_OFFSET + i * 16 + 8).unwrap();
@@ -518,7 +537,7 @@ fn limits_and_minimum_frame() {
 
 #[test]
 fn remove_quiesces() {
-    let (fake, igb) = init(Behaviour::default());
+    let (fake, mut igb) = init(Behaviour::default());
     fake.clear_log();
     igb.remove().unwrap();
     assert_eq!(fake.writes_to(hw::RCTL), vec![0]);
