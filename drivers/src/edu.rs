@@ -158,16 +158,17 @@ impl<F: PciFunction, C: Clock> Edu<F, C> {
 
     /// [`WaitMode::Interrupt`]: sleep until the running DMA's MSI, then acknowledge its cause.
     fn sleep_on_dma_irq(&self, timeout_ns: u64) -> Result<(), DriverError> {
-        wait_interrupt(
+        let slept = wait_interrupt(
             &self.function,
             NAME,
             IrqKind::Msi,
             u32::from(hw::MSI_VECTOR),
             timeout_ns,
             || !DmaCommand(self.dma_cmd()).running(),
-        )?;
+        );
+        // Acknowledge the cause either way, so a lost MSI leaves no cause behind.
         self.bar.write32(hw::IRQ_ACK, hw::IRQ_DMA);
-        Ok(())
+        slept.map(drop)
     }
 
     fn set_bus_master(&self, on: bool) -> Result<(), DriverError> {
@@ -295,7 +296,22 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Edu<F, C> {
             let spent = self.clock.now_ns().wrapping_sub(start);
             let left = timeout_ns.saturating_sub(spent);
             if job.mode == WaitMode::Interrupt {
-                self.sleep_on_dma_irq(left)?;
+                self.sleep_on_dma_irq(left).map_err(|e| match e {
+                    DriverError::InterruptTimeout {
+                        device,
+                        kind,
+                        vector,
+                        completed,
+                        ..
+                    } => DriverError::InterruptTimeout {
+                        device,
+                        kind,
+                        vector,
+                        waited_ns: self.clock.now_ns().wrapping_sub(start),
+                        completed,
+                    },
+                    other => other,
+                })?;
             }
             let spent = self.clock.now_ns().wrapping_sub(start);
             let left = timeout_ns.saturating_sub(spent);

@@ -482,12 +482,9 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Ioat<'r, F, C> {
                 },
             );
             if let Err(e) = slept {
-                if let DriverError::InterruptTimeout {
-                    completed: false, ..
-                } = e
-                {
-                    let _ = self.reset_channel();
-                }
+                // Finish the bookkeeping without waiting any longer: a finished chain is checked
+                // and the channel suspended as usual, an unfinished one is reset.
+                let _ = self.wait_done(at, 0);
                 return Err(e);
             }
         }

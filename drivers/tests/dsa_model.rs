@@ -662,9 +662,7 @@ fn refuses_read_only_configuration() {
         matches!(e, DriverError::Unsupported { device: "dsa", .. }),
         "{e:?}"
     );
-    let small = region.dma_region(REGION_IOVA)
-        .subregion(0, 4096)
-        .unwrap();
+    let small = region.dma_region(REGION_IOVA).subregion(0, 4096).unwrap();
     let e = Drv::init(model.function(), StdClock::new(), small).unwrap_err();
     assert!(matches!(e, DriverError::RegionTooSmall { .. }), "{e:?}");
 }

@@ -600,3 +600,65 @@ fn wrong_received_length_is_reported() {
         .unwrap();
     igb.memcpy_wait(1_000_000_000).unwrap();
 }
+
+#[test]
+fn wait_without_copy_and_start_while_busy_are_refused() {
+    let (fake, mut igb) = init(Behaviour {
+        loopback: true,
+        ..Behaviour::default()
+    });
+    assert_eq!(
+        igb.memcpy_wait(1_000_000_000),
+        Err(DriverError::OutOfOrder {
+            op: "memcpy_wait",
+            state: DriverState::Ready
+        })
+    );
+    fake.clear_log();
+    let (src, dst) = (IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64);
+    igb.memcpy_start(src, dst, 64, 1).unwrap();
+    assert_eq!(
+        igb.memcpy_start(src, dst, 64, 2),
+        Err(DriverError::OutOfOrder {
+            op: "memcpy_start",
+            state: DriverState::Busy
+        })
+    );
+    assert_eq!(
+        fake.writes_to(hw::RDT0),
+        vec![1],
+        "the refused start posted nothing"
+    );
+    igb.memcpy_wait(1_000_000_000).unwrap();
+    assert_eq!(
+        igb.memcpy_wait(1_000_000_000),
+        Err(DriverError::OutOfOrder {
+            op: "memcpy_wait",
+            state: DriverState::Ready
+        })
+    );
+}
+
+#[test]
+fn interrupt_wait_is_refused_as_unsupported() {
+    let (fake, mut igb) = init(Behaviour {
+        loopback: true,
+        ..Behaviour::default()
+    });
+    fake.clear_log();
+    let e = igb
+        .memcpy_with(
+            IOVA_BASE + SRC as u64,
+            IOVA_BASE + DST as u64,
+            64,
+            1_000_000_000,
+            passthru_core::driver::WaitMode::Interrupt,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, DriverError::Unsupported { device: "igb", .. }),
+        "{e:?}"
+    );
+    assert!(fake.writes_to(hw::RDT0).is_empty(), "nothing was posted");
+    assert_eq!(igb.state(), DriverState::Ready);
+}
