@@ -856,7 +856,6 @@ mod tests {
         assert!(r.subregion(33, 32).is_err());
         assert_eq!(r.iova_at(64).unwrap(), 0x1040);
         assert!(r.iova_at(65).is_err());
-        drop(memory);
         drop(buf);
     }
 
@@ -878,7 +877,6 @@ mod tests {
         // SAFETY: buf outlives `memory` and is not referenced while it lives.
         let memory = unsafe { DmaMemory::new(0x4000, ptr, len) };
         f(memory.region());
-        drop(memory);
         drop(buf);
     }
 
