@@ -1,15 +1,37 @@
 //! The seam between drivers and backends, and a volatile-pointer implementation of it.
 //!
-//! A driver sees exactly four things (DESIGN.md §2):
+//! A driver sees exactly four things:
 //!
 //! 1. [`RegisterIo`]: one BAR, read and written by byte offset at 8/16/32/64 bits, plus a 64-byte
-//!    portal submission (MOVDIR64B on hardware).
-//! 2. [`PciFunction`]: configuration space, interrupt enable/disable, function reset, and the BARs.
-//! 3. [`DmaRegion`]: memory lent by the caller, already mapped in the IOMMU at a known IOVA.
+//!    portal submission (MOVDIR64B on hardware, ENQCMD for shared work queues).
+//! 2. [`PciFunction`]: configuration space, interrupt enable/disable, function reset, the BARs,
+//!    and [`PciFunction::irq_wait`], the hook that lets a driver sleep until one of its
+//!    interrupt vectors fires instead of polling.
+//! 3. [`DmaRegion`]: memory lent by the caller for a lifetime, already mapped in the IOMMU at a
+//!    known IOVA, with volatile typed (`zerocopy`) and bulk access. Its owner is either a
+//!    backend's own buffer type or, for hosts without one, [`DmaMemory`].
 //! 4. [`Clock`]: a monotonic clock and a delay, so every poll is bounded.
 //!
-//! Out-of-range or misaligned register accesses never fault and never panic: reads return all
-//! ones and writes are dropped, which is what a PCIe master abort looks like to software.
+//! # What a backend implements
+//!
+//! * [`RegisterIo`] per BAR ([`VolatileBar`] does it for any mapping: a VFIO `mmap`, a guest
+//!   page-table mapping of a BAR's GPA, firmware's identity map; a VMM serving MMIO exits or a
+//!   software model implements it by hand). Out-of-range or misaligned accesses never fault and
+//!   never panic: reads return all ones and writes are dropped, which is what a PCIe master abort
+//!   looks like to software.
+//! * [`PciFunction`]: the config-space accessors, `irq_enable` / `irq_disable`, `reset`, `bar`,
+//!   and, for interrupt-driven waits, `irq_wait` (its documentation lists the contract: a
+//!   per-vector counter, block until it is non-zero or the timeout passes, swap it to zero,
+//!   `Ok(0)` on timeout). Implementations in this workspace: VFIO eventfds with poll(2)
+//!   (`passthru-linux`), the models' MSI sink (`passthru-models`). A KVM guest implements it by
+//!   halting until its interrupt handler's count for the vector moves.
+//! * A [`DmaRegion`] the driver may keep for the lifetime `'r` of its type: lend it from the type
+//!   that owns the memory (`fn region(&self) -> DmaRegion<'_>`, built with
+//!   [`DmaRegion::from_raw_parts`]), or put the range in a [`DmaMemory`] and lend its
+//!   [`DmaMemory::region`].
+//! * A [`Clock`].
+//!
+//! Nothing here forms a Rust reference to device or DMA-visible memory.
 
 use core::cell::UnsafeCell;
 use core::fmt;
