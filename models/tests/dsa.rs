@@ -889,7 +889,9 @@ fn record_fields_are_visible_before_the_status_byte() {
         };
         std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
         assert_eq!(status, 0x83);
-        assert_eq!(region.read_u32(4).unwrap(), done as u32);
-        assert_eq!(region.read_u64(8).unwrap(), end);
+        let record: passthru_core::idxd::completion::CompletionRecord = region.read(0).unwrap();
+        assert_eq!(record.status, 0x83);
+        assert_eq!(record.bytes_completed.get(), done as u32);
+        assert_eq!(record.fault_addr.get(), end);
     }
 }
