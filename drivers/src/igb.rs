@@ -8,7 +8,9 @@
 //! Region layout (`region_size` = 128 KiB, base 128-byte aligned): the 4096-entry transmit ring
 //! at offset 0, the 4096-entry receive ring at offset 64 KiB. Each `memcpy_start` posts `count`
 //! (≤ 4095, the ring size minus one) RX descriptors, then `count` TX descriptors, then bumps RDT
-//! and TDT. `memcpy_wait` polls the descriptor-done bit of the last RX descriptor.
+//! and TDT. `memcpy_wait` polls the descriptor-done bit of the last RX descriptor. With
+//! `WaitMode::Interrupt` vector 0 stays unmasked during the copy, so RX queue 0's write-back
+//! raises it once (EIAM masks it again); the wait sleeps on it and then checks the DD bit.
 //!
 //! Loopback: QEMU's igb loops frames back in the MAC (RCTL.LBM = MAC); the real 82576 uses the
 //! PHY loopback set through MDIC. QEMU never sets EECD.AUTO_RD after a reset, so the driver uses
@@ -20,7 +22,9 @@
 //! then returns the timeout, naming the RX descriptor status it last saw.
 
 use passthru_core::arch;
-use passthru_core::driver::{DeviceError, Driver, DriverError, InOrder, Limits, Match, WaitMode};
+use passthru_core::driver::{
+    wait_interrupt, DeviceError, Driver, DriverError, InOrder, Limits, Match, WaitMode,
+};
 use passthru_core::igb::{self as hw, AdvRxRead, AdvRxWriteback, AdvTxDataDescriptor};
 use passthru_core::mmio::{poll, Clock, DmaError, DmaRegion, IrqKind, PciFunction, RegisterIo};
 use passthru_core::pci::{self, Command};
@@ -80,8 +84,9 @@ pub struct Igb<'r, F: PciFunction, C: Clock> {
     bar: F::Bar,
     tx_tail: usize,
     rx_tail: usize,
-    /// Index of the last RX descriptor of the copies in flight, and the copy size.
-    last_rx: Option<(usize, u16)>,
+    /// Index of the last RX descriptor of the copies in flight, the copy size, and how the wait
+    /// learns of completion.
+    last_rx: Option<(usize, u16, WaitMode)>,
     mac_loopback: bool,
 }
 
@@ -361,12 +366,6 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Igb<'r, F, C> {
         count: u64,
         mode: WaitMode,
     ) -> Result<(), DriverError> {
-        if mode == WaitMode::Interrupt {
-            return Err(DriverError::Unsupported {
-                device: NAME,
-                reason: "interrupt-driven memcpy_wait is not implemented for igb (no igb model to test it on)",
-            });
-        }
         if size > MAX_SIZE || count == 0 || count > MAX_COUNT {
             return Err(DriverError::BeyondLimits {
                 size,
@@ -380,8 +379,13 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Igb<'r, F, C> {
                 reason: "igb copies are Ethernet frames of at least 60 bytes",
             });
         }
-        // No interrupt may fire for a copy: mask vector 0 until the wait unmasks it.
-        self.write(hw::EIMC, hw::eicr_vector(MSI_VECTOR as u8));
+        let v0 = hw::eicr_vector(MSI_VECTOR as u8);
+        match mode {
+            // No interrupt may fire for a polled copy: mask vector 0 until the wait unmasks it.
+            WaitMode::Poll => self.write(hw::EIMC, v0),
+            // RX queue 0's write-back raises vector 0 once (EIAM masks it again when it fires).
+            WaitMode::Interrupt => self.write(hw::EIMS, v0),
+        }
         let len = size as u16;
         let mut last = self.rx_tail;
         for _ in 0..count {
@@ -399,15 +403,55 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Igb<'r, F, C> {
         arch::write_barrier();
         self.write(hw::RDT0, self.rx_tail as u32);
         self.write(hw::TDT0, self.tx_tail as u32);
-        self.last_rx = Some((last, len));
+        self.last_rx = Some((last, len, mode));
         Ok(())
     }
 
     fn memcpy_wait(&mut self, _: InOrder, timeout_ns: u64) -> Result<(), DriverError> {
-        let Some((last, len)) = self.last_rx.take() else {
+        let Some((last, len, mode)) = self.last_rx.take() else {
             // Unreachable through CheckedDriver (the one state check); nothing to wait for.
             return Ok(());
         };
+        if mode == WaitMode::Poll {
+            return self.finish_copies(last, len, timeout_ns);
+        }
+        let start = self.clock.now_ns();
+        let slept = wait_interrupt(
+            &self.function,
+            NAME,
+            IrqKind::MsiX,
+            u32::from(MSI_VECTOR),
+            timeout_ns,
+            || {
+                self.rx_status(last)
+                    .is_ok_and(|s| s & hw::rxd::STAT_DD != 0)
+            },
+        );
+        let left = timeout_ns.saturating_sub(self.clock.now_ns().wrapping_sub(start));
+        match slept {
+            Ok(_) => self.finish_copies(last, len, left),
+            Err(e) => {
+                // Finish without waiting longer (an unfinished copy takes the timeout's recovery
+                // path), then report the missing interrupt.
+                let _ = self.finish_copies(last, len, 0);
+                Err(e)
+            }
+        }
+    }
+
+    fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
+        // EIAM auto-masks vector 0 each time it fires, so unmask it before raising the cause.
+        let v0 = hw::eicr_vector(MSI_VECTOR as u8);
+        self.write(hw::EIMS, v0);
+        self.write(hw::EICS, v0);
+        Ok(())
+    }
+}
+
+impl<F: PciFunction, C: Clock> Igb<'_, F, C> {
+    /// Poll the DD bit of RX descriptor `last` for at most `timeout_ns`, then check the frame;
+    /// clear EICR and unmask vector 0 again. A timeout resets and re-initialises the function.
+    fn finish_copies(&mut self, last: usize, len: u16, timeout_ns: u64) -> Result<(), DriverError> {
         let mut dma_err = None;
         let r = poll(
             &self.clock,
@@ -468,14 +512,6 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Igb<'r, F, C> {
                 ))
             }
         }
-    }
-
-    fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
-        // EIAM auto-masks vector 0 each time it fires, so unmask it before raising the cause.
-        let v0 = hw::eicr_vector(MSI_VECTOR as u8);
-        self.write(hw::EIMS, v0);
-        self.write(hw::EICS, v0);
-        Ok(())
     }
 }
 

@@ -14,10 +14,11 @@
 //! d.remove()?;
 //! ```
 //!
-//! A driver type carries the lifetime `'r` of the DMA region it was lent. [`dsa`], [`ioat`] and
-//! [`edu`] implement `WaitMode::Interrupt` (dsa: RCI on the copy, or on the last batch, MSI-X 1;
-//! ioat: interrupt enable on the copy descriptor plus the error interrupt, MSI-X 0; edu: the DMA
-//! interrupt on every DMA, MSI 0); [`igb`] refuses it as unsupported.
+//! A driver type carries the lifetime `'r` of the DMA region it was lent. Every driver
+//! implements `WaitMode::Interrupt`: [`dsa`] sets RCI on the copy (or on the last batch), MSI-X
+//! 1; [`ioat`] sets interrupt enable on the copy descriptor plus the channel's error interrupt,
+//! MSI-X 0; [`edu`] asks every DMA for its interrupt, MSI 0; [`igb`] leaves RX queue 0's vector
+//! unmasked, MSI-X 0. The wait then confirms completion from the device's own status.
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
