@@ -691,30 +691,32 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Dsa<'r, F, C> {
     fn memcpy_wait(&mut self, _: InOrder, timeout_ns: u64) -> Result<(), DriverError> {
         let start = self.clock.now_ns();
         let pending = core::mem::replace(&mut self.pending, Pending::None);
-        let result = match pending {
+        let (mode, record) = match pending {
             // Unreachable through CheckedDriver (the one state check); nothing to wait for.
-            Pending::None => Ok(()),
-            Pending::Single(mode) => self
-                .sleep_on_interrupt(mode, layout::COPY_RECORD, timeout_ns)
-                .and_then(|()| self.finish_single(start, timeout_ns)),
+            Pending::None => return Ok(()),
+            Pending::Single(mode) => (mode, layout::COPY_RECORD),
             Pending::Batches(n, mode) => {
-                let last = layout::BATCH_RECORDS + (n.max(1) as usize - 1) * 32;
-                self.sleep_on_interrupt(mode, last, timeout_ns)
-                    .and_then(|()| self.finish_batches(n, start, timeout_ns))
+                (mode, layout::BATCH_RECORDS + (n.max(1) as usize - 1) * 32)
             }
         };
-        match result {
-            Err(DriverError::Timeout { .. })
-            | Err(DriverError::InterruptTimeout {
-                completed: false, ..
-            }) => {
+        let slept = self.sleep_on_interrupt(mode, record, timeout_ns);
+        // Without the interrupt, check the records without waiting any longer: whatever is not
+        // done by now takes the timeout's abandon-and-recover path below.
+        let budget = if slept.is_ok() { timeout_ns } else { 0 };
+        let finished = match pending {
+            Pending::Batches(n, _) => self.finish_batches(n, start, budget),
+            _ => self.finish_single(start, budget),
+        };
+        match finished {
+            Err(DriverError::Timeout { .. }) => {
                 self.abandon();
                 self.recover();
             }
             Err(DriverError::Device(DeviceError::DsaSoftwareError { .. })) => self.recover(),
             _ => {}
         }
-        result
+        // A missing interrupt is the error to report; otherwise the records' verdict.
+        slept.and(finished)
     }
 
     fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
