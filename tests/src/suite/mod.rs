@@ -165,6 +165,13 @@ pub trait Env {
     /// What a faulting memcpy must return here.
     fn fault_policy(&self) -> FaultPolicy;
 
+    /// How every memcpy of the suite waits: [`WaitMode::Poll`] (upstream) or
+    /// [`WaitMode::Interrupt`] (the wait sleeps on the completion interrupt and consumes it, so
+    /// the "no MSI pending" checks hold in both modes).
+    fn wait_mode(&self) -> WaitMode {
+        WaitMode::Poll
+    }
+
     /// The IOMMU faults recorded since the last call, if this environment can observe them.
     fn take_iommu_faults(&mut self) -> Option<Vec<IommuFault>> {
         None
@@ -348,19 +355,9 @@ fn check_no_msi<E: Env>(env: &E, vector: u16, after: &str) -> TestResult {
     Ok(())
 }
 
+/// A copy that must succeed, waited for in the environment's [`Env::wait_mode`].
 fn good_memcpy<E: Env>(env: &mut E, t: &Setup, rng: &mut Rng, what: &str) -> TestResult {
-    good_memcpy_with(env, t, rng, what, WaitMode::Poll)
-}
-
-/// A copy that must succeed, waited for as `mode` says; with [`WaitMode::Interrupt`] the wait
-/// consumes the completion interrupt, so "no MSI pending" holds afterwards in both modes.
-fn good_memcpy_with<E: Env>(
-    env: &mut E,
-    t: &Setup,
-    rng: &mut Rng,
-    what: &str,
-    mode: WaitMode,
-) -> TestResult {
+    let mode = env.wait_mode();
     t.fill(env.memcpy_region(), rng);
     if t.first_difference(env.memcpy_region()).is_none() {
         return Err(TestError::fail("fill left src equal to dst"));
@@ -539,7 +536,8 @@ fn faulting_memcpy<E: Env>(env: &mut E, ctx: &Ctx, t: &Setup, side: FaultSide) -
         FaultSide::Destination => (t.src, unmapped),
     };
     let timeout = env.memcpy_timeout_ns();
-    let r = env.driver().memcpy(src, dst, t.size, timeout);
+    let mode = env.wait_mode();
+    let r = env.driver().memcpy_with(src, dst, t.size, timeout, mode);
     if env.driver().state() != DriverState::Ready {
         return Err(TestError::fail(format!(
             "driver state after a faulting memcpy is {:?}",
@@ -649,8 +647,9 @@ fn memcpy_storm<E: Env>(env: &mut E, ctx: &Ctx, t: &Setup) -> TestResult {
         t.size
     ));
     let start = Instant::now();
+    let mode = env.wait_mode();
     env.driver()
-        .memcpy_start(t.src, t.dst, t.size, count)
+        .memcpy_start_with(t.src, t.dst, t.size, count, mode)
         .map_err(|e| drv_fail("memcpy_start (storm)", e))?;
     env.driver()
         .memcpy_wait(timeout_ns)
