@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use passthru::harness::{DeviceSelector, DeviceSource, Fixture, Suite, TestResult, KSFT_PASS};
 use passthru::suite::models::{IoatOnModel, ModelEnv, MEMCPY_BYTES};
 use passthru::suite::{copy_sizes, storm_cap_note, Case, DynEnv, FaultPolicy, CASES};
-use passthru_core::driver::{Driver, DriverError, Limits, Match};
+use passthru_core::driver::{Driver, DriverError, InOrder, Limits, Match, WaitMode};
 use passthru_core::mmio::DmaRegion;
 use passthru_models::cbdma::{CbdmaConfig, CbdmaModel};
 use passthru_models::exec::ExecMode;
@@ -114,7 +114,7 @@ fn ordinary_copies_are_split_into_max_memcpy_size_chunks() {
 /// The ioat driver with `send_msi` hidden, like upstream's nv_falcon.
 struct NoMsi(IoatOnModel);
 
-impl Driver for NoMsi {
+impl Driver<'static> for NoMsi {
     type Function = ModelFunction<CbdmaModel>;
     type Clock = StdClock;
     const HAS_SEND_MSI: bool = false;
@@ -122,7 +122,7 @@ impl Driver for NoMsi {
     fn probe(function: &Self::Function) -> Option<Match> {
         IoatOnModel::probe(function)
     }
-    fn init(f: Self::Function, c: StdClock, r: DmaRegion) -> Result<Self, DriverError> {
+    fn init(f: Self::Function, c: StdClock, r: DmaRegion<'static>) -> Result<Self, DriverError> {
         IoatOnModel::init(f, c, r).map(NoMsi)
     }
     fn remove(self) -> Result<(), DriverError> {
@@ -131,13 +131,21 @@ impl Driver for NoMsi {
     fn limits(&self) -> Limits {
         self.0.limits()
     }
-    fn memcpy_start(&mut self, s: u64, d: u64, n: u64, c: u64) -> Result<(), DriverError> {
-        self.0.memcpy_start(s, d, n, c)
+    fn memcpy_start(
+        &mut self,
+        token: InOrder,
+        s: u64,
+        d: u64,
+        n: u64,
+        c: u64,
+        mode: WaitMode,
+    ) -> Result<(), DriverError> {
+        self.0.memcpy_start(token, s, d, n, c, mode)
     }
-    fn memcpy_wait(&mut self, t: u64) -> Result<(), DriverError> {
-        self.0.memcpy_wait(t)
+    fn memcpy_wait(&mut self, token: InOrder, t: u64) -> Result<(), DriverError> {
+        self.0.memcpy_wait(token, t)
     }
-    fn send_msi(&mut self) -> Result<(), DriverError> {
+    fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
         panic!("send_msi called on a driver without it")
     }
 }
