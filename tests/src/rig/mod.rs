@@ -326,16 +326,20 @@ fn preflight() -> Result<(), RigError> {
             });
         }
     }
-    let rustup = Command::new("rustup")
-        .args(["target", "add", "x86_64-unknown-linux-musl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !matches!(rustup, Ok(s) if s.success()) {
-        eprintln!(
-            "rig: could not run `rustup target add x86_64-unknown-linux-musl`; \
-             the static build below needs that target"
-        );
+    // musl: the static test programs; none: the guest image the KVM guest programs embed
+    // (passthru-guest's build script builds it with a nested cargo for that target).
+    for target in ["x86_64-unknown-linux-musl", "x86_64-unknown-none"] {
+        let rustup = Command::new("rustup")
+            .args(["target", "add", target])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(rustup, Ok(s) if s.success()) {
+            eprintln!(
+                "rig: could not run `rustup target add {target}`; the static build below needs \
+                 that target"
+            );
+        }
     }
     Ok(())
 }

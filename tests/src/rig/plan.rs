@@ -120,6 +120,55 @@ pub const PROGRAMS: [&str; 7] = [
     "vfio_pci_sriov_uapi_test",
 ];
 
+/// The programs that run a KVM guest inside the rig's guest (nested KVM: the rig guest's
+/// `kvm_amd` on QEMU's emulated SVM). They need `/dev/kvm` there; the plan says so with a
+/// `need|kvm` line, and the guest's `/init` makes a missing `/dev/kvm` a rig error rather than
+/// letting them SKIP quietly.
+pub const GUEST_PROGRAMS: [&str; 2] = ["irq_test", "vfio_pci_guest_driver_test"];
+
+/// The IOMMU modes the guest programs run in on a passed-through device: the IOMMUFD one and
+/// the legacy type1 one (upstream `irq_test -t` accepts these two).
+pub const GUEST_MODES: [&str; 2] = ["iommufd", "vfio_type1_iommu"];
+
+/// The seed of the rig's reproducibility runs of `irq_test --seed` (any fixed value works).
+pub const IRQ_TEST_SEED: &str = "0x5eed";
+
+/// The `irq_test` runs of the normal boot: `(label, arguments)`. The first four are the option
+/// sets upstream's own `irq_test` (Linux 7.3, `tools/testing/selftests/kvm/irq_test.c`) was run
+/// with in this rig, with the same arguments (`-d` without `-t` picks iommufd when `/dev/iommu`
+/// opens, which the rig's kernel guarantees); then ours: vCPUs blocked in `HLT` (`-b`, the
+/// posted-interrupt wakeup path, dropped upstream) with eventfd and with the device, and the
+/// same `--seed` twice (the report checks both runs drew the same GSI and vector). The label
+/// names the option set, so runs stay distinct by name in the table and in LAVA test sets.
+pub fn irq_test_runs() -> Vec<(&'static str, Vec<String>)> {
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        ("eventfd", args(&[])),
+        (
+            "eventfd-v2-nmi-empty-xapic",
+            args(&["-v", "2", "-n", "-e", "-x", "-i", "200"]),
+        ),
+        ("igb-iommufd", args(&["-d", IGB.bdf, "-i", "200"])),
+        (
+            "igb-vfio_type1_iommu",
+            args(&["-d", IGB.bdf, "-t", "vfio_type1_iommu", "-i", "200"]),
+        ),
+        ("eventfd-hlt-v2", args(&["-b", "-v", "2", "-i", "200"])),
+        (
+            "igb-iommufd-hlt",
+            args(&["-b", "-d", IGB.bdf, "-t", "iommufd", "-i", "200"]),
+        ),
+        (
+            "eventfd-seed-1",
+            args(&["--seed", IRQ_TEST_SEED, "-i", "100"]),
+        ),
+        (
+            "eventfd-seed-2",
+            args(&["--seed", IRQ_TEST_SEED, "-i", "100"]),
+        ),
+    ]
+}
+
 /// Guest-side limit of one benchmark run, in seconds.
 pub const BENCH_TIMEOUT_S: u32 = 150;
 
@@ -236,6 +285,36 @@ pub fn matrix(built: &BTreeSet<String>, boot: Boot) -> (Vec<Entry>, Vec<String>)
             _ => {}
         }
     }
+    for program in GUEST_PROGRAMS {
+        if !built.contains(program) {
+            missing.push(program.to_string());
+            continue;
+        }
+        if boot != Boot::Normal {
+            continue;
+        }
+        match program {
+            "irq_test" => {
+                for (label, args) in irq_test_runs() {
+                    entries.push(Entry::new(program, label, args));
+                }
+            }
+            "vfio_pci_guest_driver_test" => {
+                // The device fixture's variants are the five IOMMU modes; run two of them.
+                let mut modes = Vec::new();
+                for m in GUEST_MODES {
+                    modes.push("-v".to_string());
+                    modes.push(m.to_string());
+                }
+                for d in [EDU, IGB] {
+                    let mut args = modes.clone();
+                    args.push(d.bdf.to_string());
+                    entries.push(Entry::new(program, d.label, args));
+                }
+            }
+            _ => {}
+        }
+    }
     if built.contains("passthru") {
         entries.extend(bench_entries(boot));
     }
@@ -253,6 +332,9 @@ pub fn render(entries: &[Entry], strict_setup: bool) -> String {
     let bdfs: Vec<&str> = DEVICES.iter().map(|d| d.bdf).collect();
     let strict = if strict_setup { "|strict" } else { "" };
     let _ = writeln!(out, "bind|{}{strict}", bdfs.join(" "));
+    if entries.iter().any(|e| needs_kvm(&e.program)) {
+        let _ = writeln!(out, "need|kvm");
+    }
     for e in entries {
         let _ = writeln!(
             out,
@@ -265,6 +347,11 @@ pub fn render(entries: &[Entry], strict_setup: bool) -> String {
         );
     }
     out
+}
+
+/// Whether a program runs KVM guests (needs `/dev/kvm` inside the rig's guest).
+pub fn needs_kvm(program: &str) -> bool {
+    GUEST_PROGRAMS.contains(&program)
 }
 
 /// The IOMMU mode a `fixture.variant.test` name runs in, or `-` when the variant names none.
@@ -331,7 +418,7 @@ mod tests {
             ]
         );
         assert_eq!(entries[2].args, [IGB.bdf]);
-        assert_eq!(missing.len(), PROGRAMS.len() - 1);
+        assert_eq!(missing.len(), PROGRAMS.len() - 1 + GUEST_PROGRAMS.len());
         let (entries, _) = matrix(&built, Boot::Huge1G);
         let names: Vec<&str> = entries.iter().map(|e| e.program.as_str()).collect();
         assert_eq!(
@@ -343,6 +430,93 @@ mod tests {
         assert!(text.contains("bind|0000:00:03.0 0000:01:00.0 0000:02:00.0 0000:00:06.0|strict\n"));
         assert!(render(&entries, false).contains(" 0000:00:06.0\n"));
         assert!(text.contains("dev|igb|0000:02:00.0|8086:10c9\n"));
+    }
+
+    #[test]
+    fn guest_programs_run_upstreams_option_sets_and_ours_in_the_normal_boot() {
+        let built: BTreeSet<String> = GUEST_PROGRAMS.iter().map(|s| s.to_string()).collect();
+        let (entries, missing) = matrix(&built, Boot::Normal);
+        assert!(missing.iter().all(|m| !needs_kvm(m)), "{missing:?}");
+        let irq: Vec<(&str, String)> = entries
+            .iter()
+            .filter(|e| e.program == "irq_test")
+            .map(|e| (e.label.as_str(), e.args.join(" ")))
+            .collect();
+        let igb = IGB.bdf;
+        // Upstream's four option sets, argument for argument, first.
+        assert_eq!(
+            irq[..4],
+            [
+                ("eventfd", String::new()),
+                ("eventfd-v2-nmi-empty-xapic", "-v 2 -n -e -x -i 200".into()),
+                ("igb-iommufd", format!("-d {igb} -i 200")),
+                (
+                    "igb-vfio_type1_iommu",
+                    format!("-d {igb} -t vfio_type1_iommu -i 200")
+                ),
+            ]
+        );
+        assert!(irq
+            .iter()
+            .any(|(_, a)| a.split(' ').any(|w| w == "-b") && a.contains(igb)));
+        assert!(irq
+            .iter()
+            .any(|(_, a)| a.split(' ').any(|w| w == "-b") && !a.contains(igb)));
+        let seeded: Vec<&String> = irq
+            .iter()
+            .filter(|(_, a)| a.contains("--seed"))
+            .map(|(_, a)| a)
+            .collect();
+        assert_eq!(seeded.len(), 2, "the same --seed twice");
+        assert_eq!(seeded[0], seeded[1]);
+        // Labels key the results (table rows, LAVA test sets): distinct and LAVA-safe.
+        let labels: BTreeSet<&str> = entries
+            .iter()
+            .filter(|e| needs_kvm(&e.program))
+            .map(|e| e.label.as_str())
+            .collect();
+        assert_eq!(
+            labels.len(),
+            irq.len() + 2,
+            "irq_test's labels, then edu and igb"
+        );
+        for l in &labels {
+            assert!(
+                l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{l}"
+            );
+        }
+        let driver: Vec<(&str, String)> = entries
+            .iter()
+            .filter(|e| e.program == "vfio_pci_guest_driver_test")
+            .map(|e| (e.label.as_str(), e.args.join(" ")))
+            .collect();
+        assert_eq!(
+            driver,
+            [
+                ("edu", format!("-v iommufd -v vfio_type1_iommu {}", EDU.bdf)),
+                ("igb", format!("-v iommufd -v vfio_type1_iommu {igb}")),
+            ]
+        );
+        for m in GUEST_MODES {
+            assert!(IOMMU_MODES.contains(&m));
+        }
+        // /init is told to require /dev/kvm, once, after the bind.
+        let text = render(&entries, true);
+        assert_eq!(text.matches("need|kvm\n").count(), 1);
+        assert!(text.find("bind|").unwrap() < text.find("need|kvm").unwrap());
+        assert!(text.contains(&format!("run|irq_test|igb-iommufd|300||-d {igb} -i 200\n")));
+        assert!(text.contains("run|irq_test|eventfd|300||\n"));
+        // Only in the normal boot; and no `need|kvm` without a guest program.
+        let (huge, _) = matrix(&built, Boot::Huge1G);
+        assert!(huge.iter().all(|e| !needs_kvm(&e.program)));
+        assert!(!render(&huge, true).contains("need|"));
+        let (none, missing) = matrix(&BTreeSet::new(), Boot::Normal);
+        assert!(!render(&none, false).contains("need|"));
+        assert!(GUEST_PROGRAMS
+            .iter()
+            .all(|p| missing.iter().any(|m| m == p)));
     }
 
     #[test]

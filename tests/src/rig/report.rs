@@ -8,7 +8,11 @@
 //!   without reporting a failing test, fails;
 //! * fewer KTAP results than its plan announced fails;
 //! * a kernel warning/BUG/oops logged while a program ran fails that program;
-//! * a program that prints no KTAP is judged by its exit code (0 pass, 4 skip, else fail).
+//! * a program that prints no KTAP (upstream `irq_test`'s style) is judged by its exit code:
+//!   0 pass, 4 skip with the reason of its `SKIP:` line, anything else fail with its last
+//!   output lines;
+//! * runs of one program with identical arguments including `--seed` must announce the same
+//!   draws (`Random seed:` and `Injecting interrupts ...` lines), one [`CROSS_RUN`] verdict.
 //!
 //! Benchmark runs (`passthru bench ...`) are measurements, not tests: they add no PASS rows.
 //! One that does not finish with exit 0 and at least one measurement is a rig error (exit 4,
@@ -76,11 +80,17 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
         });
     }
     let failed_test = run.results.iter().any(|r| r.outcome == Outcome::Fail);
-    let last_diag = run
-        .last_diagnostic
-        .clone()
-        .or_else(|| run.last_output.clone())
-        .unwrap_or_else(|| "(no output)".into());
+    // A program that printed no KTAP (upstream `irq_test`'s style) explains itself in its last
+    // lines, not in `#` diagnostics.
+    let non_ktap = run.results.is_empty() && run.plan.is_none_or(|p| p == 0);
+    let last_diag = if non_ktap && run.skip_all.is_none() {
+        last_lines(run)
+    } else {
+        run.last_diagnostic
+            .clone()
+            .or_else(|| run.last_output.clone())
+            .unwrap_or_else(|| "(no output)".into())
+    };
     match run.rc {
         None => out.push(synth(
             "(no END marker)",
@@ -119,7 +129,7 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
             ));
         }
     }
-    if run.results.is_empty() && run.plan.is_none_or(|p| p == 0) {
+    if non_ktap {
         match run.rc {
             Some(0) => out.push(synth(
                 "(exit status)",
@@ -131,6 +141,7 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
                 Outcome::Skip,
                 run.skip_all
                     .clone()
+                    .or_else(|| skip_line(run))
                     .unwrap_or_else(|| format!("exit code 4: {last_diag}")),
             )),
             _ => {}
@@ -142,6 +153,99 @@ fn program_verdicts(kernel: &str, run: &ProgramRun, out: &mut Vec<Verdict>) {
             Outcome::Fail,
             format!("kernel log while it ran: {}", line.trim()),
         ));
+    }
+}
+
+/// The last output lines of a run, joined with ` | ` (one table line).
+fn last_lines(run: &ProgramRun) -> String {
+    if run.tail.is_empty() {
+        "(no output)".into()
+    } else {
+        run.tail.join(" | ")
+    }
+}
+
+/// The reason of a non-KTAP skip: the text after the last `SKIP:` line (upstream KVM selftests
+/// and `irq_test` print `SKIP: reason`, kselftest `1..0 # SKIP reason`, handled as KTAP).
+fn skip_line(run: &ProgramRun) -> Option<String> {
+    run.tail.iter().rev().find_map(|l| {
+        let rest = l.strip_prefix("SKIP")?;
+        let reason = rest.trim_start_matches([':', ' ']).trim();
+        (!reason.is_empty()).then(|| reason.to_string())
+    })
+}
+
+/// The lines of a run that say what its random draws were: `Random seed: ...` and
+/// `Injecting interrupts for GSI g (guest vector v) n times` (upstream `irq_test`'s output).
+fn draws(run: &ProgramRun) -> Vec<&str> {
+    run.head
+        .iter()
+        .filter(|l| l.starts_with("Random seed:") || l.starts_with("Injecting interrupts"))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Program column of the checks across runs (left out of the LAVA comparison, which judges
+/// runs one by one).
+pub const CROSS_RUN: &str = "(cross-run)";
+
+/// Reproducibility of `--seed`: runs of one program with identical arguments that include
+/// `--seed` must announce identical draws (seed, GSI, vector). One verdict per such group of
+/// two or more runs that all exited 0 (a failed run is judged on its own already).
+fn seed_verdicts(kernel: &str, log: &BootLog, out: &mut Vec<Verdict>) {
+    let mut groups: BTreeMap<(&str, &str), Vec<&ProgramRun>> = BTreeMap::new();
+    for run in &log.runs {
+        if run
+            .args
+            .split_whitespace()
+            .any(|a| a == "--seed" || a.starts_with("--seed="))
+        {
+            groups
+                .entry((run.program.as_str(), run.args.as_str()))
+                .or_default()
+                .push(run);
+        }
+    }
+    for ((program, args), runs) in groups {
+        if runs.len() < 2 || runs.iter().any(|r| r.rc != Some(0)) {
+            continue;
+        }
+        let first = draws(runs[0]);
+        let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+        let (outcome, reason) = if first.len() < 2 {
+            (
+                Outcome::Fail,
+                format!(
+                    "{program} {args} [{}] printed no `Random seed:` and `Injecting interrupts` lines",
+                    labels[0]
+                ),
+            )
+        } else if let Some(r) = runs[1..].iter().find(|r| draws(r) != first) {
+            (
+                Outcome::Fail,
+                format!(
+                    "same arguments `{args}`, different draws: [{}] {} vs [{}] {}",
+                    labels[0],
+                    first.join(" / "),
+                    r.label,
+                    draws(r).join(" / ")
+                ),
+            )
+        } else {
+            (
+                Outcome::Pass,
+                format!("[{}]: {}", labels.join(", "), first.join(" / ")),
+            )
+        };
+        out.push(Verdict {
+            kernel: kernel.to_string(),
+            program: CROSS_RUN.into(),
+            mode: "-".into(),
+            device: program.to_string(),
+            name: "(same --seed, same draws)".into(),
+            outcome,
+            reason: Some(reason),
+        });
     }
 }
 
@@ -212,6 +316,7 @@ pub fn judge_boot(kernel: &str, boot: &str, log: &BootLog, host: HostOutcome) ->
             program_verdicts(kernel, run, &mut out);
         }
     }
+    seed_verdicts(kernel, log, &mut out);
     let boot_fail = |name: &str, reason: String| Verdict {
         kernel: kernel.to_string(),
         program: format!("(boot {boot})"),
@@ -570,6 +675,9 @@ mod tests {
     const BENCH_612: &str = include_str!("testdata/bench-6.12-normal.log");
     const BENCH_612_1G: &str = include_str!("testdata/bench-6.12-1g.log");
 
+    /// `irq_test` runs (pass, SKIP: reason, failure, two seed pairs) and a guest driver test run.
+    const GUEST: &str = include_str!("testdata/guest-programs-synthesized.log");
+
     fn judge(text: &str) -> Vec<Verdict> {
         judge_boot(
             "6.12.117",
@@ -584,6 +692,115 @@ mod tests {
         table
             .lines()
             .any(|l| l.split_whitespace().collect::<Vec<_>>() == cells)
+    }
+
+    #[test]
+    fn non_ktap_programs_are_judged_by_exit_code_with_their_own_words() {
+        let v = judge_boot(
+            "7.3.4",
+            "normal",
+            &parse_boot_log(GUEST),
+            HostOutcome::default(),
+        );
+        let table = render(&v);
+        let find = |device: &str| {
+            v.iter()
+                .find(|x| x.program == "irq_test" && x.device == device)
+                .unwrap_or_else(|| panic!("no irq_test [{device}] verdict: {table}"))
+        };
+        // Exit 0: one PASS row per option set, named by its label.
+        assert!(
+            has_row(
+                &table,
+                &["7.3.4", "irq_test", "-", "eventfd", "1", "0", "0"]
+            ),
+            "{table}"
+        );
+        assert_eq!(find("eventfd").name, "(exit status)");
+        // Exit 4: SKIP with the reason of the `SKIP:` line, not an earlier `#` line.
+        let skip = find("igb-iommufd-posted");
+        assert_eq!(skip.outcome, Outcome::Skip);
+        assert_eq!(
+            skip.reason.as_deref(),
+            Some("no posted-interrupt support on this host (AMD without AVIC: kvm_amd avic=0)")
+        );
+        // Exit 1: FAIL carrying the last lines (the failure names vCPU, GSI, vector, NMI).
+        let fail = find("eventfd-v2-nmi-empty-xapic");
+        assert_eq!(
+            (fail.outcome, fail.name.as_str()),
+            (Outcome::Fail, "(exit status)")
+        );
+        let why = fail.reason.as_deref().unwrap();
+        assert!(
+            why.starts_with(
+                "exit code 1 without a failing test; last output: Random seed: 0x99 | Injecting"
+            ),
+            "{why}"
+        );
+        assert!(
+            why.contains("FAIL: IRQ 12/200: vCPU 0 (APIC id 0), NMI, GSI 300"),
+            "{why}"
+        );
+        // Same arguments with --seed: same draws pass, different draws fail.
+        let seeds: Vec<&Verdict> = v.iter().filter(|x| x.program == CROSS_RUN).collect();
+        assert_eq!(seeds.len(), 2, "{seeds:#?}");
+        let ok = seeds.iter().find(|x| x.outcome == Outcome::Pass).unwrap();
+        assert_eq!(
+            ok.reason.as_deref(),
+            Some("[eventfd-seed-1, eventfd-seed-2]: Random seed: 0x5eed / Injecting interrupts for GSI 2001 (guest vector 0x9c) 100 times")
+        );
+        let bad = seeds.iter().find(|x| x.outcome == Outcome::Fail).unwrap();
+        assert!(
+            bad.reason.as_deref().unwrap().contains("GSI 40")
+                && bad.reason.as_deref().unwrap().contains("[bad-seed-2]"),
+            "{bad:?}"
+        );
+        // The guest driver test is KTAP: its modes come from the test names.
+        for mode in ["iommufd", "vfio_type1_iommu"] {
+            assert!(
+                has_row(
+                    &table,
+                    &[
+                        "7.3.4",
+                        "vfio_pci_guest_driver_test",
+                        mode,
+                        "igb",
+                        "2",
+                        "0",
+                        "0"
+                    ]
+                ),
+                "{table}"
+            );
+        }
+        let t = totals(&v);
+        assert_eq!((t.pass, t.fail, t.skip), (1 + 4 + 4 + 1, 2, 1), "{table}");
+    }
+
+    #[test]
+    fn a_missing_dev_kvm_fails_the_boot() {
+        let text = "=== RIG BOOT kernel=6.12.118 uptime=1\n\
+                    === RIG ERROR /dev/kvm is missing or does not open: the KVM guest programs cannot run (CPU flag: neither svm nor vmx; boot log: no kvm messages)\n\
+                    === RUN irq_test eventfd\n\
+                    SKIP: /dev/kvm: No such file or directory\n\
+                    === END irq_test eventfd rc=4 secs=0.01\n\
+                    === RIG DONE runs=1 errors=1\n";
+        let v = judge(text);
+        let table = render(&v);
+        assert!(
+            table.contains("(boot normal) [-] (rig error): /dev/kvm is missing"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "irq_test [eventfd] (whole program): /dev/kvm: No such file or directory"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.ends_with("RESULT: FAIL pass=0 fail=1 skip=1\n"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -45,6 +45,11 @@ pub struct ProgramRun {
     pub last_diagnostic: Option<String>,
     /// The last non-empty output line of any kind (programs that print no KTAP).
     pub last_output: Option<String>,
+    /// The first [`HEAD_LINES`] non-empty output lines (what a non-KTAP program announced, e.g.
+    /// `irq_test`'s seed, GSI and vector).
+    pub head: Vec<String>,
+    /// The last [`TAIL_LINES`] non-empty output lines (why a non-KTAP program failed).
+    pub tail: Vec<String>,
     /// Exit status from the `=== END` marker; `None` if the marker never came.
     pub rc: Option<i32>,
     /// Guest seconds the program took, from the `=== END` marker.
@@ -54,6 +59,11 @@ pub struct ProgramRun {
     /// `# bench-map:` measurement lines the program printed (`passthru bench map`).
     pub bench: Vec<BenchRecord>,
 }
+
+/// How many leading output lines of a run [`ProgramRun::head`] keeps.
+pub const HEAD_LINES: usize = 20;
+/// How many trailing output lines of a run [`ProgramRun::tail`] keeps.
+pub const TAIL_LINES: usize = 5;
 
 /// What one `# bench-map:` line measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -344,8 +354,16 @@ pub fn parse_boot_log(text: &str) -> BootLog {
                 let Some(run) = log.runs.last_mut() else {
                     continue;
                 };
-                if !line.trim().is_empty() {
-                    run.last_output = Some(line.trim().to_string());
+                let trimmed = line.trim();
+                if !trimmed.is_empty() {
+                    run.last_output = Some(trimmed.to_string());
+                    if run.head.len() < HEAD_LINES {
+                        run.head.push(trimmed.to_string());
+                    }
+                    if run.tail.len() == TAIL_LINES {
+                        run.tail.remove(0);
+                    }
+                    run.tail.push(trimmed.to_string());
                 }
                 if let Some(b) = parse_bench_line(line) {
                     run.bench.push(b);
