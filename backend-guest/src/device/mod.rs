@@ -1,0 +1,529 @@
+//! PCI functions for a guest: a software model served from MMIO exits, or a real device passed
+//! through with VFIO.
+//!
+//! A guest sees a device as BARs at guest-physical addresses, a DMA window of guest RAM that the
+//! device reaches at IOVA = GPA, and MSI/MSI-X vectors delivered as guest interrupts. Everything
+//! else (configuration space, interrupt enable, reset, where the BARs are) it asks the VMM for
+//! with a [`request::DeviceRequest`], since a guest here has no configuration-space window.
+//!
+//! * [`model::ModelDevice`]: a `passthru-models` device (DSA, CBDMA, edu). Its BARs get no
+//!   memory slot, so guest accesses exit to the VMM, which serves them from the model
+//!   ([`BarMmio`]); DSA portal stores are assembled from their ≤ 8-byte pieces
+//!   ([`portal::PortalAssembler`]) before the model sees one submission. The model DMAs into
+//!   the DMA window through its IOVA table (the window is mapped there at IOVA = GPA); model MSIs
+//!   are written to one eventfd per vector, which the VMM attaches to KVM irqfds.
+//! * [`vfio::PassthroughDevice`]: a device opened with `passthru-linux`. Mapped BARs become
+//!   memory slots (guest accesses reach the device without exits), other BARs are served from
+//!   exits; the DMA window and the VMM's guest RAM are mapped in the device's IOMMU at
+//!   IOVA = GPA; the device's MSI/MSI-X eventfds go to KVM irqfds (the IRQ bypass path, posted
+//!   delivery where the hardware has it).
+//!
+//! What a device needs from the VMM is the [`Vmm`] trait: MMIO handlers for GPA ranges without
+//! memory slots, extra memory slots, and MSI routes fed by eventfds. [`Devices`] dispatches the
+//! guest's encoded requests to the right device.
+
+pub mod model;
+pub mod portal;
+pub mod request;
+pub mod vfio;
+
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Mutex};
+
+use passthru_core::mmio::{PciFunction, RegisterIo};
+
+use portal::{PortalAssembler, PortalStats};
+use request::{
+    decode_reply, encode_reply, DeviceRequest, Reply, ReplyError, REPLY_WORDS, REQUEST_WORDS,
+};
+
+/// Serves guest loads and stores to a guest-physical range that has no memory slot.
+///
+/// `offset` is relative to the start of the registered range; `data.len()` is the access width
+/// KVM reports (1, 2, 4 or 8 for ordinary loads and stores). Handlers must not panic.
+pub trait MmioHandler: Send + Sync {
+    /// A load by vCPU `vcpu`: fill `data`.
+    fn read(&self, vcpu: usize, offset: u64, data: &mut [u8]);
+    /// A store by vCPU `vcpu`.
+    fn write(&self, vcpu: usize, offset: u64, data: &[u8]);
+}
+
+/// Host memory that can back guest-physical memory (a memory slot).
+///
+/// # Safety
+/// `host_ptr()..host_ptr()+len()` must be a page-aligned, page-multiple range of mapped memory
+/// that stays valid for reads and writes for as long as the value lives, and nothing may hold a
+/// Rust reference into it (the guest and devices write it at any time).
+pub unsafe trait GuestMemory: Send + Sync {
+    /// First byte.
+    fn host_ptr(&self) -> *mut u8;
+    /// Length in bytes.
+    fn len(&self) -> usize;
+    /// True if the length is 0.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An MSI message: what a device writes to raise one guest interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsiMessage {
+    /// Address (bits 63:32 carry destination APIC id bits 31:8 when x2APIC ids are 32-bit).
+    pub address: u64,
+    /// Data (vector in bits 7:0, fixed delivery, edge).
+    pub data: u32,
+}
+
+impl MsiMessage {
+    /// A fixed, edge-triggered, physical-destination MSI for `vector` on APIC `dest_apic_id`
+    /// (Intel SDM vol. 3, "Message Signalled Interrupts": address 0xFEE0_0000 | dest[7:0] << 12;
+    /// KVM with `KVM_X2APIC_API_USE_32BIT_IDS` takes dest[31:8] from address bits 63:40).
+    pub fn fixed(dest_apic_id: u32, vector: u8) -> Self {
+        let lo = 0xfee0_0000u64 | u64::from(dest_apic_id & 0xff) << 12;
+        let hi = u64::from(dest_apic_id & !0xff) << 32;
+        Self {
+            address: hi | lo,
+            data: u32::from(vector),
+        }
+    }
+}
+
+/// A VMM operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("VMM {op}: {reason}")]
+pub struct VmmError {
+    /// What was attempted (`"KVM_SET_USER_MEMORY_REGION"`, `"KVM_IRQFD"`, ...).
+    pub op: &'static str,
+    /// Why it failed.
+    pub reason: String,
+}
+
+/// One range of the VMM's guest RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestRamRange {
+    /// Guest-physical address.
+    pub gpa: u64,
+    /// Host address of its first byte.
+    pub host: usize,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// What a device backing needs from the VMM.
+///
+/// Methods take `&self`: they are called from vCPU threads while serving a guest request.
+pub trait Vmm: Send + Sync {
+    /// Serve `gpa..gpa+len` (which must have no memory slot) with `handler`.
+    fn add_mmio(&self, gpa: u64, len: u64, handler: Arc<dyn MmioHandler>) -> Result<(), VmmError>;
+    /// Stop serving the range registered at `gpa`.
+    fn remove_mmio(&self, gpa: u64) -> Result<(), VmmError>;
+    /// Install `memory` as guest RAM at `gpa`; the VMM keeps it alive while installed. Returns
+    /// the slot.
+    fn add_memory(&self, gpa: u64, memory: Arc<dyn GuestMemory>) -> Result<u32, VmmError>;
+    /// Remove a slot added with [`Vmm::add_memory`].
+    fn remove_memory(&self, slot: u32) -> Result<(), VmmError>;
+    /// Deliver `msi` to the guest whenever `fd` (an eventfd) is signalled: a GSI route plus a
+    /// KVM irqfd. Returns the GSI.
+    fn connect_msi(&self, fd: BorrowedFd<'_>, msi: MsiMessage) -> Result<u32, VmmError>;
+    /// Undo [`Vmm::connect_msi`].
+    fn disconnect_msi(&self, fd: BorrowedFd<'_>, gsi: u32) -> Result<(), VmmError>;
+    /// The VMM's own guest RAM (image, stacks, page tables), for IOMMU mapping at IOVA = GPA.
+    fn guest_ram(&self) -> Vec<GuestRamRange>;
+}
+
+/// Where a device goes in guest-physical space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceLayout {
+    /// BARs are placed from here, each naturally aligned (as PCI address decoding requires).
+    pub bar_base: u64,
+    /// End (exclusive) of the BAR area.
+    pub bar_limit: u64,
+    /// The DMA window: guest RAM the device may access, at IOVA = GPA.
+    pub dma_gpa: u64,
+    /// Its length (a multiple of 4 KiB).
+    pub dma_len: u64,
+    /// A block of at least 1 GiB that is never mapped for the device (fault tests).
+    pub unmapped_gpa: u64,
+}
+
+impl DeviceLayout {
+    /// BARs at 3 GiB .. 3.5 GiB, a DMA window of `dma_len` at 2 GiB, nothing mapped at 16 GiB.
+    pub const fn standard(dma_len: u64) -> Self {
+        Self {
+            bar_base: 0xc000_0000,
+            bar_limit: 0xe000_0000,
+            dma_gpa: 0x8000_0000,
+            dma_len,
+            unmapped_gpa: 0x4_0000_0000,
+        }
+    }
+}
+
+/// Why a device could not be set up for a guest.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// BARs do not fit the layout, or the DMA window is malformed.
+    #[error("{device}: layout: {reason}")]
+    Layout {
+        /// The device.
+        device: String,
+        /// What does not fit.
+        reason: String,
+    },
+    /// A host-side step failed (memory, IOMMU, eventfd, device).
+    #[error("{device}: {op}: {reason}")]
+    Host {
+        /// The device.
+        device: String,
+        /// The step.
+        op: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The VMM refused.
+    #[error("{device}: {source}")]
+    Vmm {
+        /// The device.
+        device: String,
+        /// The VMM's error.
+        source: VmmError,
+    },
+}
+
+/// Place BARs of the given sizes (`None`: absent) from `base`, each at a multiple of its size
+/// (at least 4 KiB, rounded up to a power of two), in index order, below `limit`.
+pub fn place_bars(
+    sizes: [Option<u64>; 6],
+    base: u64,
+    limit: u64,
+) -> Result<[Option<u64>; 6], String> {
+    let mut out = [None; 6];
+    let mut next = base;
+    for (i, size) in sizes.iter().enumerate() {
+        let Some(size) = *size else { continue };
+        if size == 0 {
+            continue;
+        }
+        let align = size
+            .max(4096)
+            .checked_next_power_of_two()
+            .ok_or_else(|| format!("BAR{i} size {size:#x} too large"))?;
+        let at = next
+            .checked_next_multiple_of(align)
+            .ok_or_else(|| format!("BAR{i} does not fit"))?;
+        let end = at
+            .checked_add(align)
+            .ok_or_else(|| format!("BAR{i} does not fit"))?;
+        if end > limit {
+            return Err(format!(
+                "BAR{i} ({size:#x} bytes) does not fit below {limit:#x} (next free {at:#x})"
+            ));
+        }
+        out[i] = Some(at);
+        next = end;
+    }
+    Ok(out)
+}
+
+/// One device as a guest sees it, served by the VMM.
+pub trait GuestDevice: Send + Sync {
+    /// Name for messages (`"dsa-model"`, a BDF).
+    fn name(&self) -> String;
+    /// Install the device in the VM: DMA window, BARs, IOMMU mappings.
+    fn attach(&self, vmm: &dyn Vmm) -> Result<(), DeviceError>;
+    /// Serve one guest request.
+    fn request(&self, req: &DeviceRequest, vmm: &dyn Vmm) -> Result<Reply, ReplyError>;
+    /// Remove the device from the VM (interrupt routes, BARs, memory, IOMMU mappings).
+    /// Best effort; called before the VM goes away.
+    fn detach(&self, vmm: &dyn Vmm);
+    /// The layout it was built with.
+    fn layout(&self) -> DeviceLayout;
+}
+
+/// The devices of one guest, indexed as the guest names them in requests.
+#[derive(Default)]
+pub struct Devices {
+    devices: Vec<Arc<dyn GuestDevice>>,
+}
+
+impl std::fmt::Debug for Devices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.devices.iter().map(|d| d.name()))
+            .finish()
+    }
+}
+
+impl Devices {
+    /// No devices.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add a device; returns its index (what the guest puts in requests).
+    pub fn push(&mut self, device: Arc<dyn GuestDevice>) -> u8 {
+        self.devices.push(device);
+        (self.devices.len() - 1) as u8
+    }
+
+    /// Device `index`.
+    pub fn get(&self, index: u8) -> Option<&Arc<dyn GuestDevice>> {
+        self.devices.get(usize::from(index))
+    }
+
+    /// Attach every device.
+    pub fn attach_all(&self, vmm: &dyn Vmm) -> Result<(), DeviceError> {
+        for d in &self.devices {
+            d.attach(vmm)?;
+        }
+        Ok(())
+    }
+
+    /// Detach every device (last first).
+    pub fn detach_all(&self, vmm: &dyn Vmm) {
+        for d in self.devices.iter().rev() {
+            d.detach(vmm);
+        }
+    }
+
+    /// Serve an encoded guest request; returns the encoded reply. Never panics.
+    pub fn handle(&self, words: [u64; REQUEST_WORDS], vmm: &dyn Vmm) -> [u64; REPLY_WORDS] {
+        let r = DeviceRequest::decode(words)
+            .map_err(|_| ReplyError::Malformed)
+            .and_then(|req| {
+                let d = self
+                    .get(req.device())
+                    .ok_or(ReplyError::NoSuchDevice(req.device()))?;
+                d.request(&req, vmm)
+            });
+        encode_reply(r)
+    }
+
+    /// Serve a request given as a value (host-side tests and tools).
+    pub fn call(&self, req: DeviceRequest, vmm: &dyn Vmm) -> Result<Reply, ReplyError> {
+        decode_reply(self.handle(req.encode(), vmm))
+    }
+}
+
+/// Counters of a BAR served from MMIO exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MmioStats {
+    /// Loads served.
+    pub reads: u64,
+    /// Stores served.
+    pub writes: u64,
+    /// Accesses of a width the BAR cannot serve (not 1/2/4/8), or out of range.
+    pub bad_accesses: u64,
+    /// Portal submissions the device refused.
+    pub portal_errors: u64,
+}
+
+/// A BAR served from MMIO exits through its [`RegisterIo`]: loads and stores of 1, 2, 4 and 8
+/// bytes become register accesses of that width; on a portal BAR stores are pieces of 64-byte
+/// descriptors, assembled and then submitted with [`RegisterIo::submit64`].
+pub struct BarMmio<R> {
+    io: R,
+    index: u8,
+    portal: Option<Mutex<PortalAssembler>>,
+    stats: Mutex<MmioStats>,
+}
+
+impl<R> std::fmt::Debug for BarMmio<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BarMmio")
+            .field("index", &self.index)
+            .field("portal", &self.portal.is_some())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<R: RegisterIo> BarMmio<R> {
+    /// Serve BAR `index` through `io`; `portal`: the BAR takes 64-byte descriptors.
+    pub fn new(io: R, index: u8, portal: bool) -> Self {
+        Self {
+            io,
+            index,
+            portal: portal.then(|| Mutex::new(PortalAssembler::new())),
+            stats: Mutex::new(MmioStats::default()),
+        }
+    }
+
+    /// The BAR index.
+    pub fn index(&self) -> u8 {
+        self.index
+    }
+
+    /// The BAR length.
+    pub fn io_len(&self) -> usize {
+        self.io.len()
+    }
+
+    /// Access counters.
+    pub fn stats(&self) -> MmioStats {
+        *lock(&self.stats)
+    }
+
+    /// Portal assembly counters (portal BARs only).
+    pub fn portal_stats(&self) -> Option<PortalStats> {
+        self.portal.as_ref().map(|p| lock(p).stats())
+    }
+
+    /// Forget partial portal descriptors (function reset).
+    pub fn reset(&self) {
+        if let Some(p) = &self.portal {
+            lock(p).clear();
+        }
+    }
+
+    fn in_range(&self, offset: u64, len: usize) -> Option<usize> {
+        let off = usize::try_from(offset).ok()?;
+        off.checked_add(len)
+            .is_some_and(|e| e <= self.io.len())
+            .then_some(off)
+    }
+}
+
+impl<R: RegisterIo + Send + Sync> MmioHandler for BarMmio<R> {
+    fn read(&self, _vcpu: usize, offset: u64, data: &mut [u8]) {
+        if let Some(p) = &self.portal {
+            lock(p).read(offset, data.len());
+        }
+        let value = match (self.in_range(offset, data.len()), data.len()) {
+            (Some(o), 1) => Some(u64::from(self.io.read8(o))),
+            (Some(o), 2) => Some(u64::from(self.io.read16(o))),
+            (Some(o), 4) => Some(u64::from(self.io.read32(o))),
+            (Some(o), 8) => Some(self.io.read64(o)),
+            _ => None,
+        };
+        let mut s = lock(&self.stats);
+        s.reads += 1;
+        match value {
+            Some(v) => {
+                let n = data.len();
+                data.copy_from_slice(&v.to_le_bytes()[..n]);
+            }
+            None => {
+                s.bad_accesses += 1;
+                data.fill(0xff);
+            }
+        }
+    }
+
+    fn write(&self, vcpu: usize, offset: u64, data: &[u8]) {
+        lock(&self.stats).writes += 1;
+        let Some(o) = self.in_range(offset, data.len()) else {
+            lock(&self.stats).bad_accesses += 1;
+            return;
+        };
+        if let Some(p) = &self.portal {
+            let done = lock(p).write(vcpu, offset, data);
+            match done {
+                Ok(None) => {}
+                Ok(Some(d)) => {
+                    if self.io.submit64(d.window as usize, &d.bytes).is_err() {
+                        lock(&self.stats).portal_errors += 1;
+                    }
+                }
+                Err(_) => lock(&self.stats).bad_accesses += 1,
+            }
+            return;
+        }
+        let mut b = [0u8; 8];
+        match data.len() {
+            1 | 2 | 4 | 8 => b[..data.len()].copy_from_slice(data),
+            _ => {
+                lock(&self.stats).bad_accesses += 1;
+                return;
+            }
+        }
+        let v = u64::from_le_bytes(b);
+        match data.len() {
+            1 => self.io.write8(o, v as u8),
+            2 => self.io.write16(o, v as u16),
+            4 => self.io.write32(o, v as u32),
+            _ => self.io.write64(o, v),
+        }
+    }
+}
+
+/// Serve a config read request from a seam function.
+pub(crate) fn function_config_read<F: PciFunction>(
+    f: &F,
+    offset: u16,
+    width: u8,
+) -> Result<Reply, ReplyError> {
+    let v = match width {
+        1 => f.config_read8(offset).map(u64::from),
+        2 => f.config_read16(offset).map(u64::from),
+        _ => f.config_read32(offset).map(u64::from),
+    }
+    .map_err(ReplyError::from_function_error)?;
+    Ok(Reply { value: v, extra: 0 })
+}
+
+/// Serve a config write request from a seam function.
+pub(crate) fn function_config_write<F: PciFunction>(
+    f: &F,
+    offset: u16,
+    width: u8,
+    value: u32,
+) -> Result<Reply, ReplyError> {
+    match width {
+        1 => f.config_write8(offset, value as u8),
+        2 => f.config_write16(offset, value as u16),
+        _ => f.config_write32(offset, value),
+    }
+    .map_err(ReplyError::from_function_error)?;
+    Ok(Reply::default())
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msi_message_encodes_xapic_and_x2apic_destinations() {
+        let m = MsiMessage::fixed(1, 0x41);
+        assert_eq!(m.address, 0xfee0_1000);
+        assert_eq!(m.data, 0x41);
+        let x = MsiMessage::fixed(0x1_2345, 0xfe);
+        assert_eq!(
+            x.address & 0xffff_ffff,
+            0xfee4_5000,
+            "dest[7:0] in bits 19:12"
+        );
+        assert_eq!(
+            x.address >> 32,
+            0x1_2300,
+            "dest[31:8] in address_hi bits 31:8"
+        );
+    }
+
+    #[test]
+    fn bars_are_naturally_aligned_in_index_order() {
+        let sizes = [Some(0x4000), None, Some(0x20000), None, Some(0x100), None];
+        let at = place_bars(sizes, 0xc000_0000, 0xe000_0000).unwrap();
+        assert_eq!(at[0], Some(0xc000_0000));
+        assert_eq!(at[1], None);
+        assert_eq!(
+            at[2],
+            Some(0xc002_0000),
+            "128 KiB BAR at a 128 KiB boundary"
+        );
+        assert_eq!(at[4], Some(0xc004_0000), "tiny BAR takes a whole page");
+        for (i, a) in at.iter().enumerate() {
+            if let (Some(a), Some(s)) = (a, sizes[i]) {
+                assert_eq!(a % s.max(4096), 0);
+            }
+        }
+        assert!(place_bars([Some(1 << 30), None, None, None, None, None], 0, 1 << 29).is_err());
+        assert!(place_bars([Some(u64::MAX), None, None, None, None, None], 0, u64::MAX).is_err());
+    }
+}
