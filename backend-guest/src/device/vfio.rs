@@ -320,9 +320,8 @@ where
             msgs.push((v, MsiMessage::fixed(target.dest_apic_id, g)));
         }
         let mut st = lock(&self.attached);
-        if st.kind == Some(kind) {
-            self.disconnect(vmm, &mut st);
-        }
+        // VFIO adds vectors to those already enabled (and refuses ones that are): the new
+        // routes join the existing ones of this kind.
         self.function
             .irq_enable(kind, first, count)
             .map_err(ReplyError::from_function_error)?;
@@ -338,6 +337,8 @@ where
             match connected {
                 Ok(r) => st.routes.push(r),
                 Err(e) => {
+                    // Undo this request only: VFIO can disable just the whole index, so the
+                    // earlier routes of the kind go too.
                     self.disconnect(vmm, &mut st);
                     let _ = self.function.irq_disable(kind);
                     return Err(e);
