@@ -1,0 +1,214 @@
+//! The seam inside a guest: what `passthru-drivers` need, served by the VMM.
+//!
+//! * [`GuestFunction`]: a `PciFunction` whose configuration space, interrupt enable/disable,
+//!   reset and BAR layout are host requests ([`super::request`]); interrupts are delivered to
+//!   this guest as `MsiTarget::vector_base + device vector` on the chosen APIC.
+//! * [`GuestBar`]: a BAR at its guest-physical address (identity-mapped), accessed with volatile
+//!   loads and stores. A model BAR has no memory slot, so every access exits to the VMM; a
+//!   passed-through BAR may be a memory slot over the device. A 64-byte portal submission is
+//!   eight ascending 8-byte stores, which the VMM assembles into one descriptor (a guest here
+//!   has no MOVDIR64B, and a 64-byte store to an exit-served BAR arrives in 8-byte pieces
+//!   anyway).
+//! * [`identity_region`]: guest RAM as a `DmaRegion` at IOVA = GPA (the VMM maps the DMA window
+//!   and guest RAM for the device at their GPAs).
+//! * The clock is [`crate::clock::TscClock`].
+
+use core::ptr::NonNull;
+
+use passthru_core::mmio::{
+    DmaRegion, FunctionError, IrqKind, PciFunction, PortalError, RegisterIo, VolatileBar,
+};
+
+use super::request::{decode_reply, DeviceRequest, MsiTarget, Reply, REPLY_WORDS};
+use crate::ucall;
+
+/// The host-request code of a device request (`ucall::host_request(DEVICE_REQUEST, words)`).
+pub const DEVICE_REQUEST: u64 = super::request::DEVICE_REQUEST_CODE;
+
+/// Send `req` to the VMM and decode the reply.
+pub fn request(req: DeviceRequest) -> Result<Reply, FunctionError> {
+    let op = req.op();
+    let words = req.encode();
+    match ucall::host_request(DEVICE_REQUEST, &words) {
+        Ok(r) => {
+            let mut w = [0u64; REPLY_WORDS];
+            w.copy_from_slice(&r[..REPLY_WORDS]);
+            decode_reply(w).map_err(|e| e.to_function_error(op))
+        }
+        // The VMM has no device handler, or it failed outright.
+        Err(_) => Err(FunctionError::Unsupported(op.name())),
+    }
+}
+
+/// A PCI function the VMM gives this guest (device `index` of the VMM's list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestFunction {
+    index: u8,
+    target: MsiTarget,
+}
+
+impl GuestFunction {
+    /// Device `index`, its interrupts delivered per `target`.
+    pub const fn new(index: u8, target: MsiTarget) -> Self {
+        Self { index, target }
+    }
+
+    /// Where its interrupts go.
+    pub fn target(&self) -> MsiTarget {
+        self.target
+    }
+
+    /// The guest vector of device vector `v`.
+    pub fn guest_vector(&self, v: u32) -> Option<u8> {
+        self.target.guest_vector(v)
+    }
+
+    fn config_read(&self, offset: u16, width: u8) -> Result<u32, FunctionError> {
+        request(DeviceRequest::ConfigRead {
+            device: self.index,
+            offset,
+            width,
+        })
+        .map(|r| r.value as u32)
+    }
+
+    fn config_write(&self, offset: u16, width: u8, value: u32) -> Result<(), FunctionError> {
+        request(DeviceRequest::ConfigWrite {
+            device: self.index,
+            offset,
+            width,
+            value,
+        })
+        .map(|_| ())
+    }
+}
+
+impl PciFunction for GuestFunction {
+    type Bar = GuestBar;
+
+    fn bar(&self, index: u8) -> Result<GuestBar, FunctionError> {
+        let r = request(DeviceRequest::BarInfo {
+            device: self.index,
+            index,
+        })?;
+        let len = usize::try_from(r.extra).map_err(|_| FunctionError::NoSuchBar(index))?;
+        let end = r.value.checked_add(r.extra);
+        // The runtime identity-maps the low 4 GiB only.
+        if len == 0 || end.is_none_or(|e| e > crate::abi::IDENTITY_MAP_SIZE) {
+            return Err(FunctionError::NoSuchBar(index));
+        }
+        let base = NonNull::new(r.value as *mut u8).ok_or(FunctionError::NoSuchBar(index))?;
+        // SAFETY: the VMM placed the BAR at this GPA, which the runtime's page tables map 1:1
+        // (checked above); it is MMIO (exits) or a memory slot over the device for the VM's
+        // lifetime, and only ever accessed with volatile operations.
+        let io = unsafe { VolatileBar::new(base, len) };
+        Ok(GuestBar { io })
+    }
+    fn config_read8(&self, offset: u16) -> Result<u8, FunctionError> {
+        self.config_read(offset, 1).map(|v| v as u8)
+    }
+    fn config_read16(&self, offset: u16) -> Result<u16, FunctionError> {
+        self.config_read(offset, 2).map(|v| v as u16)
+    }
+    fn config_read32(&self, offset: u16) -> Result<u32, FunctionError> {
+        self.config_read(offset, 4)
+    }
+    fn config_write8(&self, offset: u16, value: u8) -> Result<(), FunctionError> {
+        self.config_write(offset, 1, value.into())
+    }
+    fn config_write16(&self, offset: u16, value: u16) -> Result<(), FunctionError> {
+        self.config_write(offset, 2, value.into())
+    }
+    fn config_write32(&self, offset: u16, value: u32) -> Result<(), FunctionError> {
+        self.config_write(offset, 4, value)
+    }
+    fn irq_enable(&self, kind: IrqKind, first: u32, count: u32) -> Result<(), FunctionError> {
+        request(DeviceRequest::IrqEnable {
+            device: self.index,
+            kind,
+            first,
+            count,
+            target: self.target,
+        })
+        .map(|_| ())
+    }
+    fn irq_disable(&self, kind: IrqKind) -> Result<(), FunctionError> {
+        request(DeviceRequest::IrqDisable {
+            device: self.index,
+            kind,
+        })
+        .map(|_| ())
+    }
+    fn reset(&self) -> Result<(), FunctionError> {
+        request(DeviceRequest::Reset { device: self.index }).map(|_| ())
+    }
+}
+
+/// A BAR at its guest-physical address (see the module documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct GuestBar {
+    io: VolatileBar,
+}
+
+impl RegisterIo for GuestBar {
+    fn len(&self) -> usize {
+        self.io.len()
+    }
+    fn read8(&self, offset: usize) -> u8 {
+        self.io.read8(offset)
+    }
+    fn read16(&self, offset: usize) -> u16 {
+        self.io.read16(offset)
+    }
+    fn read32(&self, offset: usize) -> u32 {
+        self.io.read32(offset)
+    }
+    fn read64(&self, offset: usize) -> u64 {
+        self.io.read64(offset)
+    }
+    fn write8(&self, offset: usize, value: u8) {
+        self.io.write8(offset, value)
+    }
+    fn write16(&self, offset: usize, value: u16) {
+        self.io.write16(offset, value)
+    }
+    fn write32(&self, offset: usize, value: u32) {
+        self.io.write32(offset, value)
+    }
+    fn write64(&self, offset: usize, value: u64) {
+        self.io.write64(offset, value)
+    }
+    fn submit64(&self, offset: usize, descriptor: &[u8; 64]) -> Result<(), PortalError> {
+        if !offset.is_multiple_of(64) {
+            return Err(PortalError::Misaligned { offset });
+        }
+        if offset.checked_add(64).is_none_or(|e| e > self.io.len()) {
+            return Err(PortalError::OutOfRange {
+                offset,
+                len: self.io.len(),
+            });
+        }
+        for (i, chunk) in descriptor.chunks_exact(8).enumerate() {
+            let mut q = [0u8; 8];
+            q.copy_from_slice(chunk);
+            self.io.write64(offset + 8 * i, u64::from_le_bytes(q));
+        }
+        Ok(())
+    }
+}
+
+/// Guest RAM at `gpa..gpa+len` as a `DmaRegion` the device sees at IOVA = GPA.
+///
+/// # Safety
+/// The range must be guest RAM inside the identity map that the VMM mapped for the device at
+/// IOVA = GPA, that stays mapped while the region (or a copy) is used, and that nothing else in
+/// the guest uses or references meanwhile.
+pub unsafe fn identity_region(gpa: u64, len: usize) -> Option<DmaRegion> {
+    let end = gpa.checked_add(len as u64)?;
+    if end > crate::abi::IDENTITY_MAP_SIZE {
+        return None;
+    }
+    let ptr = NonNull::new(gpa as *mut u8)?;
+    // SAFETY: forwarded caller contract; GVA = GPA under the runtime's identity map.
+    Some(unsafe { DmaRegion::new(gpa, ptr, len) })
+}
