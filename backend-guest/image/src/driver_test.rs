@@ -38,7 +38,6 @@ guest_main!(DRIVER_TEST, "driver_test", driver_test);
 type G<D> = CheckedDriver<D>;
 
 struct Setup {
-    case: Case,
     src: u64,
     dst: u64,
     size: u64,
@@ -103,7 +102,6 @@ where
         fail!("MSI vector {} cannot be routed", limits.msi_vector);
     };
     let t = Setup {
-        case,
         src: window + half as u64,
         dst: window + half as u64 + size,
         size,

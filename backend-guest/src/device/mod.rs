@@ -22,31 +22,26 @@
 //! memory slots, extra memory slots, and MSI routes fed by eventfds. [`Devices`] dispatches the
 //! guest's encoded requests to the right device.
 
+pub mod kvm;
 pub mod model;
 pub mod portal;
-pub mod request;
 pub mod vfio;
+
+/// The device host-request protocol (shared with the guest runtime).
+pub use passthru_guest_rt::device::request;
 
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
 use passthru_core::mmio::{PciFunction, RegisterIo};
 
+pub use crate::irq::MsiMessage;
+pub use crate::vm::{HandlerError, MmioHandler};
+
 use portal::{PortalAssembler, PortalStats};
 use request::{
     decode_reply, encode_reply, DeviceRequest, Reply, ReplyError, REPLY_WORDS, REQUEST_WORDS,
 };
-
-/// Serves guest loads and stores to a guest-physical range that has no memory slot.
-///
-/// `offset` is relative to the start of the registered range; `data.len()` is the access width
-/// KVM reports (1, 2, 4 or 8 for ordinary loads and stores). Handlers must not panic.
-pub trait MmioHandler: Send + Sync {
-    /// A load by vCPU `vcpu`: fill `data`.
-    fn read(&self, vcpu: usize, offset: u64, data: &mut [u8]);
-    /// A store by vCPU `vcpu`.
-    fn write(&self, vcpu: usize, offset: u64, data: &[u8]);
-}
 
 /// Host memory that can back guest-physical memory (a memory slot).
 ///
@@ -54,7 +49,7 @@ pub trait MmioHandler: Send + Sync {
 /// `host_ptr()..host_ptr()+len()` must be a page-aligned, page-multiple range of mapped memory
 /// that stays valid for reads and writes for as long as the value lives, and nothing may hold a
 /// Rust reference into it (the guest and devices write it at any time).
-pub unsafe trait GuestMemory: Send + Sync {
+pub unsafe trait SlotMemory: Send + Sync {
     /// First byte.
     fn host_ptr(&self) -> *mut u8;
     /// Length in bytes.
@@ -62,29 +57,6 @@ pub unsafe trait GuestMemory: Send + Sync {
     /// True if the length is 0.
     fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// An MSI message: what a device writes to raise one guest interrupt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MsiMessage {
-    /// Address (bits 63:32 carry destination APIC id bits 31:8 when x2APIC ids are 32-bit).
-    pub address: u64,
-    /// Data (vector in bits 7:0, fixed delivery, edge).
-    pub data: u32,
-}
-
-impl MsiMessage {
-    /// A fixed, edge-triggered, physical-destination MSI for `vector` on APIC `dest_apic_id`
-    /// (Intel SDM vol. 3, "Message Signalled Interrupts": address 0xFEE0_0000 | dest[7:0] << 12;
-    /// KVM with `KVM_X2APIC_API_USE_32BIT_IDS` takes dest[31:8] from address bits 63:40).
-    pub fn fixed(dest_apic_id: u32, vector: u8) -> Self {
-        let lo = 0xfee0_0000u64 | u64::from(dest_apic_id & 0xff) << 12;
-        let hi = u64::from(dest_apic_id & !0xff) << 32;
-        Self {
-            address: hi | lo,
-            data: u32::from(vector),
-        }
     }
 }
 
@@ -112,14 +84,14 @@ pub struct GuestRamRange {
 /// What a device backing needs from the VMM.
 ///
 /// Methods take `&self`: they are called from vCPU threads while serving a guest request.
-pub trait Vmm: Send + Sync {
+pub trait Vmm {
     /// Serve `gpa..gpa+len` (which must have no memory slot) with `handler`.
     fn add_mmio(&self, gpa: u64, len: u64, handler: Arc<dyn MmioHandler>) -> Result<(), VmmError>;
     /// Stop serving the range registered at `gpa`.
     fn remove_mmio(&self, gpa: u64) -> Result<(), VmmError>;
     /// Install `memory` as guest RAM at `gpa`; the VMM keeps it alive while installed. Returns
     /// the slot.
-    fn add_memory(&self, gpa: u64, memory: Arc<dyn GuestMemory>) -> Result<u32, VmmError>;
+    fn add_memory(&self, gpa: u64, memory: Arc<dyn SlotMemory>) -> Result<u32, VmmError>;
     /// Remove a slot added with [`Vmm::add_memory`].
     fn remove_memory(&self, slot: u32) -> Result<(), VmmError>;
     /// Deliver `msi` to the guest whenever `fd` (an eventfd) is signalled: a GSI route plus a
@@ -388,7 +360,21 @@ impl<R: RegisterIo> BarMmio<R> {
 }
 
 impl<R: RegisterIo + Send + Sync> MmioHandler for BarMmio<R> {
-    fn read(&self, _vcpu: usize, offset: u64, data: &mut [u8]) {
+    fn read(&self, vcpu: usize, offset: u64, data: &mut [u8]) -> Result<(), HandlerError> {
+        self.serve_read(vcpu, offset, data);
+        Ok(())
+    }
+
+    fn write(&self, vcpu: usize, offset: u64, data: &[u8]) -> Result<(), HandlerError> {
+        self.serve_write(vcpu, offset, data);
+        Ok(())
+    }
+}
+
+impl<R: RegisterIo + Send + Sync> BarMmio<R> {
+    /// Serve a guest load (bad accesses read all ones and are counted, never an error: a
+    /// master abort is what a real device gives).
+    pub fn serve_read(&self, _vcpu: usize, offset: u64, data: &mut [u8]) {
         if let Some(p) = &self.portal {
             lock(p).read(offset, data.len());
         }
@@ -413,7 +399,8 @@ impl<R: RegisterIo + Send + Sync> MmioHandler for BarMmio<R> {
         }
     }
 
-    fn write(&self, vcpu: usize, offset: u64, data: &[u8]) {
+    /// Serve a guest store (bad accesses are dropped and counted).
+    pub fn serve_write(&self, vcpu: usize, offset: u64, data: &[u8]) {
         lock(&self.stats).writes += 1;
         let Some(o) = self.in_range(offset, data.len()) else {
             lock(&self.stats).bad_accesses += 1;
@@ -487,24 +474,6 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn msi_message_encodes_xapic_and_x2apic_destinations() {
-        let m = MsiMessage::fixed(1, 0x41);
-        assert_eq!(m.address, 0xfee0_1000);
-        assert_eq!(m.data, 0x41);
-        let x = MsiMessage::fixed(0x1_2345, 0xfe);
-        assert_eq!(
-            x.address & 0xffff_ffff,
-            0xfee4_5000,
-            "dest[7:0] in bits 19:12"
-        );
-        assert_eq!(
-            x.address >> 32,
-            0x1_2300,
-            "dest[31:8] in address_hi bits 31:8"
-        );
-    }
 
     #[test]
     fn bars_are_naturally_aligned_in_index_order() {

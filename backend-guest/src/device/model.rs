@@ -28,7 +28,7 @@ use super::portal::PortalStats;
 use super::request::{DeviceRequest, MsiTarget, Reply, ReplyError};
 use super::{
     function_config_read, function_config_write, lock, place_bars, BarMmio, DeviceError,
-    DeviceLayout, GuestDevice, GuestMemory, MmioStats, MsiMessage, Vmm,
+    DeviceLayout, GuestDevice, MmioStats, MsiMessage, SlotMemory, Vmm,
 };
 
 /// [`HostMemory`] as guest RAM.
@@ -38,7 +38,7 @@ pub struct ModelMemory(pub Arc<HostMemory>);
 // SAFETY: HostMemory is a page-aligned (4 KiB), zeroed heap allocation owned by the Arc this
 // value holds, valid until the last Arc is dropped; it is only accessed through raw pointers.
 // Lengths are page multiples because ModelDevice only allocates page multiples.
-unsafe impl GuestMemory for ModelMemory {
+unsafe impl SlotMemory for ModelMemory {
     fn host_ptr(&self) -> *mut u8 {
         self.0.as_ptr()
     }
@@ -227,7 +227,9 @@ impl<M: DeviceModel> ModelDevice<M> {
         let mut msgs = Vec::new();
         for v in first..end {
             let g = target.guest_vector(v).ok_or(ReplyError::BadVector(v))?;
-            msgs.push((v, MsiMessage::fixed(target.dest_apic_id, g)));
+            let msg =
+                MsiMessage::fixed(target.dest_apic_id, g).map_err(|_| ReplyError::BadVector(v))?;
+            msgs.push((v, msg));
         }
         let mut st = lock(&self.attached);
         self.disconnect(vmm, &mut st);

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use super::{GuestMemory, GuestRamRange, MmioHandler, MsiMessage, Vmm, VmmError};
+use super::{GuestRamRange, MmioHandler, MsiMessage, SlotMemory, Vmm, VmmError};
 
 pub(crate) struct Route {
     pub fd: OwnedFd,
@@ -18,7 +18,7 @@ pub(crate) struct Route {
 #[derive(Default)]
 struct State {
     mmio: BTreeMap<u64, (u64, Arc<dyn MmioHandler>)>,
-    memory: BTreeMap<u32, (u64, Arc<dyn GuestMemory>)>,
+    memory: BTreeMap<u32, (u64, Arc<dyn SlotMemory>)>,
     next_slot: u32,
     routes: BTreeMap<u32, Route>,
     next_gsi: u32,
@@ -77,7 +77,7 @@ impl FakeVmm {
         }
         match self.handler(gpa) {
             Some((off, h)) => {
-                h.write(vcpu, off, data);
+                let _ = h.write(vcpu, off, data);
                 true
             }
             None => false,
@@ -93,7 +93,7 @@ impl FakeVmm {
         }
         match self.handler(gpa) {
             Some((off, h)) => {
-                h.read(vcpu, off, data);
+                let _ = h.read(vcpu, off, data);
                 true
             }
             None => false,
@@ -202,7 +202,7 @@ impl Vmm for FakeVmm {
         })
     }
 
-    fn add_memory(&self, gpa: u64, memory: Arc<dyn GuestMemory>) -> Result<u32, VmmError> {
+    fn add_memory(&self, gpa: u64, memory: Arc<dyn SlotMemory>) -> Result<u32, VmmError> {
         let mut st = self.st();
         let slot = st.next_slot;
         st.next_slot += 1;
@@ -238,8 +238,8 @@ impl Vmm for FakeVmm {
         let gsi = st.next_gsi;
         st.next_gsi += 1;
         st.log.push(format!(
-            "connect_msi gsi {gsi} addr {:#x} data {:#x}",
-            msi.address, msi.data
+            "connect_msi gsi {gsi} addr {:#x}:{:#x} data {:#x}",
+            msi.address_hi, msi.address_lo, msi.data
         ));
         st.routes.insert(gsi, Route { fd, msi });
         Ok(gsi)

@@ -27,7 +27,7 @@ use passthru_linux::{DmaBuffer, Iommu, VfioBar, VfioPciDevice};
 use super::request::{DeviceRequest, MsiTarget, Reply, ReplyError};
 use super::{
     function_config_read, function_config_write, lock, place_bars, BarMmio, DeviceError,
-    DeviceLayout, GuestDevice, GuestMemory, MmioHandler, MmioStats, MsiMessage, Vmm,
+    DeviceLayout, GuestDevice, MmioHandler, MmioStats, MsiMessage, SlotMemory, Vmm,
 };
 
 /// What [`PassthroughDevice`] needs from a passed-through function beyond [`PciFunction`].
@@ -37,7 +37,7 @@ pub trait PassthroughFunction: PciFunction + Send + Sync + 'static {
     /// Size of memory BAR `index`, `None` if absent.
     fn bar_size(&self, index: u8) -> Option<u64>;
     /// The whole BAR as mapped host memory, if it is mapped whole (for a memory slot).
-    fn bar_memory(&self, index: u8) -> Option<Arc<dyn GuestMemory>>;
+    fn bar_memory(&self, index: u8) -> Option<Arc<dyn SlotMemory>>;
     /// A new descriptor for the eventfd of enabled vector `vector` of `kind` (the caller owns
     /// it; it refers to the same eventfd).
     fn irq_eventfd(&self, kind: IrqKind, vector: u32) -> Option<OwnedFd>;
@@ -75,7 +75,7 @@ pub struct BufferMemory(pub DmaBuffer);
 
 // SAFETY: a DmaBuffer is a page-aligned mmap of a page-multiple length owned by the buffer,
 // unmapped only on drop, and never exposed as Rust references.
-unsafe impl GuestMemory for BufferMemory {
+unsafe impl SlotMemory for BufferMemory {
     fn host_ptr(&self) -> *mut u8 {
         self.0.as_ptr()
     }
@@ -94,7 +94,7 @@ pub struct BarMemory {
 // SAFETY: the VfioBar handle keeps the BAR's mmap alive (reference counted) for as long as this
 // value lives; the mapping is page aligned and `len` is its page-rounded length, checked against
 // the mapping in `VfioFunction::bar_memory`. BAR memory is only accessed through raw pointers.
-unsafe impl GuestMemory for BarMemory {
+unsafe impl SlotMemory for BarMemory {
     fn host_ptr(&self) -> *mut u8 {
         self.bar.as_ptr()
     }
@@ -162,7 +162,7 @@ impl PassthroughFunction for VfioFunction {
             .filter(|&s| s > 0)
     }
 
-    fn bar_memory(&self, index: u8) -> Option<Arc<dyn GuestMemory>> {
+    fn bar_memory(&self, index: u8) -> Option<Arc<dyn SlotMemory>> {
         let info = self.0.bar_info(index)?;
         let (addr, len) = (info.vaddr()?, info.mapped_len()?);
         let bar = self.0.bar_mapping(index).ok()?;
@@ -196,7 +196,7 @@ pub struct PassthroughDevice<F: PassthroughFunction> {
     layout: DeviceLayout,
     bar_gpa: [Option<u64>; 6],
     exits: Vec<Arc<BarMmio<F::Bar>>>,
-    dma: Arc<dyn GuestMemory>,
+    dma: Arc<dyn SlotMemory>,
     attached: Mutex<Attached>,
 }
 
@@ -223,7 +223,7 @@ where
         mapper: Arc<dyn DmaMapper>,
         portal_bars: &[u8],
         layout: DeviceLayout,
-        dma: Arc<dyn GuestMemory>,
+        dma: Arc<dyn SlotMemory>,
     ) -> Result<Self, DeviceError> {
         let name = function.name();
         if dma.len() as u64 != layout.dma_len || !layout.dma_len.is_multiple_of(4096) {
@@ -273,7 +273,7 @@ where
     }
 
     /// The DMA window memory.
-    pub fn dma_memory(&self) -> &Arc<dyn GuestMemory> {
+    pub fn dma_memory(&self) -> &Arc<dyn SlotMemory> {
         &self.dma
     }
 
@@ -317,7 +317,9 @@ where
         let mut msgs = Vec::new();
         for v in first..end {
             let g = target.guest_vector(v).ok_or(ReplyError::BadVector(v))?;
-            msgs.push((v, MsiMessage::fixed(target.dest_apic_id, g)));
+            let msg =
+                MsiMessage::fixed(target.dest_apic_id, g).map_err(|_| ReplyError::BadVector(v))?;
+            msgs.push((v, msg));
         }
         let mut st = lock(&self.attached);
         // VFIO adds vectors to those already enabled (and refuses ones that are): the new

@@ -366,7 +366,10 @@ fn requests_are_validated() {
     dev.call(en(IrqKind::Msi, 0, 1, t), vmm).unwrap();
     let routes = r.vmm.routes();
     assert_eq!(routes.len(), 1);
-    assert_eq!(routes[0].1, super::super::MsiMessage::fixed(1, 0x50));
+    assert_eq!(
+        routes[0].1,
+        super::super::MsiMessage::fixed(1, 0x50).unwrap()
+    );
     dev.call(
         DeviceRequest::IrqDisable {
             device: 0,

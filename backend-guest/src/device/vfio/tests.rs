@@ -13,7 +13,7 @@ use passthru_models::iommu::HostMemory;
 use super::super::model::ModelMemory;
 use super::super::request::{DeviceRequest, MsiTarget, ReplyError};
 use super::super::testing::FakeVmm;
-use super::super::{DeviceLayout, Devices, GuestDevice, GuestMemory, GuestRamRange, MsiMessage};
+use super::super::{DeviceLayout, Devices, GuestDevice, GuestRamRange, MsiMessage, SlotMemory};
 use super::{dup_raw, DmaMapper, PassthroughDevice, PassthroughFunction};
 
 #[derive(Default)]
@@ -185,7 +185,7 @@ impl PassthroughFunction for FakeFunction {
             _ => None,
         }
     }
-    fn bar_memory(&self, index: u8) -> Option<Arc<dyn GuestMemory>> {
+    fn bar_memory(&self, index: u8) -> Option<Arc<dyn SlotMemory>> {
         (index == 0).then(|| Arc::new(ModelMemory(Arc::clone(&self.bar0))) as _)
     }
     fn irq_eventfd(&self, kind: IrqKind, vector: u32) -> Option<OwnedFd> {
@@ -365,7 +365,7 @@ fn device_vectors_reach_their_guest_vectors_through_the_connected_eventfds() {
     let routes = r.vmm.routes();
     assert_eq!(routes.len(), 3);
     for v in 0..3u32 {
-        let msi = MsiMessage::fixed(3, 0x60 + v as u8);
+        let msi = MsiMessage::fixed(3, 0x60 + v as u8).unwrap();
         assert!(
             routes.iter().any(|(_, m)| *m == msi),
             "vector {v} → {msi:?}"

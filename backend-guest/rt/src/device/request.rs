@@ -24,6 +24,10 @@
 
 use passthru_core::mmio::{FunctionError, IrqKind};
 
+/// The host-request code (`ucall::host_request(DEVICE_REQUEST_CODE, &request.encode())`) under
+/// which a VMM serves device requests.
+pub const DEVICE_REQUEST_CODE: u64 = 0x10;
+
 /// Words in an encoded request.
 pub const REQUEST_WORDS: usize = 4;
 /// Words in an encoded reply.
