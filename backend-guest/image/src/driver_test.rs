@@ -80,7 +80,11 @@ extern "C" fn driver_test(_vcpu: u32) {
         run::<Edu<GuestFunction, TscClock>>(f, driver_region, case, &a, window, half);
     } else {
         let id = passthru_core::mmio::PciFunction::config_read32(&f, 0).unwrap_or(u32::MAX);
-        fail!("No driver found for device {:04x}:{:04x}", id & 0xffff, id >> 16);
+        fail!(
+            "No driver found for device {:04x}:{:04x}",
+            id & 0xffff,
+            id >> 16
+        );
     }
 }
 
@@ -153,7 +157,9 @@ where
         }
         match d.init() {
             Ok(l) if l == before => {}
-            Ok(l) => fail!("limits changed across remove/init (cycle {cycle}): {l:?} != {before:?}"),
+            Ok(l) => {
+                fail!("limits changed across remove/init (cycle {cycle}): {l:?} != {before:?}")
+            }
             Err(e) => fail!("init (cycle {cycle}): {e}"),
         }
     }
@@ -164,6 +170,12 @@ fn host(code: u64, args: &[u64]) -> [u64; 4] {
         Ok(r) => r,
         Err(status) => fail!("host request {code:#x} failed with status {status}"),
     }
+}
+
+/// A different fill for every copy of a test (good copies even, faulting ones odd), so a device
+/// that copies stale data is caught.
+fn fill_seed(t: &Setup, n: u64) -> u64 {
+    t.seed ^ n.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 fn count(t: &Setup) -> u64 {
@@ -186,7 +198,10 @@ where
     D: Driver<Function = GuestFunction, Clock = TscClock>,
 {
     let seen = count(t);
-    host(abi::REQ_FILL, &[t.src, t.dst, t.size, t.seed ^ round.wrapping_mul(0x9e37)]);
+    host(
+        abi::REQ_FILL,
+        &[t.src, t.dst, t.size, fill_seed(t, 2 * round)],
+    );
     if let Err(e) = d.memcpy(t.src, t.dst, t.size, MEMCPY_TIMEOUT_NS) {
         fail!("{what}: {e}");
     }
@@ -207,7 +222,10 @@ where
     D: Driver<Function = GuestFunction, Clock = TscClock>,
 {
     let seen = count(t);
-    host(abi::REQ_FILL, &[t.src, t.dst, t.size, t.seed ^ round.wrapping_mul(0x51)]);
+    host(
+        abi::REQ_FILL,
+        &[t.src, t.dst, t.size, fill_seed(t, 2 * round + 1)],
+    );
     let (src, dst) = if write {
         (t.src, t.unmapped)
     } else {
@@ -221,7 +239,10 @@ where
     let name = d.matched().name;
     match t.policy {
         abi::POLICY_DEVICE_ERROR => match r {
-            Ok(()) => fail!("{name}: memcpy {side} unmapped IOVA {:#x} reported success", t.unmapped),
+            Ok(()) => fail!(
+                "{name}: memcpy {side} unmapped IOVA {:#x} reported success",
+                t.unmapped
+            ),
             Err(e) => check_device_fault(name, &e, write, t),
         },
         abi::POLICY_SILENT => {
@@ -268,7 +289,11 @@ fn check_device_fault(name: &str, e: &DriverError, write: bool, t: &Setup) {
                 fail!("dsa: fault direction in status {status:#04x} is wrong: {e}");
             }
             if !(t.unmapped..t.unmapped + t.size).contains(fault_addr) {
-                fail!("dsa: fault address {fault_addr:#x} outside {:#x}+{:#x}", t.unmapped, t.size);
+                fail!(
+                    "dsa: fault address {fault_addr:#x} outside {:#x}+{:#x}",
+                    t.unmapped,
+                    t.size
+                );
             }
         }
         ("ioat", DriverError::Device(DeviceError::IoatChannel { chanerr, .. })) => {
@@ -311,7 +336,10 @@ where
     TscClock.delay_ns(SETTLE_NS);
     let n = count(t) - seen;
     if n != 1 {
-        fail!("send_msi: the guest's handler counted {n} interrupts on {:#x}, expected 1", t.vector);
+        fail!(
+            "send_msi: the guest's handler counted {n} interrupts on {:#x}, expected 1",
+            t.vector
+        );
     }
 }
 
@@ -324,7 +352,7 @@ where
         fail!("limits");
     };
     let count_ = (t.storm / t.size.max(1)).clamp(1, limits.max_memcpy_count.max(1));
-    host(abi::REQ_FILL, &[t.src, t.dst, t.size, t.seed]);
+    host(abi::REQ_FILL, &[t.src, t.dst, t.size, fill_seed(t, 0)]);
     if let Err(e) = d.memcpy_start(t.src, t.dst, t.size, count_) {
         fail!("memcpy_start (storm, {count_} x {:#x}): {e}", t.size);
     }

@@ -210,6 +210,40 @@ pub trait GuestDevice: Send + Sync {
     fn detach(&self, vmm: &dyn Vmm);
     /// The layout it was built with.
     fn layout(&self) -> DeviceLayout;
+    /// The DMA window's memory (guest RAM at `layout().dma_gpa`), for host-side fills and
+    /// checks ([`slot_read`], [`slot_write`]).
+    fn dma_window(&self) -> Arc<dyn SlotMemory>;
+}
+
+fn slot_range(mem: &dyn SlotMemory, offset: usize, len: usize) -> Result<*mut u8, String> {
+    match offset.checked_add(len) {
+        Some(end) if end <= mem.len() => {
+            // SAFETY: offset + len <= mem.len(), so the pointer stays inside the memory.
+            Ok(unsafe { mem.host_ptr().add(offset) })
+        }
+        _ => Err(format!(
+            "{offset:#x}+{len:#x} is outside the {:#x}-byte memory",
+            mem.len()
+        )),
+    }
+}
+
+/// Copy `dst.len()` bytes at `offset` of `mem` into `dst` (bounds-checked; the guest or the
+/// device may write the memory concurrently, so the copy is of whatever is there).
+pub fn slot_read(mem: &dyn SlotMemory, offset: usize, dst: &mut [u8]) -> Result<(), String> {
+    let p = slot_range(mem, offset, dst.len())?;
+    // SAFETY: p..p+len lies inside the memory (slot_range), valid while `mem` lives (SlotMemory
+    // contract); a raw copy, no reference into it is formed.
+    unsafe { std::ptr::copy_nonoverlapping(p, dst.as_mut_ptr(), dst.len()) };
+    Ok(())
+}
+
+/// Copy `src` to `offset` of `mem` (bounds-checked).
+pub fn slot_write(mem: &dyn SlotMemory, offset: usize, src: &[u8]) -> Result<(), String> {
+    let p = slot_range(mem, offset, src.len())?;
+    // SAFETY: as in slot_read.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), p, src.len()) };
+    Ok(())
 }
 
 /// The devices of one guest, indexed as the guest names them in requests.
@@ -474,6 +508,17 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slot_access_is_bounds_checked() {
+        let m = model::ModelMemory(passthru_models::iommu::HostMemory::pages(8192).unwrap());
+        slot_write(&m, 8190, &[1, 2]).unwrap();
+        let mut b = [0u8; 2];
+        slot_read(&m, 8190, &mut b).unwrap();
+        assert_eq!(b, [1, 2]);
+        assert!(slot_write(&m, 8191, &[1, 2]).is_err());
+        assert!(slot_read(&m, usize::MAX, &mut b).is_err());
+    }
 
     #[test]
     fn bars_are_naturally_aligned_in_index_order() {

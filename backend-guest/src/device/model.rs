@@ -353,6 +353,10 @@ impl<M: DeviceModel> GuestDevice for ModelDevice<M> {
     fn layout(&self) -> DeviceLayout {
         self.layout
     }
+
+    fn dma_window(&self) -> Arc<dyn SlotMemory> {
+        Arc::new(ModelMemory(Arc::clone(&self.dma)))
+    }
 }
 
 impl<M: DeviceModel> Drop for ModelDevice<M> {

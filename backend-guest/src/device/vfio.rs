@@ -474,6 +474,10 @@ where
     fn layout(&self) -> DeviceLayout {
         self.layout
     }
+
+    fn dma_window(&self) -> Arc<dyn SlotMemory> {
+        Arc::clone(&self.dma)
+    }
 }
 
 impl<F: PassthroughFunction> Drop for PassthroughDevice<F> {
