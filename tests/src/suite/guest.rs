@@ -67,12 +67,15 @@ pub enum Target {
     Vfio(Bdf, IommuMode),
 }
 
+/// Reports the IOMMU faults a model recorded so far, as (IOVA, write).
+type FaultLog = Box<dyn Fn() -> Vec<(u64, bool)> + Send + Sync>;
+
 /// The host side of the guest's data requests: fill and compare in the DMA window, and the
 /// model's IOMMU faults.
 struct DataHandler {
     window: Arc<dyn SlotMemory>,
     window_gpa: u64,
-    faults: Option<Box<dyn Fn() -> Vec<(u64, bool)> + Send + Sync>>,
+    faults: Option<FaultLog>,
     faults_seen: Mutex<usize>,
 }
 
@@ -151,11 +154,7 @@ fn fail(what: &str, e: impl std::fmt::Display) -> TestError {
 }
 
 /// The device for `target`, the fault policy, and the fault observer.
-type Built = (
-    Arc<dyn GuestDevice>,
-    u64,
-    Option<Box<dyn Fn() -> Vec<(u64, bool)> + Send + Sync>>,
-);
+type Built = (Arc<dyn GuestDevice>, u64, Option<FaultLog>);
 
 fn build(target: Target, layout: DeviceLayout) -> TestResult<Built> {
     let e = |x| fail("device setup", x);
@@ -207,7 +206,20 @@ fn build(target: Target, layout: DeviceLayout) -> TestResult<Built> {
 pub fn run_case(ctx: &crate::harness::Ctx, target: Target, case: Case, storm: u64) -> TestResult {
     passthru_guest::kvm_available().map_err(TestError::skip)?;
     let layout = DeviceLayout::standard(WINDOW_BYTES);
-    let (dev, policy, faults) = build(target, layout)?;
+    let built = build(target, layout)?;
+    run_built(built, layout, case, ctx.seed(), storm, &mut |l| ctx.log(l))
+}
+
+/// Run `case` in a fresh guest on an already built device (`(device, fault policy, fault
+/// observer)`); guest prints go to `log`.
+fn run_built(
+    (dev, policy, faults): Built,
+    layout: DeviceLayout,
+    case: Case,
+    seed: u64,
+    storm: u64,
+    log: &mut dyn FnMut(String),
+) -> TestResult {
     let handler = Arc::new(DataHandler {
         window: dev.dma_window(),
         window_gpa: layout.dma_gpa,
@@ -223,7 +235,7 @@ pub fn run_case(ctx: &crate::harness::Ctx, target: Target, case: Case, storm: u6
         .arg(abi::ARG_STORM_BYTES, storm)
         .arg(abi::ARG_VECTOR_BASE, u64::from(VECTOR_BASE))
         .arg(abi::ARG_POLICY, policy)
-        .arg(abi::ARG_SEED, ctx.seed());
+        .arg(abi::ARG_SEED, seed);
     let mut vm = Vm::new(config).map_err(|e| match e {
         VmError::KvmUnavailable(_) | VmError::MissingCapability(_) => {
             TestError::skip(e.to_string())
@@ -240,7 +252,7 @@ pub fn run_case(ctx: &crate::harness::Ctx, target: Target, case: Case, storm: u6
     };
     let r = vm.run_until_done(timeout);
     for (_, line) in vm.take_prints() {
-        ctx.log(format!("guest: {line}"));
+        log(format!("guest: {line}"));
     }
     host.detach();
     r.map(|_| ()).map_err(|e| TestError::fail(e.to_string()))
@@ -331,4 +343,113 @@ pub fn run(args: &[String], source: &DeviceSource) -> i32 {
 pub fn main() -> ! {
     let args: Vec<String> = std::env::args().skip(1).collect();
     std::process::exit(run(&args, &DeviceSource::from_env()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kvm() -> bool {
+        match passthru_guest::kvm_available() {
+            Ok(()) => true,
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                false
+            }
+        }
+    }
+
+    fn run(built: Built, case: Case) -> (TestResult, Vec<String>) {
+        let mut lines = Vec::new();
+        let layout = DeviceLayout::standard(WINDOW_BYTES);
+        let r = run_built(built, layout, case, 1, 1 << 20, &mut |l| lines.push(l));
+        (r, lines)
+    }
+
+    fn edu(mode: ExecMode) -> (Arc<ModelDevice<passthru_models::edu::EduModel>>, Built) {
+        let dev = Arc::new(ModelDevice::edu(mode, DeviceLayout::standard(WINDOW_BYTES)).unwrap());
+        let model = Arc::clone(dev.model());
+        let faults: FaultLog =
+            Box::new(move || model.faults().iter().map(|f| (f.iova, f.write)).collect());
+        let built: Built = (
+            Arc::clone(&dev) as Arc<dyn GuestDevice>,
+            abi::POLICY_SILENT,
+            Some(faults),
+        );
+        (dev, built)
+    }
+
+    #[test]
+    fn a_dropped_msi_fails_send_msi_in_the_guest() {
+        if !kvm() {
+            return;
+        }
+        let (dev, built) = edu(ExecMode::Immediate);
+        passthru_models::function::DeviceModel::pci(&**dev.model())
+            .msi
+            .inject_drop(0, 1);
+        let (r, _) = run(built, Case::SendMsi);
+        match r {
+            Err(TestError::Fail(m)) => assert!(
+                m.contains("send_msi: no interrupt on guest vector 0x40"),
+                "{m}"
+            ),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unreported_fault_fails_the_device_error_policy() {
+        if !kvm() {
+            return;
+        }
+        // edu cannot report DMA faults: demanding the device's decoded error must fail.
+        let (_dev, (d, _, f)) = edu(ExecMode::Immediate);
+        let (r, _) = run((d, abi::POLICY_DEVICE_ERROR, f), Case::MemcpyToUnmappedIova);
+        match r {
+            Err(TestError::Fail(m)) => assert!(m.contains("reported success"), "{m}"),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_silent_fault_needs_the_iommu_to_have_seen_it() {
+        if !kvm() {
+            return;
+        }
+        // Without the model's fault log, the silent policy cannot be satisfied.
+        let (_dev, (d, p, _)) = edu(ExecMode::Immediate);
+        let (r, _) = run((d, p, None), Case::MemcpyFromUnmappedIova);
+        match r {
+            Err(TestError::Fail(m)) => assert!(m.contains("host request 0x13 failed"), "{m}"),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_guest_reports_its_driver_and_case() {
+        if !kvm() {
+            return;
+        }
+        let (_dev, built) = edu(ExecMode::Threaded);
+        let (r, lines) = run(built, Case::MemcpySuccess);
+        r.unwrap();
+        assert_eq!(lines, vec!["guest: edu: memcpy_success".to_string()]);
+    }
+
+    #[test]
+    fn a_window_request_outside_the_window_is_refused() {
+        let h = DataHandler {
+            window: Arc::new(passthru_guest::device::model::ModelMemory(
+                passthru_models::iommu::HostMemory::pages(8192).unwrap(),
+            )),
+            window_gpa: 0x8000_0000,
+            faults: None,
+            faults_seen: Mutex::new(0),
+        };
+        assert!(h.offset(0x8000_1000, 0x1000).is_ok());
+        assert!(h.offset(0x8000_1000, 0x1001).is_err());
+        assert!(h.offset(0x7fff_f000, 16).is_err());
+        assert!(h.offset(u64::MAX, 2).is_err());
+    }
 }
