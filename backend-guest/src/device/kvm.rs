@@ -107,7 +107,7 @@ impl KvmDeviceHost {
         self.devices.detach_all(self);
     }
 
-    fn set_table(&self, r: &Routes) -> Result<(), VmmError> {
+    fn set_table(&self, r: &Routes, extra: Option<GsiRoute>) -> Result<(), VmmError> {
         let routes: Vec<GsiRoute> = r
             .routes
             .iter()
@@ -115,6 +115,7 @@ impl KvmDeviceHost {
                 gsi: *gsi,
                 msi: *msi,
             })
+            .chain(extra)
             .collect();
         let table = routing_table(&routes).map_err(|e| vmm_err("KVM_SET_GSI_ROUTING", e))?;
         self.vm
@@ -154,15 +155,18 @@ impl Vmm for KvmDeviceHost {
         let gsi = (FIRST_GSI..MAX_GSI_ROUTES)
             .find(|g| !r.routes.contains_key(g))
             .ok_or_else(|| vmm_err("allocate GSI", "every GSI is in use"))?;
-        // Route first (an irqfd on an unrouted GSI would inject nothing), then bind.
-        let irqfd = IrqFd::assign(Arc::clone(&self.vm), fd, gsi);
-        let irqfd = irqfd.map_err(|e| vmm_err("KVM_IRQFD", e))?;
-        r.routes.insert(gsi, (msi, irqfd));
-        if let Err(e) = self.set_table(&r) {
-            r.routes.remove(&gsi);
-            return Err(e);
+        // Route first (a signal on an unrouted GSI would inject nothing), then bind.
+        self.set_table(&r, Some(GsiRoute { gsi, msi }))?;
+        match IrqFd::assign(Arc::clone(&self.vm), fd, gsi) {
+            Ok(irqfd) => {
+                r.routes.insert(gsi, (msi, irqfd));
+                Ok(gsi)
+            }
+            Err(e) => {
+                let _ = self.set_table(&r, None);
+                Err(vmm_err("KVM_IRQFD", e))
+            }
         }
-        Ok(gsi)
     }
 
     fn disconnect_msi(&self, _fd: BorrowedFd<'_>, gsi: u32) -> Result<(), VmmError> {
@@ -174,7 +178,7 @@ impl Vmm for KvmDeviceHost {
         irqfd
             .deassign()
             .map_err(|e| vmm_err("KVM_IRQFD deassign", e))?;
-        self.set_table(&r)
+        self.set_table(&r, None)
     }
 
     fn guest_ram(&self) -> Vec<GuestRamRange> {
