@@ -212,3 +212,94 @@ pub unsafe fn identity_region(gpa: u64, len: usize) -> Option<DmaRegion> {
     // SAFETY: forwarded caller contract; GVA = GPA under the runtime's identity map.
     Some(unsafe { DmaRegion::new(gpa, ptr, len) })
 }
+
+/// Interrupts of a guest vector as a driver sees them: delivered (counted by the runtime's
+/// stubs on this vCPU) and not yet taken. Taking never writes the stubs' counters; it moves a
+/// per-vector mark, so the host's and the runtime's view of the counts stay intact.
+pub mod irqs {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    use x86_64::registers::model_specific::Msr;
+
+    use crate::abi::APIC_MODE_X2APIC;
+    use crate::percpu::this_cpu;
+
+    static TAKEN: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+    /// The vector the wait's wake-up timer fires on (counted like any other; never a device's).
+    pub const WAKE_VECTOR: u8 = 0xfe;
+    /// The longest single `HLT` of [`wait`] before it re-checks its deadline (APIC timer ticks;
+    /// KVM's APIC timer runs at 1 GHz, so about 1 ms).
+    pub const WAKE_TICKS: u32 = 1_000_000;
+
+    const X2APIC_LVT_TIMER: u32 = 0x832;
+    const X2APIC_TIMER_INITIAL: u32 = 0x838;
+    const X2APIC_TIMER_DIVIDE: u32 = 0x83e;
+    const XAPIC_LVT_TIMER: u64 = 0x320;
+    const XAPIC_TIMER_INITIAL: u64 = 0x380;
+    const XAPIC_TIMER_DIVIDE: u64 = 0x3e0;
+    /// Divide configuration "divide by 1".
+    const DIVIDE_BY_1: u32 = 0b1011;
+
+    /// Interrupts on `vector` delivered to this vCPU and not yet taken.
+    pub fn pending(vector: u8) -> u64 {
+        crate::irq::count(vector).wrapping_sub(TAKEN[vector as usize].load(Ordering::Acquire))
+    }
+
+    /// Take (and return) the pending interrupts of `vector`.
+    pub fn take(vector: u8) -> u64 {
+        let c = crate::irq::count(vector);
+        c.wrapping_sub(TAKEN[vector as usize].swap(c, Ordering::AcqRel))
+    }
+
+    fn timer(initial: u32) {
+        // SAFETY: this vCPU's PerCpu block.
+        let mode = unsafe { core::ptr::addr_of!((*this_cpu()).apic_mode).read_volatile() };
+        let lvt = u64::from(WAKE_VECTOR); // one-shot, unmasked
+        if mode == APIC_MODE_X2APIC {
+            // SAFETY: x2APIC mode is on (the runtime's apic::enable); the LVT timer, divide and
+            // initial-count MSRs are architectural and only arm this vCPU's own timer.
+            unsafe {
+                Msr::new(X2APIC_TIMER_DIVIDE).write(DIVIDE_BY_1.into());
+                Msr::new(X2APIC_LVT_TIMER).write(lvt);
+                Msr::new(X2APIC_TIMER_INITIAL).write(initial.into());
+            }
+        } else {
+            let base = crate::apic::XAPIC_BASE;
+            // SAFETY: the identity-mapped local APIC page (served by the in-kernel APIC); 32-bit
+            // stores to the timer registers only arm this vCPU's own timer.
+            unsafe {
+                ((base + XAPIC_TIMER_DIVIDE) as *mut u32).write_volatile(DIVIDE_BY_1);
+                ((base + XAPIC_LVT_TIMER) as *mut u32).write_volatile(lvt as u32);
+                ((base + XAPIC_TIMER_INITIAL) as *mut u32).write_volatile(initial);
+            }
+        }
+    }
+
+    /// Block in `HLT` until `vector` has a pending interrupt or `timeout_ns` passes (the local
+    /// APIC timer wakes the `HLT` about every millisecond to check the deadline), then take the
+    /// pending interrupts and return how many there were (0: timeout). The APIC must be enabled
+    /// (`apic::enable`); interrupts are enabled on return.
+    pub fn wait(vector: u8, timeout_ns: u64) -> u64 {
+        let start = crate::clock::now_ns();
+        loop {
+            crate::irq::disable();
+            if pending(vector) != 0 {
+                crate::irq::enable();
+                break;
+            }
+            let waited = crate::clock::now_ns().wrapping_sub(start);
+            if waited >= timeout_ns {
+                crate::irq::enable();
+                break;
+            }
+            let left = (timeout_ns - waited).min(u64::from(WAKE_TICKS)).max(1);
+            timer(left as u32);
+            // `sti; hlt` is atomic with respect to interrupts: the device's interrupt or the
+            // timer's wakes it.
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+        timer(0);
+        take(vector)
+    }
+}
