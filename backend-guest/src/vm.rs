@@ -691,7 +691,7 @@ impl Vm {
         self.threads
             .get(index)
             .and_then(|t| t.handle.as_ref())
-            .map(|h| h.as_pthread_t())
+            .map(pthread_of)
     }
 
     /// Waits for the next SYNC or DONE. A guest failure (assertion, exception, panic, bad
@@ -825,7 +825,7 @@ impl Vm {
             while !t.finished.load(Ordering::Acquire) && Instant::now() < deadline {
                 // SAFETY: the thread is alive (not finished, and its handle not yet joined),
                 // so its pthread_t is valid; the signal's handler does nothing.
-                unsafe { libc::pthread_kill(h.as_pthread_t(), kick_signal()) };
+                unsafe { libc::pthread_kill(pthread_of(&h), kick_signal()) };
                 std::thread::sleep(Duration::from_micros(200));
             }
             if t.finished.load(Ordering::Acquire) {
@@ -1051,4 +1051,11 @@ fn ucall(index: usize, kind: u32, shared: &Shared) -> Result<UcallResult> {
             Ok(UcallResult::Continue)
         }
     }
+}
+
+/// The `pthread_t` of a running thread. std hands it out as a `u64` (`RawPthread`), while libc's
+/// `pthread_t` is `u64` on glibc and a pointer on musl (the rig's static builds).
+#[allow(clippy::unnecessary_cast)] // a no-op on glibc, an integer-to-pointer cast on musl
+fn pthread_of<T>(handle: &std::thread::JoinHandle<T>) -> libc::pthread_t {
+    handle.as_pthread_t() as libc::pthread_t
 }
