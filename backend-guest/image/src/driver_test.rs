@@ -12,7 +12,7 @@ use passthru_drivers::edu::Edu;
 use passthru_drivers::igb::Igb;
 use passthru_drivers::ioat::Ioat;
 use passthru_guest_rt::clock::TscClock;
-use passthru_guest_rt::device::guest::{identity_region, irqs, GuestFunction};
+use passthru_guest_rt::device::guest::{identity_memory, irqs, GuestFunction};
 use passthru_guest_rt::device::request::MsiTarget;
 use passthru_guest_rt::driver_test::{self as abi, Case};
 use passthru_guest_rt::{apic, boot_info, guest_main, guest_print, irq, ucall};
@@ -35,7 +35,7 @@ const MEMCPY_TIMEOUT_NS: u64 = 5_000_000_000;
 
 guest_main!(DRIVER_TEST, "driver_test", driver_test);
 
-type G<D> = CheckedDriver<D>;
+type G<'r, D> = CheckedDriver<'r, D>;
 
 struct Setup {
     src: u64,
@@ -63,10 +63,11 @@ extern "C" fn driver_test(_vcpu: u32) {
     let (window, len) = (a[abi::ARG_WINDOW], a[abi::ARG_WINDOW_LEN] as usize);
     // SAFETY: the host installed the DMA window as guest RAM at this GPA, mapped it for the
     // device at IOVA = GPA for the whole run, and nothing else in the guest uses it.
-    let Some(region) = (unsafe { identity_region(window, len) }) else {
+    let Some(memory) = (unsafe { identity_memory(window, len) }) else {
         fail!("DMA window {window:#x}+{len:#x} outside the identity map");
     };
     let half = len / 2;
+    let region = memory.region();
     let Ok(driver_region) = region.subregion(0, half) else {
         fail!("window too small");
     };
@@ -88,9 +89,15 @@ extern "C" fn driver_test(_vcpu: u32) {
     }
 }
 
-fn run<D>(f: GuestFunction, region: DmaRegion, case: Case, a: &[u64; 8], window: u64, half: usize)
-where
-    D: Driver<Function = GuestFunction, Clock = TscClock>,
+fn run<'r, D>(
+    f: GuestFunction,
+    region: DmaRegion<'r>,
+    case: Case,
+    a: &[u64; 8],
+    window: u64,
+    half: usize,
+) where
+    D: Driver<'r, Function = GuestFunction, Clock = TscClock>,
 {
     let mut d = match G::<D>::new(f, TscClock, region) {
         Ok(d) => d,
@@ -141,9 +148,9 @@ where
     }
 }
 
-fn init_remove<D>(d: &mut G<D>)
+fn init_remove<'r, D>(d: &mut G<'r, D>)
 where
-    D: Driver<Function = GuestFunction, Clock = TscClock>,
+    D: Driver<'r, Function = GuestFunction, Clock = TscClock>,
 {
     let Ok(before) = d.limits() else {
         fail!("limits");
@@ -189,9 +196,9 @@ fn check_no_msi(t: &Setup, after: &str) {
     }
 }
 
-fn good_memcpy<D>(d: &mut G<D>, t: &Setup, round: u64, what: &str)
+fn good_memcpy<'r, D>(d: &mut G<'r, D>, t: &Setup, round: u64, what: &str)
 where
-    D: Driver<Function = GuestFunction, Clock = TscClock>,
+    D: Driver<'r, Function = GuestFunction, Clock = TscClock>,
 {
     host(
         abi::REQ_FILL,
@@ -212,9 +219,9 @@ where
     check_no_msi(t, what);
 }
 
-fn faulting_memcpy<D>(d: &mut G<D>, t: &Setup, write: bool, round: u64)
+fn faulting_memcpy<'r, D>(d: &mut G<'r, D>, t: &Setup, write: bool, round: u64)
 where
-    D: Driver<Function = GuestFunction, Clock = TscClock>,
+    D: Driver<'r, Function = GuestFunction, Clock = TscClock>,
 {
     host(
         abi::REQ_FILL,
@@ -312,9 +319,9 @@ fn check_device_fault(name: &str, e: &DriverError, write: bool, t: &Setup) {
     }
 }
 
-fn send_msi<D>(d: &mut G<D>, t: &Setup)
+fn send_msi<'r, D>(d: &mut G<'r, D>, t: &Setup)
 where
-    D: Driver<Function = GuestFunction, Clock = TscClock>,
+    D: Driver<'r, Function = GuestFunction, Clock = TscClock>,
 {
     check_no_msi(t, "before send_msi");
     if let Err(e) = d.send_msi() {
@@ -339,9 +346,9 @@ where
     }
 }
 
-fn storm<D>(d: &mut G<D>, t: &Setup)
+fn storm<'r, D>(d: &mut G<'r, D>, t: &Setup)
 where
-    D: Driver<Function = GuestFunction, Clock = TscClock>,
+    D: Driver<'r, Function = GuestFunction, Clock = TscClock>,
 {
     let Ok(limits) = d.limits() else {
         fail!("limits");

@@ -9,14 +9,16 @@
 //!   eight ascending 8-byte stores, which the VMM assembles into one descriptor (a guest here
 //!   has no MOVDIR64B, and a 64-byte store to an exit-served BAR arrives in 8-byte pieces
 //!   anyway).
-//! * [`identity_region`]: guest RAM as a `DmaRegion` at IOVA = GPA (the VMM maps the DMA window
-//!   and guest RAM for the device at their GPAs).
+//! * [`identity_memory`]: guest RAM as the `DmaMemory` that lends drivers their `DmaRegion`, at
+//!   IOVA = GPA (the VMM maps the DMA window and guest RAM for the device at their GPAs).
+//! * The interrupt-wait hook (`PciFunction::irq_wait`): `HLT` until the guest's handler has
+//!   counted an interrupt on the vector's guest vector ([`irqs::wait`]).
 //! * The clock is [`crate::clock::TscClock`].
 
 use core::ptr::NonNull;
 
 use passthru_core::mmio::{
-    DmaRegion, FunctionError, IrqKind, PciFunction, PortalError, RegisterIo, VolatileBar,
+    DmaMemory, FunctionError, IrqKind, PciFunction, PortalError, RegisterIo, VolatileBar,
 };
 
 use super::request::{decode_reply, DeviceRequest, MsiTarget, Reply, REPLY_WORDS};
@@ -142,6 +144,19 @@ impl PciFunction for GuestFunction {
     fn reset(&self) -> Result<(), FunctionError> {
         request(DeviceRequest::Reset { device: self.index }).map(|_| ())
     }
+    /// Blocks in `HLT` until this vCPU's handler has counted an interrupt on the guest vector
+    /// of device vector `vector` (interrupts must be routed to this vCPU's APIC), then takes the
+    /// pending ones ([`irqs::wait`]). Only vectors the target can route are known here; whether
+    /// the device enabled the vector is the VMM's business.
+    fn irq_wait(&self, kind: IrqKind, vector: u32, timeout_ns: u64) -> Result<u64, FunctionError> {
+        if kind == IrqKind::Intx {
+            return Err(FunctionError::Unsupported("INTx in a guest"));
+        }
+        let g = self
+            .guest_vector(vector)
+            .ok_or(FunctionError::NoSuchVector { kind, vector })?;
+        Ok(irqs::wait(g, timeout_ns))
+    }
 }
 
 /// A BAR at its guest-physical address (see the module documentation).
@@ -197,20 +212,21 @@ impl RegisterIo for GuestBar {
     }
 }
 
-/// Guest RAM at `gpa..gpa+len` as a `DmaRegion` the device sees at IOVA = GPA.
+/// Guest RAM at `gpa..gpa+len` as the `DmaMemory` that lends drivers their regions, seen by
+/// the device at IOVA = GPA. `None` if the range leaves the identity map or starts at 0.
 ///
 /// # Safety
 /// The range must be guest RAM inside the identity map that the VMM mapped for the device at
-/// IOVA = GPA, that stays mapped while the region (or a copy) is used, and that nothing else in
-/// the guest uses or references meanwhile.
-pub unsafe fn identity_region(gpa: u64, len: usize) -> Option<DmaRegion> {
+/// IOVA = GPA, that stays mapped while the returned value lives, and that nothing else in the
+/// guest uses or references meanwhile.
+pub unsafe fn identity_memory(gpa: u64, len: usize) -> Option<DmaMemory> {
     let end = gpa.checked_add(len as u64)?;
     if end > crate::abi::IDENTITY_MAP_SIZE {
         return None;
     }
     let ptr = NonNull::new(gpa as *mut u8)?;
     // SAFETY: forwarded caller contract; GVA = GPA under the runtime's identity map.
-    Some(unsafe { DmaRegion::new(gpa, ptr, len) })
+    Some(unsafe { DmaMemory::new(gpa, ptr, len) })
 }
 
 /// Interrupts of a guest vector as a driver sees them: delivered (counted by the runtime's

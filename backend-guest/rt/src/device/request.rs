@@ -392,6 +392,7 @@ impl ReplyError {
             FunctionError::NoSuchBar(b) => Self::NoSuchBar(b),
             FunctionError::ConfigOutOfRange { offset } => Self::ConfigOutOfRange(offset),
             FunctionError::Unsupported(_) => Self::Unsupported,
+            FunctionError::NoSuchVector { vector, .. } => Self::BadVector(vector),
             FunctionError::Os { errno, .. } => Self::Os(errno),
         }
     }

@@ -45,12 +45,11 @@ fn layout() -> DeviceLayout {
 }
 
 impl<M: DeviceModel> Rig<M> {
-    fn driver<D>(&self) -> CheckedDriver<D>
+    fn driver<'s, D>(&'s self) -> CheckedDriver<'s, D>
     where
-        D: Driver<Function = ExitFunction, Clock = StdClock>,
+        D: Driver<'s, Function = ExitFunction, Clock = StdClock>,
     {
-        // SAFETY: the window memory lives in self.dev for the whole test.
-        let window: DmaRegion = unsafe { self.dev.dma_memory().dma_region(layout().dma_gpa) };
+        let window: DmaRegion<'s> = self.dev.dma_memory().dma_region(layout().dma_gpa);
         let region = window.subregion(0, SRC_OFF).unwrap();
         let mut d = CheckedDriver::<D>::new(self.f.clone(), StdClock::new(), region).unwrap();
         d.init().unwrap();
@@ -90,10 +89,10 @@ impl<M: DeviceModel> Rig<M> {
     }
 }
 
-fn copy_and_check<M, D>(r: &Rig<M>, d: &mut CheckedDriver<D>, rounds: u8)
+fn copy_and_check<'r, M, D>(r: &Rig<M>, d: &mut CheckedDriver<'r, D>, rounds: u8)
 where
     M: DeviceModel,
-    D: Driver<Function = ExitFunction, Clock = StdClock>,
+    D: Driver<'r, Function = ExitFunction, Clock = StdClock>,
 {
     let size = d.limits().unwrap().max_memcpy_size.min(64 << 10);
     for seed in 1..=rounds {
@@ -107,10 +106,10 @@ where
     }
 }
 
-fn send_msi_once<M, D>(r: &Rig<M>, d: &mut CheckedDriver<D>)
+fn send_msi_once<'r, M, D>(r: &Rig<M>, d: &mut CheckedDriver<'r, D>)
 where
     M: DeviceModel,
-    D: Driver<Function = ExitFunction, Clock = StdClock>,
+    D: Driver<'r, Function = ExitFunction, Clock = StdClock>,
 {
     let v = d.limits().unwrap().msi_vector;
     let gsi = r.gsi(v);
@@ -124,14 +123,14 @@ where
     }
 }
 
-type GuestDsa = Dsa<ExitFunction, StdClock>;
-type GuestIoat = Ioat<ExitFunction, StdClock>;
+type GuestDsa<'a> = Dsa<'a, ExitFunction, StdClock>;
+type GuestIoat<'a> = Ioat<'a, ExitFunction, StdClock>;
 type GuestEdu = Edu<ExitFunction, StdClock>;
 
 #[test]
 fn dsa_driver_copies_through_exits_with_scrambled_portal_pieces() {
     let r = rig(ModelDevice::dsa(ExecMode::Immediate, layout()).unwrap());
-    let mut d = r.driver::<GuestDsa>();
+    let mut d = r.driver::<GuestDsa<'_>>();
     let before = r.dev.model().stats().accepted;
     copy_and_check(&r, &mut d, 4);
     let p = r.dev.portal_stats(2).unwrap();
@@ -152,7 +151,7 @@ fn dsa_driver_copies_through_exits_with_scrambled_portal_pieces() {
 #[test]
 fn dsa_threaded_model_completes_asynchronously_through_the_window() {
     let r = rig(ModelDevice::dsa(ExecMode::Threaded, layout()).unwrap());
-    let mut d = r.driver::<GuestDsa>();
+    let mut d = r.driver::<GuestDsa<'_>>();
     copy_and_check(&r, &mut d, 3);
     d.remove().unwrap();
 }
@@ -160,7 +159,7 @@ fn dsa_threaded_model_completes_asynchronously_through_the_window() {
 #[test]
 fn dsa_copy_from_and_to_unmapped_iova_is_a_decoded_page_fault() {
     let r = rig(ModelDevice::dsa(ExecMode::Immediate, layout()).unwrap());
-    let mut d = r.driver::<GuestDsa>();
+    let mut d = r.driver::<GuestDsa<'_>>();
     let bad = layout().unmapped_gpa;
     for (src, dst, write) in [(bad, r.dst(), false), (r.src(), bad, true)] {
         match d.memcpy(src, dst, 4096, 5_000_000_000) {
@@ -181,7 +180,7 @@ fn dsa_copy_from_and_to_unmapped_iova_is_a_decoded_page_fault() {
 #[test]
 fn dsa_send_msi_reaches_its_route_exactly_once() {
     let r = rig(ModelDevice::dsa(ExecMode::Immediate, layout()).unwrap());
-    let mut d = r.driver::<GuestDsa>();
+    let mut d = r.driver::<GuestDsa<'_>>();
     send_msi_once(&r, &mut d);
     d.remove().unwrap();
     assert!(r.vmm.routes().is_empty(), "remove disabled and unrouted");
@@ -190,7 +189,7 @@ fn dsa_send_msi_reaches_its_route_exactly_once() {
 #[test]
 fn ioat_driver_copies_and_signals_through_exits() {
     let r = rig(ModelDevice::ioat(ExecMode::Immediate, layout()).unwrap());
-    let mut d = r.driver::<GuestIoat>();
+    let mut d = r.driver::<GuestIoat<'_>>();
     copy_and_check(&r, &mut d, 3);
     let bad = layout().unmapped_gpa;
     assert!(matches!(
@@ -230,7 +229,7 @@ fn edu_threaded_send_msi_arrives_on_the_eventfd() {
 #[test]
 fn torn_portal_write_submits_nothing() {
     let r = rig(ModelDevice::dsa(ExecMode::Immediate, layout()).unwrap());
-    let mut d = r.driver::<GuestDsa>();
+    let mut d = r.driver::<GuestDsa<'_>>();
     copy_and_check(&r, &mut d, 1);
     let portal = r.dev.bar_gpa(2).unwrap();
     let before = r.dev.model().stats();
@@ -425,7 +424,7 @@ fn attach_and_detach_install_and_remove_everything() {
     let mmio = r.vmm.mmio_ranges();
     assert_eq!(mmio.len(), 2, "BAR0 and BAR2 served from exits");
     assert!(mmio.iter().all(|&(g, _)| g >= layout().bar_base));
-    let mut d = r.driver::<GuestDsa>();
+    let mut d = r.driver::<GuestDsa<'_>>();
     assert!(!r.vmm.routes().is_empty());
     copy_and_check(&r, &mut d, 1);
     d.remove().unwrap();
