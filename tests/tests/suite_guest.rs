@@ -1,6 +1,6 @@
 //! `vfio_pci_guest_driver_test` on the dsa, ioat and edu models: the seven upstream driver cases
 //! run by the driver inside a KVM guest on this machine's `/dev/kvm`, in the models' immediate
-//! and threaded execution modes, through the harness exactly as `passthru test` runs them. Each
+//! and threaded execution modes and with copies waited for by interrupt, through the harness exactly as `passthru test` runs them. Each
 //! `#[test]` runs one KTAP-named case and checks the harness reported it `ok` (or, on a machine
 //! without `/dev/kvm`, `SKIP` naming it).
 
@@ -100,19 +100,43 @@ cases! {
     edu_threaded_send_msi => "edu.threaded.send_msi",
     edu_threaded_mix_and_match => "edu.threaded.mix_and_match",
     edu_threaded_memcpy_storm => "edu.threaded.memcpy_storm",
+    dsa_irq_init_remove => "dsa.irq.init_remove",
+    dsa_irq_memcpy_success => "dsa.irq.memcpy_success",
+    dsa_irq_memcpy_from_unmapped_iova => "dsa.irq.memcpy_from_unmapped_iova",
+    dsa_irq_memcpy_to_unmapped_iova => "dsa.irq.memcpy_to_unmapped_iova",
+    dsa_irq_send_msi => "dsa.irq.send_msi",
+    dsa_irq_mix_and_match => "dsa.irq.mix_and_match",
+    dsa_irq_memcpy_storm => "dsa.irq.memcpy_storm",
+    ioat_irq_init_remove => "ioat.irq.init_remove",
+    ioat_irq_memcpy_success => "ioat.irq.memcpy_success",
+    ioat_irq_memcpy_from_unmapped_iova => "ioat.irq.memcpy_from_unmapped_iova",
+    ioat_irq_memcpy_to_unmapped_iova => "ioat.irq.memcpy_to_unmapped_iova",
+    ioat_irq_send_msi => "ioat.irq.send_msi",
+    ioat_irq_mix_and_match => "ioat.irq.mix_and_match",
+    ioat_irq_memcpy_storm => "ioat.irq.memcpy_storm",
+    edu_irq_init_remove => "edu.irq.init_remove",
+    edu_irq_memcpy_success => "edu.irq.memcpy_success",
+    edu_irq_memcpy_from_unmapped_iova => "edu.irq.memcpy_from_unmapped_iova",
+    edu_irq_memcpy_to_unmapped_iova => "edu.irq.memcpy_to_unmapped_iova",
+    edu_irq_send_msi => "edu.irq.send_msi",
+    edu_irq_mix_and_match => "edu.irq.mix_and_match",
+    edu_irq_memcpy_storm => "edu.irq.memcpy_storm",
 }
 
 #[test]
 fn every_model_case_is_listed_with_upstream_names() {
     let names = model_suite().names();
-    assert_eq!(names.len(), 42);
+    assert_eq!(names.len(), 63);
     for fixture in [
         "dsa",
         "dsa.threaded",
+        "dsa.irq",
         "ioat",
         "ioat.threaded",
+        "ioat.irq",
         "edu",
         "edu.threaded",
+        "edu.irq",
     ] {
         for case in [
             "init_remove",

@@ -5,7 +5,9 @@
 //! counts interrupts in its own handler; the host fills and compares data in the shared DMA
 //! window, so no guest instruction touches bulk data.
 
-use passthru_core::driver::{CheckedDriver, DeviceError, Driver, DriverError, DriverState};
+use passthru_core::driver::{
+    CheckedDriver, DeviceError, Driver, DriverError, DriverState, WaitMode,
+};
 use passthru_core::mmio::{Clock, DmaRegion};
 use passthru_drivers::dsa::Dsa;
 use passthru_drivers::edu::Edu;
@@ -44,6 +46,7 @@ struct Setup {
     unmapped: u64,
     storm: u64,
     policy: u64,
+    mode: WaitMode,
     vector: u8,
     seed: u64,
 }
@@ -107,7 +110,16 @@ fn run<'r, D>(
         Ok(l) => l,
         Err(e) => fail!("{}: init: {e}", d.matched().name),
     };
-    guest_print!("{}: {}", d.matched().name, case.name());
+    guest_print!(
+        "{}: {}{}",
+        d.matched().name,
+        case.name(),
+        if a[abi::ARG_MODE] & abi::FLAG_WAIT_INTERRUPT != 0 {
+            " (copies waited for by interrupt)"
+        } else {
+            ""
+        }
+    );
     let size = limits.max_memcpy_size.min(half as u64 / 2);
     let Some(vector) = f.guest_vector(u32::from(limits.msi_vector)) else {
         fail!("MSI vector {} cannot be routed", limits.msi_vector);
@@ -118,7 +130,12 @@ fn run<'r, D>(
         size,
         unmapped: a[abi::ARG_UNMAPPED],
         storm: a[abi::ARG_STORM_BYTES],
-        policy: a[abi::ARG_POLICY],
+        policy: a[abi::ARG_MODE] & 0xff,
+        mode: if a[abi::ARG_MODE] & abi::FLAG_WAIT_INTERRUPT != 0 {
+            WaitMode::Interrupt
+        } else {
+            WaitMode::Poll
+        },
         vector,
         seed: a[abi::ARG_SEED],
     };
@@ -204,7 +221,7 @@ where
         abi::REQ_FILL,
         &[t.src, t.dst, t.size, fill_seed(t, 2 * round)],
     );
-    if let Err(e) = d.memcpy(t.src, t.dst, t.size, MEMCPY_TIMEOUT_NS) {
+    if let Err(e) = d.memcpy_with(t.src, t.dst, t.size, MEMCPY_TIMEOUT_NS, t.mode) {
         fail!("{what}: {e}");
     }
     let diff = host(abi::REQ_CHECK, &[t.src, t.dst, t.size])[0];
@@ -232,7 +249,7 @@ where
     } else {
         (t.unmapped, t.dst)
     };
-    let r = d.memcpy(src, dst, t.size, MEMCPY_TIMEOUT_NS);
+    let r = d.memcpy_with(src, dst, t.size, MEMCPY_TIMEOUT_NS, t.mode);
     if d.state() != DriverState::Ready {
         fail!("driver state after a faulting memcpy is {:?}", d.state());
     }
@@ -355,7 +372,7 @@ where
     };
     let count_ = (t.storm / t.size.max(1)).clamp(1, limits.max_memcpy_count.max(1));
     host(abi::REQ_FILL, &[t.src, t.dst, t.size, fill_seed(t, 0)]);
-    if let Err(e) = d.memcpy_start(t.src, t.dst, t.size, count_) {
+    if let Err(e) = d.memcpy_start_with(t.src, t.dst, t.size, count_, t.mode) {
         fail!("memcpy_start (storm, {count_} x {:#x}): {e}", t.size);
     }
     // Generous: 100 ms per copy, at least 10 s.

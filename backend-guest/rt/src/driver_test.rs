@@ -22,8 +22,9 @@ pub const ARG_UNMAPPED: usize = 3;
 pub const ARG_STORM_BYTES: usize = 4;
 /// Boot argument: the guest vector of device vector 0.
 pub const ARG_VECTOR_BASE: usize = 5;
-/// Boot argument: what a faulting copy must return ([`POLICY_DEVICE_ERROR`], ...).
-pub const ARG_POLICY: usize = 6;
+/// Boot argument: bits 7:0 what a faulting copy must return ([`POLICY_DEVICE_ERROR`], ...),
+/// plus [`FLAG_WAIT_INTERRUPT`].
+pub const ARG_MODE: usize = 6;
 /// Boot argument: seed for the data the host fills.
 pub const ARG_SEED: usize = 7;
 
@@ -35,6 +36,10 @@ pub const POLICY_DEVICE_ERROR: u64 = 0;
 pub const POLICY_SILENT: u64 = 1;
 /// Anything but a refused call (real devices: not all report); the outcome is printed.
 pub const POLICY_ANY: u64 = 2;
+
+/// [`ARG_MODE`] flag: every copy is waited for by its completion interrupt
+/// (`WaitMode::Interrupt`: the driver sleeps in the guest's `HLT` wait), not by polling.
+pub const FLAG_WAIT_INTERRUPT: u64 = 1 << 8;
 
 /// Host request: fill `len` bytes at GPA `args[0]` (source) from seed `args[3]` and `len` bytes
 /// at `args[1]` (destination) with a different pattern; `args[2]` = len.

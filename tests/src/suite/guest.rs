@@ -14,7 +14,7 @@
 //!
 //! | mode | names |
 //! |---|---|
-//! | no device | `dsa.<test>`, `ioat.<test>`, `edu.<test>` (models executing immediately) and `dsa.threaded.<test>`, ... (models on their own thread, like hardware) |
+//! | no device | `dsa.<test>`, `ioat.<test>`, `edu.<test>` (models executing immediately), `dsa.threaded.<test>`, ... (models on their own thread, like hardware), `dsa.irq.<test>`, ... (threaded, every copy waited for by its completion interrupt: the driver sleeps in the guest's `HLT` wait; not upstream) |
 //! | a device | `vfio_pci_guest_driver_test.<iommu mode>.<test>`, the five IOMMU modes |
 //!
 //! Faulting copies: on the DSA and CBDMA models the device's decoded error naming the faulting
@@ -29,6 +29,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use passthru_core::driver::WaitMode;
 use passthru_guest::device::kvm::KvmDeviceHost;
 use passthru_guest::device::model::ModelDevice;
 use passthru_guest::device::vfio::PassthroughDevice;
@@ -61,10 +62,19 @@ pub const DEFAULT_STORM_BYTES: u64 = 16 << 20;
 /// The device of one test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// A software model in an execution mode.
-    Model(ModelKind, ExecMode),
+    /// A software model in an execution mode; copies waited for as `WaitMode` says.
+    Model(ModelKind, ExecMode, WaitMode),
     /// A VFIO device opened in an IOMMU mode.
     Vfio(Bdf, IommuMode),
+}
+
+impl Target {
+    fn wait_mode(self) -> WaitMode {
+        match self {
+            Target::Model(_, _, w) => w,
+            Target::Vfio(..) => WaitMode::Poll,
+        }
+    }
 }
 
 /// Reports the IOMMU faults a model recorded so far, as (IOVA, write).
@@ -159,17 +169,17 @@ type Built = (Arc<dyn GuestDevice>, u64, Option<FaultLog>);
 fn build(target: Target, layout: DeviceLayout) -> TestResult<Built> {
     let e = |x| fail("device setup", x);
     Ok(match target {
-        Target::Model(ModelKind::Dsa, mode) => (
+        Target::Model(ModelKind::Dsa, mode, _) => (
             Arc::new(ModelDevice::dsa(mode, layout).map_err(e)?),
             abi::POLICY_DEVICE_ERROR,
             None,
         ),
-        Target::Model(ModelKind::Ioat, mode) => (
+        Target::Model(ModelKind::Ioat, mode, _) => (
             Arc::new(ModelDevice::ioat(mode, layout).map_err(e)?),
             abi::POLICY_DEVICE_ERROR,
             None,
         ),
-        Target::Model(ModelKind::Edu, mode) => {
+        Target::Model(ModelKind::Edu, mode, _) => {
             let dev = ModelDevice::edu(mode, layout).map_err(e)?;
             let model = Arc::clone(dev.model());
             (
@@ -207,7 +217,10 @@ pub fn run_case(ctx: &crate::harness::Ctx, target: Target, case: Case, storm: u6
     passthru_guest::kvm_available().map_err(TestError::skip)?;
     let layout = DeviceLayout::standard(WINDOW_BYTES);
     let built = build(target, layout)?;
-    run_built(built, layout, case, ctx.seed(), storm, &mut |l| ctx.log(l))
+    let wait = target.wait_mode();
+    run_built(built, layout, case, wait, ctx.seed(), storm, &mut |l| {
+        ctx.log(l)
+    })
 }
 
 /// Run `case` in a fresh guest on an already built device (`(device, fault policy, fault
@@ -216,10 +229,15 @@ fn run_built(
     (dev, policy, faults): Built,
     layout: DeviceLayout,
     case: Case,
+    wait: WaitMode,
     seed: u64,
     storm: u64,
     log: &mut dyn FnMut(String),
 ) -> TestResult {
+    let flags = match wait {
+        WaitMode::Poll => 0,
+        WaitMode::Interrupt => abi::FLAG_WAIT_INTERRUPT,
+    };
     let handler = Arc::new(DataHandler {
         window: dev.dma_window(),
         window_gpa: layout.dma_gpa,
@@ -234,7 +252,7 @@ fn run_built(
         .arg(abi::ARG_UNMAPPED, layout.unmapped_gpa)
         .arg(abi::ARG_STORM_BYTES, storm)
         .arg(abi::ARG_VECTOR_BASE, u64::from(VECTOR_BASE))
-        .arg(abi::ARG_POLICY, policy)
+        .arg(abi::ARG_MODE, policy | flags)
         .arg(abi::ARG_SEED, seed);
     let mut vm = Vm::new(config).map_err(|e| match e {
         VmError::KvmUnavailable(_) | VmError::MissingCapability(_) => {
@@ -282,22 +300,24 @@ fn device_storm() -> u64 {
     super::storm_bytes(super::UPSTREAM_STORM_BYTES)
 }
 
-/// The suite on the models: `dsa.*`, `dsa.threaded.*`, `ioat.*`, `ioat.threaded.*`, `edu.*`,
-/// `edu.threaded.*`.
+/// The suite on the models: `dsa.*`, `dsa.threaded.*`, `dsa.irq.*`, and the same for `ioat`
+/// and `edu`.
 pub fn model_suite() -> Suite {
     let mut s = Suite::new(PROGRAM).devices(DeviceSelector::none());
     for kind in ModelKind::ALL {
         s = s.fixture(with_cases(
             Fixture::new(kind.name(), move |_| {
-                Ok(Target::Model(kind, ExecMode::Immediate))
+                Ok(Target::Model(kind, ExecMode::Immediate, WaitMode::Poll))
             }),
             model_storm,
         ));
         s = s.fixture(with_cases(
-            Fixture::with_setup(kind.name(), move |_, mode: &ExecMode| {
-                Ok(Target::Model(kind, *mode))
-            })
-            .variant("threaded", ExecMode::Threaded),
+            Fixture::with_setup(
+                kind.name(),
+                move |_, (exec, wait): &(ExecMode, WaitMode)| Ok(Target::Model(kind, *exec, *wait)),
+            )
+            .variant("threaded", (ExecMode::Threaded, WaitMode::Poll))
+            .variant("irq", (ExecMode::Threaded, WaitMode::Interrupt)),
             model_storm,
         ));
     }
@@ -362,7 +382,9 @@ mod tests {
     fn run(built: Built, case: Case) -> (TestResult, Vec<String>) {
         let mut lines = Vec::new();
         let layout = DeviceLayout::standard(WINDOW_BYTES);
-        let r = run_built(built, layout, case, 1, 1 << 20, &mut |l| lines.push(l));
+        let r = run_built(built, layout, case, WaitMode::Poll, 1, 1 << 20, &mut |l| {
+            lines.push(l)
+        });
         (r, lines)
     }
 
@@ -396,6 +418,38 @@ mod tests {
             ),
             other => panic!("expected a failure, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_dropped_completion_interrupt_fails_an_interrupt_waited_copy() {
+        if !kvm() {
+            return;
+        }
+        let (dev, built) = edu(ExecMode::Threaded);
+        passthru_models::function::DeviceModel::pci(&**dev.model())
+            .msi
+            .inject_drop(0, 1);
+        let mut lines = Vec::new();
+        let layout = DeviceLayout::standard(WINDOW_BYTES);
+        let r = run_built(
+            built,
+            layout,
+            Case::MemcpySuccess,
+            WaitMode::Interrupt,
+            1,
+            1 << 20,
+            &mut |l| lines.push(l),
+        );
+        match r {
+            Err(TestError::Fail(m)) => {
+                assert!(m.contains("memcpy: ") && m.contains("interrupt"), "{m}")
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+        assert_eq!(
+            lines,
+            vec!["guest: edu: memcpy_success (copies waited for by interrupt)".to_string()]
+        );
     }
 
     #[test]
