@@ -511,7 +511,8 @@ mod tests {
 
     #[test]
     fn slot_access_is_bounds_checked() {
-        let m = model::ModelMemory(passthru_models::iommu::HostMemory::pages(8192).unwrap());
+        let m = model::ModelMemory::new(passthru_models::iommu::HostMemory::pages(8192).unwrap())
+            .unwrap();
         slot_write(&m, 8190, &[1, 2]).unwrap();
         let mut b = [0u8; 2];
         slot_read(&m, 8190, &mut b).unwrap();

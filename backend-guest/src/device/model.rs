@@ -31,13 +31,28 @@ use super::{
     DeviceLayout, GuestDevice, MmioStats, MsiMessage, SlotMemory, Vmm,
 };
 
-/// [`HostMemory`] as guest RAM.
+/// [`HostMemory`] as guest RAM (page-aligned, a whole number of pages).
 #[derive(Debug, Clone)]
-pub struct ModelMemory(pub Arc<HostMemory>);
+pub struct ModelMemory(Arc<HostMemory>);
 
-// SAFETY: HostMemory is a page-aligned (4 KiB), zeroed heap allocation owned by the Arc this
-// value holds, valid until the last Arc is dropped; it is only accessed through raw pointers.
-// Lengths are page multiples because ModelDevice only allocates page multiples.
+impl ModelMemory {
+    /// `memory` as guest RAM; `None` unless it starts on a 4 KiB boundary and is a multiple of
+    /// 4 KiB long (what a memory slot needs; [`HostMemory::pages`] gives that).
+    pub fn new(memory: Arc<HostMemory>) -> Option<Self> {
+        let ok =
+            (memory.as_ptr() as usize).is_multiple_of(4096) && memory.len().is_multiple_of(4096);
+        ok.then_some(Self(memory))
+    }
+
+    /// The memory.
+    pub fn memory(&self) -> &Arc<HostMemory> {
+        &self.0
+    }
+}
+
+// SAFETY: HostMemory is a zeroed heap allocation owned by the Arc this value holds, valid until
+// the last Arc is dropped and only accessed through raw pointers; `new` checked that it is page
+// aligned and a whole number of pages.
 unsafe impl SlotMemory for ModelMemory {
     fn host_ptr(&self) -> *mut u8 {
         self.0.as_ptr()
@@ -171,6 +186,11 @@ impl<M: DeviceModel> ModelDevice<M> {
         &self.iommu
     }
 
+    fn window_memory(&self) -> ModelMemory {
+        // `new` allocated it with HostMemory::pages and a 4 KiB-multiple length (checked).
+        ModelMemory(Arc::clone(&self.dma))
+    }
+
     /// The DMA window's memory, for host-side fills and checks.
     pub fn dma_memory(&self) -> &Arc<HostMemory> {
         &self.dma
@@ -268,10 +288,7 @@ impl<M: DeviceModel> GuestDevice for ModelDevice<M> {
         };
         let mut st = lock(&self.attached);
         let slot = vmm
-            .add_memory(
-                self.layout.dma_gpa,
-                Arc::new(ModelMemory(Arc::clone(&self.dma))),
-            )
+            .add_memory(self.layout.dma_gpa, Arc::new(self.window_memory()))
             .map_err(vmm_err)?;
         st.slot = Some(slot);
         for bar in &self.bars {
@@ -355,7 +372,7 @@ impl<M: DeviceModel> GuestDevice for ModelDevice<M> {
     }
 
     fn dma_window(&self) -> Arc<dyn SlotMemory> {
-        Arc::new(ModelMemory(Arc::clone(&self.dma)))
+        Arc::new(self.window_memory())
     }
 }
 

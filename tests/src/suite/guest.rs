@@ -494,9 +494,12 @@ mod tests {
     #[test]
     fn a_window_request_outside_the_window_is_refused() {
         let h = DataHandler {
-            window: Arc::new(passthru_guest::device::model::ModelMemory(
-                passthru_models::iommu::HostMemory::pages(8192).unwrap(),
-            )),
+            window: Arc::new(
+                passthru_guest::device::model::ModelMemory::new(
+                    passthru_models::iommu::HostMemory::pages(8192).unwrap(),
+                )
+                .unwrap(),
+            ),
             window_gpa: 0x8000_0000,
             faults: None,
             faults_seen: Mutex::new(0),

@@ -473,3 +473,11 @@ fn bad_layouts_are_refused() {
     l.bar_limit = l.bar_base + 0x1000; // edu's BAR0 is 1 MiB
     assert!(ModelDevice::edu(ExecMode::Immediate, l).is_err());
 }
+
+#[test]
+fn only_whole_pages_become_guest_memory() {
+    use passthru_models::iommu::HostMemory;
+    assert!(super::ModelMemory::new(HostMemory::pages(8192).unwrap()).is_some());
+    assert!(super::ModelMemory::new(HostMemory::new(100, 64).unwrap()).is_none());
+    assert!(super::ModelMemory::new(HostMemory::new(4096 + 64, 4096).unwrap()).is_none());
+}

@@ -186,7 +186,7 @@ impl PassthroughFunction for FakeFunction {
         }
     }
     fn bar_memory(&self, index: u8) -> Option<Arc<dyn SlotMemory>> {
-        (index == 0).then(|| Arc::new(ModelMemory(Arc::clone(&self.bar0))) as _)
+        (index == 0).then(|| Arc::new(ModelMemory::new(Arc::clone(&self.bar0)).unwrap()) as _)
     }
     fn irq_eventfd(&self, kind: IrqKind, vector: u32) -> Option<OwnedFd> {
         let st = self.st.lock().unwrap();
@@ -240,7 +240,7 @@ fn layout() -> DeviceLayout {
 fn rig_with(portal_bars: &[u8]) -> Rig {
     let f = FakeFunction::new();
     let mapper = Arc::new(FakeMapper::default());
-    let dma = Arc::new(ModelMemory(HostMemory::pages(WINDOW as usize).unwrap()));
+    let dma = Arc::new(ModelMemory::new(HostMemory::pages(WINDOW as usize).unwrap()).unwrap());
     let dev = Arc::new(
         PassthroughDevice::new(
             f.clone(),
@@ -519,7 +519,7 @@ fn iommu_failure_fails_attach_naming_the_range() {
     let f = FakeFunction::new();
     let mapper = Arc::new(FakeMapper::default());
     *mapper.fail_iova.lock().unwrap() = Some(RAM.gpa);
-    let dma = Arc::new(ModelMemory(HostMemory::pages(WINDOW as usize).unwrap()));
+    let dma = Arc::new(ModelMemory::new(HostMemory::pages(WINDOW as usize).unwrap()).unwrap());
     let dev = PassthroughDevice::new(f, mapper.clone(), &[], layout(), dma).unwrap();
     let vmm = FakeVmm::with_ram(vec![RAM]);
     let e = dev.attach(&vmm).unwrap_err().to_string();
@@ -537,7 +537,7 @@ fn iommu_failure_fails_attach_naming_the_range() {
 
 #[test]
 fn window_of_the_wrong_size_is_refused() {
-    let dma = Arc::new(ModelMemory(HostMemory::pages(4096).unwrap()));
+    let dma = Arc::new(ModelMemory::new(HostMemory::pages(4096).unwrap()).unwrap());
     let e = PassthroughDevice::new(
         FakeFunction::new(),
         Arc::new(FakeMapper::default()),
