@@ -42,19 +42,30 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ...
 /// A program `passthru test` runs: its name and the function building its suite.
 type Program = (&'static str, fn() -> Suite);
 
-/// The seven kselftest programs run on real devices: the six of `passthru::programs`, then
-/// `vfio_pci_driver_test` from `passthru::suite`.
+/// The programs run on real devices: the six of `passthru::programs`, then
+/// `vfio_pci_driver_test` and `vfio_pci_guest_driver_test` from `passthru::suite` (the latter
+/// skips without `/dev/kvm`).
 fn device_programs() -> Vec<Program> {
     programs::PROGRAMS
         .iter()
         .map(|p| (p.name, p.suite))
-        .chain([(suite::vfio::PROGRAM, suite::vfio::suite as fn() -> Suite)])
+        .chain([
+            (suite::vfio::PROGRAM, suite::vfio::suite as fn() -> Suite),
+            (suite::guest::PROGRAM, suite::guest::device_suite),
+        ])
         .collect()
 }
 
 /// What runs when no device is given (the default of `passthru test`): the upstream driver test
-/// cases on the DSA, CBDMA and edu models.
-const MODEL_PROGRAM: Program = ("passthru models (dsa, ioat, edu)", suite::models::suite);
+/// cases on the DSA, CBDMA and edu models, in this process and inside KVM guests (the guest
+/// program skips without `/dev/kvm`).
+const MODEL_PROGRAMS: [Program; 2] = [
+    ("passthru models (dsa, ioat, edu)", suite::models::suite),
+    (
+        "vfio_pci_guest_driver_test (models in a KVM guest)",
+        suite::guest::model_suite,
+    ),
+];
 
 /// Global options and the roots everything works under.
 struct Env {
@@ -365,7 +376,7 @@ fn cmd_test(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
         return run_programs(&device_programs(), &rest, &source, err);
     }
     let _ = writeln!(out, "# no device given: running the model suites");
-    run_programs(&[MODEL_PROGRAM], &rest, &source, err)
+    run_programs(&MODEL_PROGRAMS, &rest, &source, err)
 }
 
 fn cmd_bench(args: &[String], err: &mut dyn Write) -> i32 {
