@@ -177,6 +177,7 @@ enum Report {
 struct VcpuThread {
     handle: Option<JoinHandle<()>>,
     finished: Arc<AtomicBool>,
+    tid: Arc<std::sync::atomic::AtomicI32>,
     resume: mpsc::Sender<()>,
 }
 
@@ -654,9 +655,12 @@ impl Vm {
             let finished = Arc::new(AtomicBool::new(false));
             let fin = finished.clone();
             let (resume_tx, resume_rx) = mpsc::channel();
+            let tid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+            let tid2 = tid.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn(move || {
+                    tid2.store(nix::unistd::gettid().as_raw(), Ordering::Release);
                     let report = match run_vcpu(index, vcpu, &shared, &tx, &resume_rx) {
                         Ok(Some(r)) => Some(r),
                         Ok(None) => None,
@@ -674,18 +678,42 @@ impl Vm {
             self.threads.push(VcpuThread {
                 handle: Some(handle),
                 finished,
+                tid,
                 resume: resume_tx,
             });
         }
         Ok(())
     }
 
-    /// Host thread id (pthread) of vCPU `index`'s thread, once started (for pinning it).
-    pub fn vcpu_pthread(&self, index: usize) -> Option<libc::pthread_t> {
-        self.threads
-            .get(index)
-            .and_then(|t| t.handle.as_ref())
-            .map(|h| h.as_pthread_t())
+    /// Linux thread id of vCPU `index`'s thread, once it has started running.
+    pub fn vcpu_tid(&self, index: usize) -> Option<i32> {
+        let t = self.threads.get(index)?.tid.load(Ordering::Acquire);
+        (t != 0).then_some(t)
+    }
+
+    /// The host CPU vCPU `index`'s thread last ran on (`/proc/self/task/<tid>/stat` field 39).
+    pub fn vcpu_host_cpu(&self, index: usize) -> Option<u32> {
+        let tid = self.vcpu_tid(index)?;
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+        // Fields after the parenthesised command name; "processor" is field 39 overall.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split_whitespace().nth(36)?.parse().ok()
+    }
+
+    /// Pins vCPU `index`'s thread to host CPU `cpu` (`sched_setaffinity`).
+    pub fn pin_vcpu(&self, index: usize, cpu: usize) -> Result<()> {
+        let tid = self
+            .vcpu_tid(index)
+            .ok_or(VmError::State("pin of a vCPU whose thread is not running"))?;
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu)
+            .map_err(|e| VmError::Config(format!("host CPU {cpu}: {e}")))?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set).map_err(|e| {
+            VmError::Os {
+                op: "sched_setaffinity of a vCPU thread",
+                source: e.into(),
+            }
+        })
     }
 
     /// Waits for the next SYNC or DONE. A guest failure (assertion, exception, panic, bad
@@ -819,7 +847,7 @@ impl Vm {
             while !t.finished.load(Ordering::Acquire) && Instant::now() < deadline {
                 // SAFETY: the thread is alive (not finished, and its handle not yet joined),
                 // so its pthread_t is valid; the signal's handler does nothing.
-                unsafe { libc::pthread_kill(h.as_pthread_t(), kick_signal()) };
+                unsafe { libc::pthread_kill(pthread(&h), kick_signal()) };
                 std::thread::sleep(Duration::from_micros(200));
             }
             if t.finished.load(Ordering::Acquire) {
@@ -827,6 +855,12 @@ impl Vm {
             }
         }
     }
+}
+
+/// std's pthread handle in libc's type (an integer on glibc, a pointer on musl).
+#[allow(clippy::unnecessary_cast)]
+fn pthread(h: &JoinHandle<()>) -> libc::pthread_t {
+    h.as_pthread_t() as libc::pthread_t
 }
 
 impl Drop for Vm {

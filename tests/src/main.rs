@@ -56,6 +56,10 @@ fn device_programs() -> Vec<Program> {
 /// cases on the DSA, CBDMA and edu models.
 const MODEL_PROGRAM: Program = ("passthru models (dsa, ioat, edu)", suite::models::suite);
 
+/// `irq_test` in eventfd mode, run with the models when no device is given (SKIP without
+/// `/dev/kvm`).
+const IRQ_TEST_PROGRAM: Program = ("irq_test (eventfd mode)", programs::irq_test_suite);
+
 /// Global options and the roots everything works under.
 struct Env {
     sysfs: Sysfs,
@@ -365,7 +369,7 @@ fn cmd_test(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
         return run_programs(&device_programs(), &rest, &source, err);
     }
     let _ = writeln!(out, "# no device given: running the model suites");
-    run_programs(&[MODEL_PROGRAM], &rest, &source, err)
+    run_programs(&[MODEL_PROGRAM, IRQ_TEST_PROGRAM], &rest, &source, err)
 }
 
 fn cmd_bench(args: &[String], err: &mut dyn Write) -> i32 {
