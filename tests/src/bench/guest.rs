@@ -128,7 +128,17 @@ fn raw_vm(kvm: &Kvm, cpuid: &kvm_bindings::CpuId, rip: u64, code: &[u8]) -> Resu
     // SAFETY: `mem` is a live mapping of RAW_RAM bytes, dropped after the VM fd (field order).
     unsafe { vm.set_user_memory_region(region) }.map_err(e("KVM_SET_USER_MEMORY_REGION"))?;
     // After the memslot, as passthru-guest does (the other order is far slower).
-    vm.create_irq_chip().map_err(e("KVM_CREATE_IRQCHIP"))?;
+    // Where the full irqchip is refused (7.x without CONFIG_KVM_IOAPIC), the split one, as
+    // passthru-guest does.
+    if vm.create_irq_chip().is_err() {
+        let mut cap = kvm_bindings::kvm_enable_cap {
+            cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP,
+            ..Default::default()
+        };
+        cap.args[0] = 24;
+        vm.enable_cap(&cap)
+            .map_err(e("KVM_ENABLE_CAP(SPLIT_IRQCHIP)"))?;
+    }
     // PML4[0] → PDPT, PDPT[0] → PD, PD[0..2] = 2 MiB pages (present, writable, PS).
     let w = |gpa: u64, v: u64| mem.write(gpa, v).map_err(|x| x.to_string());
     w(RAW_PML4, (RAW_PML4 + 0x1000) | 3)?;

@@ -378,22 +378,24 @@ trait Trigger {
     fn fire(&mut self) -> Result<(), String>;
 }
 
-struct DeviceSide<D: Driver<Function = SharedDevice, Clock = MonotonicClock>> {
+struct DeviceSide<D: Driver<'static, Function = SharedDevice, Clock = MonotonicClock>> {
     // Field order is drop order: the driver (removed in Drop), the mapping, then the memory.
-    driver: CheckedDriver<D>,
+    driver: CheckedDriver<'static, D>,
     mapping: (u64, u64),
     _buf: DmaBuffer,
     device: Arc<VfioPciDevice>,
     iommu: Arc<Iommu>,
 }
 
-impl<D: Driver<Function = SharedDevice, Clock = MonotonicClock>> Trigger for DeviceSide<D> {
+impl<D: Driver<'static, Function = SharedDevice, Clock = MonotonicClock>> Trigger
+    for DeviceSide<D>
+{
     fn fire(&mut self) -> Result<(), String> {
         self.driver.send_msi().map_err(|e| format!("send_msi: {e}"))
     }
 }
 
-impl<D: Driver<Function = SharedDevice, Clock = MonotonicClock>> Drop for DeviceSide<D> {
+impl<D: Driver<'static, Function = SharedDevice, Clock = MonotonicClock>> Drop for DeviceSide<D> {
     fn drop(&mut self) {
         if self.driver.state() == DriverState::Ready {
             let _ = self.driver.remove();
@@ -425,7 +427,7 @@ impl Device {
     }
 }
 
-fn open_side<D: Driver<Function = SharedDevice, Clock = MonotonicClock> + 'static>(
+fn open_side<D: Driver<'static, Function = SharedDevice, Clock = MonotonicClock> + 'static>(
     device: Arc<VfioPciDevice>,
     iommu: Arc<Iommu>,
     matched: Match,
@@ -443,8 +445,9 @@ fn open_side<D: Driver<Function = SharedDevice, Clock = MonotonicClock> + 'stati
     iommu
         .map_buffer(&buf, iova)
         .map_err(|e| fail("map driver region", &e))?;
-    // SAFETY: the buffer lives in the DeviceSide, which removes the driver before dropping it.
-    let region = unsafe { buf.region(iova) };
+    // SAFETY: the buffer lives in the DeviceSide, which removes the driver before dropping it,
+    // and the region never leaves it.
+    let region = unsafe { buf.region_unbounded(iova) };
     let mut driver = CheckedDriver::<D>::new(
         SharedDevice(Arc::clone(&device)),
         MonotonicClock::new(),
