@@ -380,3 +380,25 @@ fn x2apic_id_above_255_is_reached_through_address_hi() {
     assert_eq!(vm.irq_count(0, 0x60).unwrap(), 0);
     finish(vm, 0x60);
 }
+
+#[test]
+fn run_until_done_times_out_on_a_guest_that_never_finishes() {
+    if !kvm() {
+        return;
+    }
+    // irq_wait spins until the host sets the done word, which nobody does here. One vCPU runs
+    // on the calling thread (watchdog), two on their own threads.
+    for n in [1, 2] {
+        let mut vm = Vm::new(VmConfig::new("irq_wait").vcpus(n).arg(0, 2)).unwrap();
+        let t = Instant::now();
+        match vm.run_until_done(Duration::from_millis(200)) {
+            Err(VmError::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(200)),
+            other => panic!("{n} vCPUs: expected a timeout, got {other:?}"),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{n} vCPUs: {:?}",
+            t.elapsed()
+        );
+    }
+}

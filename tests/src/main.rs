@@ -8,7 +8,8 @@
 //!   cleanup [BDF...]          restore what setup changed (all set-up devices without arguments)
 //!   run -- PROG [ARGS...]     run PROG with every set-up BDF appended (exit 4 if none)
 //!   test [--qemu] [OPTIONS] [BDF...]   run the test suites
-//!   bench models | map [BDF]   benchmarks (models vs host memcpy; map+unmap vs raw ioctls)
+//!   bench models | map [BDF] | guest   benchmarks (models vs host memcpy; map+unmap vs raw ioctls;
+//!                             KVM guest boot and irqfd latency vs raw kvm-ioctls)
 //! ```
 //!
 //! Exit codes follow kselftest: 0 success, 1 failure or bad input (one line on stderr), 4 skip
@@ -37,7 +38,9 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ...
                                run the test suites on devices (BDFs, $VFIO_SELFTESTS_BDF[S],
                                else the set-up devices)
   bench models                 software-model memcpy bandwidth vs host memcpy, DSA batch prep cost
-  bench map BDF [OPTIONS]      VFIO/IOMMUFD map+unmap and open+setup vs a raw-ioctl loop, per mode";
+  bench map BDF [OPTIONS]      VFIO/IOMMUFD map+unmap and open+setup vs a raw-ioctl loop, per mode
+  bench guest [--boots N] [--irqs N]
+                               KVM guest boot and eventfd->irqfd->guest ISR latency vs raw kvm-ioctls";
 
 /// A program `passthru test` runs: its name and the function building its suite.
 type Program = (&'static str, fn() -> Suite);
@@ -66,6 +69,10 @@ const MODEL_PROGRAMS: [Program; 2] = [
         suite::guest::model_suite,
     ),
 ];
+
+/// `irq_test` in eventfd mode, run with the models when no device is given (SKIP without
+/// `/dev/kvm`).
+const IRQ_TEST_PROGRAM: Program = ("irq_test (eventfd mode)", programs::irq_test_suite);
 
 /// Global options and the roots everything works under.
 struct Env {
@@ -376,21 +383,24 @@ fn cmd_test(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
         return run_programs(&device_programs(), &rest, &source, err);
     }
     let _ = writeln!(out, "# no device given: running the model suites");
-    run_programs(&MODEL_PROGRAMS, &rest, &source, err)
+    let [models, guest] = MODEL_PROGRAMS;
+    run_programs(&[models, guest, IRQ_TEST_PROGRAM], &rest, &source, err)
 }
 
 fn cmd_bench(args: &[String], err: &mut dyn Write) -> i32 {
     match args.first().map(String::as_str) {
         Some("models") => suite::bench::bench_models(&args[1..]),
         Some("map") => passthru::bench::map::bench_map_main(&args[1..]),
+        Some("guest") => passthru::bench::guest::bench_guest_main(&args[1..]),
         Some(other) => one_line_error(
             err,
-            format!("bench: unknown benchmark `{other}` (available: models, map)"),
+            format!("bench: unknown benchmark `{other}` (available: models, map, guest)"),
         ),
         None => one_line_error(
             err,
-            "bench: name a benchmark: `bench models` (software models vs host memcpy) or \
-             `bench map BDF` (VFIO/IOMMUFD map+unmap vs raw ioctls)",
+            "bench: name a benchmark: `bench models` (software models vs host memcpy), \
+             `bench map BDF` (VFIO/IOMMUFD map+unmap vs raw ioctls) or `bench guest` (KVM \
+             guest boot and interrupt latency vs raw kvm-ioctls)",
         ),
     }
 }
