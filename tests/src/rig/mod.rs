@@ -376,6 +376,52 @@ fn build_programs() -> Result<Vec<PathBuf>, RigError> {
     )))
 }
 
+/// Whether `haystack` contains `needle` as one contiguous run of bytes (a probe from the
+/// middle of `needle` finds the candidates, which are then compared whole).
+pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let probe_len = needle.len().min(64);
+    let mid = (needle.len() - probe_len) / 2;
+    let probe = &needle[mid..mid + probe_len];
+    haystack
+        .windows(probe_len)
+        .enumerate()
+        .filter(|(_, w)| *w == probe)
+        .any(|(i, _)| {
+            i.checked_sub(mid)
+                .and_then(|start| haystack.get(start..start + needle.len()))
+                .is_some_and(|h| h == needle)
+        })
+}
+
+/// Checks that every built KVM guest program carries the guest image (the `x86_64-unknown-none`
+/// ELF that `passthru-guest`'s build script builds and embeds): the static musl build must
+/// hold the same image as this binary, or the guest programs would boot something else.
+fn check_guest_image(programs: &[PathBuf]) -> Result<(), RigError> {
+    let image = passthru_guest::image::GUEST_ELF;
+    for p in programs {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !plan::needs_kvm(name) {
+            continue;
+        }
+        let bytes = fs::read(p).map_err(io_err(p))?;
+        if !contains_bytes(&bytes, image) {
+            return Err(RigError::Command {
+                what: format!("checking the guest image in {}", p.display()),
+                detail: format!(
+                    "the static {name} does not embed the {}-byte guest image this passthru \
+                     was built with (backend-guest/build.rs)",
+                    image.len()
+                ),
+            });
+        }
+        eprintln!("rig: {name} embeds the {}-byte guest image", image.len());
+    }
+    Ok(())
+}
+
 /// Extracts `"executable":"PATH"` of compiler artifacts from cargo's JSON messages.
 pub fn executables_from_cargo_json(json: &str) -> Vec<PathBuf> {
     const KEY: &str = "\"executable\":\"";
@@ -508,6 +554,7 @@ fn run(opts: &RigOptions) -> Result<i32, RigError> {
     let kernels = kernels(opts)?;
     let t = Instant::now();
     let programs = build_programs()?;
+    check_guest_image(&programs)?;
     let built: BTreeSet<String> = programs
         .iter()
         .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
@@ -606,6 +653,21 @@ mod tests {
                 "/t/x86_64-unknown-linux-musl/release/passthru"
             )]
         );
+    }
+
+    #[test]
+    fn embedded_image_search() {
+        let needle: Vec<u8> = (0..300u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut hay = vec![0u8; 1000];
+        assert!(!contains_bytes(&hay, &needle));
+        hay[123..423].copy_from_slice(&needle);
+        assert!(contains_bytes(&hay, &needle));
+        // The probe (middle 64 bytes) matches but one byte outside it differs.
+        hay[123] ^= 1;
+        assert!(!contains_bytes(&hay, &needle));
+        assert!(contains_bytes(&hay, &needle[..10]));
+        assert!(!contains_bytes(&needle[..10], &needle));
+        assert!(contains_bytes(&hay, &[]));
     }
 
     #[test]
