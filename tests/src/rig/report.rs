@@ -678,6 +678,9 @@ mod tests {
     /// `irq_test` runs (pass, SKIP: reason, failure, two seed pairs) and a guest driver test run.
     const GUEST: &str = include_str!("testdata/guest-programs-synthesized.log");
 
+    /// The KVM guest program runs of a real rig run (6.12.118, nested KVM, 2026-12-03).
+    const GUEST_612: &str = include_str!("testdata/guest-programs-6.12-normal.log");
+
     fn judge(text: &str) -> Vec<Verdict> {
         judge_boot(
             "6.12.117",
@@ -775,6 +778,56 @@ mod tests {
         }
         let t = totals(&v);
         assert_eq!((t.pass, t.fail, t.skip), (1 + 4 + 4 + 1, 2, 1), "{table}");
+    }
+
+    #[test]
+    fn recorded_guest_programs_on_6_12_under_nested_kvm() {
+        let log = parse_boot_log(GUEST_612);
+        assert!(log.notes.iter().any(|n| n.starts_with("/dev/kvm ready")
+            && n.contains("kvm_amd: Nested Virtualization enabled")));
+        let v = judge_boot("6.12.118", "normal", &log, HostOutcome::default());
+        let table = render(&v);
+        for (label, _) in crate::rig::plan::irq_test_runs() {
+            let want = if label.ends_with("-posted") {
+                ["0", "0", "1"]
+            } else {
+                ["1", "0", "0"]
+            };
+            let mut row = vec!["6.12.118", "irq_test", "-", label];
+            row.extend(want);
+            assert!(has_row(&table, &row), "{label}: {table}");
+        }
+        assert!(
+            table.contains("irq_test [igb-iommufd-posted] (whole program): no posted-interrupt support on this host"),
+            "{table}"
+        );
+        assert!(
+            has_row(
+                &table,
+                &["6.12.118", CROSS_RUN, "-", "irq_test", "1", "0", "0"]
+            ),
+            "{table}"
+        );
+        for device in ["edu", "igb"] {
+            for mode in crate::rig::plan::GUEST_MODES {
+                assert!(
+                    has_row(
+                        &table,
+                        &[
+                            "6.12.118",
+                            "vfio_pci_guest_driver_test",
+                            mode,
+                            device,
+                            "7",
+                            "0",
+                            "0"
+                        ]
+                    ),
+                    "{device} {mode}: {table}"
+                );
+            }
+        }
+        assert_eq!(totals(&v).fail, 0, "{table}");
     }
 
     #[test]
