@@ -20,16 +20,16 @@ use std::process::Command;
 use std::sync::Arc;
 
 use passthru::harness::{self, Bdf, DeviceSource, Suite, KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
+use passthru::state::{self, SetupOutcome, StateError, StateStore};
 use passthru::{programs, suite};
-use passthru_linux::sysfs::{
-    PciFunction, SetupOutcome, StateStore, Sysfs, SysfsWrite, WriteLog, VFIO_PCI_DRIVER,
-};
+use passthru_linux::sysfs::{PciFunction, Sysfs, SysfsWrite, WriteLog, VFIO_PCI_DRIVER};
 
 const USAGE: &str = "\
 usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ...
   list                         every PCI function with ids, class, driver, IOMMU group, VFIO status
                                and the passthru driver that matches it
-  setup [--force] BDF...       bind to vfio-pci (state saved under $TMPDIR/passthru-devices);
+  setup [--force] BDF...       bind to vfio-pci (state saved in /run/passthru for root, else in
+                               $XDG_RUNTIME_DIR/passthru);
                                refuses devices backing mounts, swap or up interfaces unless --force
   cleanup [BDF...]             restore what setup changed (every set-up device if none given)
   run -- PROG [ARGS...]        run PROG with every set-up BDF appended (exit 4 if none)
@@ -59,8 +59,19 @@ const MODEL_PROGRAM: Program = ("passthru models (dsa, ioat, edu)", suite::model
 /// Global options and the roots everything works under.
 struct Env {
     sysfs: Sysfs,
-    store: StateStore,
+    /// `--state-dir`, else the default location (resolved when a command needs it).
+    state_dir: Option<PathBuf>,
     source: DeviceSource,
+}
+
+impl Env {
+    /// The setup state store.
+    fn store(&self) -> Result<StateStore, StateError> {
+        match &self.state_dir {
+            Some(d) => Ok(StateStore::new(d)),
+            None => StateStore::default_location(),
+        }
+    }
 }
 
 fn one_line_error(err: &mut dyn Write, msg: impl std::fmt::Display) -> i32 {
@@ -163,7 +174,13 @@ fn cmd_list(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
             }
         }
     }
-    let set_up = env.store.list().unwrap_or_default();
+    let set_up = match env.store() {
+        Ok(store) => store.list(&env.sysfs).unwrap_or_else(|e| {
+            let _ = writeln!(err, "passthru: list: {e}");
+            Vec::new()
+        }),
+        Err(_) => Vec::new(),
+    };
     if functions.is_empty() {
         let _ = writeln!(
             out,
@@ -206,10 +223,14 @@ fn cmd_setup(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Writ
     if bdfs.is_empty() {
         return one_line_error(err, "setup: give at least one BDF (e.g. 0000:00:04.0)");
     }
+    let store = match env.store() {
+        Ok(s) => s,
+        Err(e) => return one_line_error(err, e),
+    };
     let mut code = KSFT_PASS;
     let mut any_set_up = false;
     for bdf in bdfs {
-        match env.sysfs.setup_vfio(&env.store, bdf, force) {
+        match state::setup(&env.sysfs, &store, bdf, force) {
             Ok(SetupOutcome::Bound(_)) => {
                 any_set_up = true;
                 let _ = writeln!(out, "{bdf}: bound to {VFIO_PCI_DRIVER}");
@@ -228,7 +249,7 @@ fn cmd_setup(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Writ
         let _ = writeln!(
             out,
             "state: {} (restore with `passthru cleanup`)",
-            env.store.dir().display()
+            store.dir().display()
         );
     }
     code
@@ -242,8 +263,12 @@ fn cmd_cleanup(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
         Ok(b) => b,
         Err(code) => return code,
     };
+    let store = match env.store() {
+        Ok(s) => s,
+        Err(e) => return one_line_error(err, e),
+    };
     if bdfs.is_empty() {
-        bdfs = match env.store.list() {
+        bdfs = match store.list(&env.sysfs) {
             Ok(b) => b,
             Err(e) => return one_line_error(err, e),
         };
@@ -251,14 +276,14 @@ fn cmd_cleanup(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Wr
             let _ = writeln!(
                 out,
                 "nothing to clean up (no state under {})",
-                env.store.dir().display()
+                store.dir().display()
             );
             return KSFT_PASS;
         }
     }
     let mut code = KSFT_PASS;
     for bdf in bdfs {
-        match env.sysfs.cleanup_vfio(&env.store, bdf) {
+        match state::cleanup(&env.sysfs, &store, bdf) {
             Ok(saved) => {
                 let _ = writeln!(
                     out,
@@ -280,9 +305,9 @@ fn cmd_run(env: &Env, args: &[String], err: &mut dyn Write) -> i32 {
     let Some((prog, prog_args)) = args.split_first() else {
         return one_line_error(err, "run: usage: passthru run -- PROG [ARGS...]");
     };
-    let bdfs = match env.store.list() {
+    let bdfs = match env.store().and_then(|s| s.list(&env.sysfs)) {
         Ok(b) => b,
-        Err(e) => return one_line_error(err, e),
+        Err(e) => return one_line_error(err, format!("run: {e}")),
     };
     if bdfs.is_empty() {
         let _ = writeln!(
@@ -351,7 +376,11 @@ fn cmd_test(env: &Env, args: &[String], out: &mut dyn Write, err: &mut dyn Write
     // Devices: BDF arguments, else the environment, else whatever `passthru setup` bound.
     let mut source = env.source.clone();
     if opts.bdfs.is_empty() && source.env_bdf.is_none() && source.env_pool.is_none() {
-        let set_up = env.store.list().unwrap_or_default();
+        let set_up = match env.store().and_then(|s| s.list(&env.sysfs)) {
+            Ok(b) => b,
+            Err(StateError::NoLocation) => Vec::new(),
+            Err(e) => return one_line_error(err, format!("test: {e}")),
+        };
         if !set_up.is_empty() {
             let pool: Vec<String> = set_up.iter().map(|b| b.to_string()).collect();
             source.env_pool = Some(pool.join(" "));
@@ -419,12 +448,11 @@ fn run_cli(
     let sysfs = Sysfs::new(&sys_root)
         .with_proc_root(&proc_root)
         .with_write_log(echo);
-    let store = state_dir.map_or_else(StateStore::default_location, StateStore::new);
     let mut source = source;
     source.sysfs = Sysfs::new(&sys_root).with_proc_root(&proc_root);
     let env = Env {
         sysfs,
-        store,
+        state_dir,
         source,
     };
 
@@ -551,6 +579,10 @@ mod tests {
         fn store(&self) -> StateStore {
             StateStore::new(self.0.join("state"))
         }
+
+        fn sysfs(&self) -> Sysfs {
+            Sysfs::new(self.0.join("sys"))
+        }
     }
 
     fn bdf(s: &str) -> Bdf {
@@ -673,7 +705,7 @@ mod tests {
             sysfs.driver_override(dev).unwrap().as_deref(),
             Some("vfio-pci")
         );
-        assert_eq!(t.store().list().unwrap(), vec![dev]);
+        assert_eq!(t.store().list(&t.sysfs()).unwrap(), vec![dev]);
         let (_, out, _) = t.cli(&["list"]);
         assert!(out.contains("vfio-pci:vfio0 (setup)"), "{out}");
         let (code, out, err) = t.cli(&["cleanup"]);
@@ -683,7 +715,7 @@ mod tests {
             "{out}"
         );
         assert_eq!(sysfs.driver_override(dev).unwrap(), None);
-        assert!(t.store().list().unwrap().is_empty());
+        assert!(t.store().list(&t.sysfs()).unwrap().is_empty());
         let (code, out, _) = t.cli(&["cleanup"]);
         assert_eq!(code, KSFT_PASS);
         assert!(out.starts_with("nothing to clean up"));
@@ -703,9 +735,222 @@ mod tests {
             err.contains("expected driver vfio-pci after binding, found none"),
             "{err}"
         );
-        assert_eq!(t.store().list().unwrap(), vec![bdf("0000:00:04.0")]);
+        assert_eq!(
+            t.store().list(&t.sysfs()).unwrap(),
+            vec![bdf("0000:00:04.0")]
+        );
         let (code, _, err) = t.cli(&["cleanup"]);
         assert_eq!(code, KSFT_PASS, "{err}");
+    }
+
+    /// Writes `state/0000:00:05.0/{driver,driver_override}` by hand, as a planter would.
+    fn plant(t: &Tree) -> PathBuf {
+        let dev = t.0.join("state/0000:00:05.0");
+        fs::create_dir_all(&dev).unwrap();
+        fs::write(dev.join("driver"), "vfio-pci").unwrap();
+        fs::write(dev.join("driver_override"), "").unwrap();
+        dev
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Every command that acts on saved state refuses it with one line naming `path` and
+    /// `why`, and nothing is written to sysfs.
+    fn assert_refused(t: &Tree, path: &Path, why: &str) {
+        for args in [
+            &["cleanup"][..],
+            &["cleanup", "0000:00:05.0"],
+            &["setup", "0000:00:05.0"],
+            &["run", "--", "true"],
+            &["test", "-l"],
+        ] {
+            let (code, _, err) = t.cli(args);
+            assert_eq!(code, KSFT_FAIL, "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            let named = format!("{}: refusing to use setup state: {why}", path.display());
+            assert!(err.contains(&named), "{args:?}: want {named:?} in {err:?}");
+        }
+        assert!(t.1.lock().unwrap().is_empty(), "nothing written to sysfs");
+    }
+
+    #[test]
+    fn hand_written_state_in_a_private_directory_is_accepted() {
+        // The control for the refusals below: the same planted files, properly owned.
+        let t = Tree::new();
+        plant(&t);
+        let (code, out, err) = t.cli(&["cleanup"]);
+        assert_eq!(code, KSFT_PASS, "{err}");
+        assert!(out.contains("0000:00:05.0: restored"), "{out}");
+    }
+
+    #[test]
+    fn planted_state_with_wrong_mode_or_symlinks_is_refused() {
+        // The store itself world-writable.
+        let t = Tree::new();
+        plant(&t);
+        chmod(&t.0.join("state"), 0o777);
+        assert_refused(
+            &t,
+            &t.0.join("state"),
+            "group- or world-writable (mode 0777)",
+        );
+        // A device directory group-writable.
+        let t = Tree::new();
+        let dev = plant(&t);
+        chmod(&dev, 0o775);
+        assert_refused(&t, &dev, "group- or world-writable (mode 0775)");
+        // A file world-writable.
+        let t = Tree::new();
+        let dev = plant(&t);
+        chmod(&dev.join("driver"), 0o666);
+        assert_refused(
+            &t,
+            &dev.join("driver"),
+            "group- or world-writable (mode 0666)",
+        );
+        // The store is a symlink (to a directory with valid-looking state).
+        let t = Tree::new();
+        plant(&t);
+        fs::rename(t.0.join("state"), t.0.join("elsewhere")).unwrap();
+        symlink(t.0.join("elsewhere"), t.0.join("state")).unwrap();
+        assert_refused(&t, &t.0.join("state"), "is a symbolic link");
+        // A device directory that is a symlink.
+        let t = Tree::new();
+        let dev = plant(&t);
+        fs::rename(&dev, t.0.join("elsewhere")).unwrap();
+        symlink(t.0.join("elsewhere"), &dev).unwrap();
+        assert_refused(&t, &dev, "is a symbolic link");
+        // A file that is a symlink.
+        let t = Tree::new();
+        let dev = plant(&t);
+        fs::write(t.0.join("target"), "vfio-pci").unwrap();
+        fs::remove_file(dev.join("driver")).unwrap();
+        symlink(t.0.join("target"), dev.join("driver")).unwrap();
+        assert_refused(&t, &dev.join("driver"), "is a symbolic link");
+        // The store's parent writable by anyone (and not sticky): the store could be swapped.
+        let t = Tree::new();
+        plant(&t);
+        chmod(&t.0, 0o777);
+        assert_refused(
+            &t,
+            &t.0.join("state"),
+            &format!(
+                "its parent {} is writable by others and not sticky (mode 0777)",
+                t.0.display()
+            ),
+        );
+        chmod(&t.0, 0o755);
+    }
+
+    #[test]
+    fn planted_state_with_bad_contents_is_refused() {
+        let case = |mutate: &dyn Fn(&Path), path: &dyn Fn(&Path) -> PathBuf, why: &str| {
+            let t = Tree::new();
+            let dev = plant(&t);
+            mutate(&dev);
+            assert_refused(&t, &path(&dev), why);
+        };
+        let file = |name: &'static str| move |d: &Path| d.join(name);
+        case(
+            &|d| fs::write(d.join("driver"), "../../../../tmp/evil").unwrap(),
+            &file("driver"),
+            "\"../../../../tmp/evil\" is not a driver under",
+        );
+        case(
+            &|d| fs::write(d.join("driver"), "igb").unwrap(),
+            &file("driver"),
+            "\"igb\" is not a driver under",
+        );
+        case(
+            &|d| fs::write(d.join("driver_override"), "a b").unwrap(),
+            &file("driver_override"),
+            "\"a b\" is not a driver name",
+        );
+        case(
+            &|d| fs::write(d.join("sriov_numvfs"), "4").unwrap(),
+            &file("sriov_numvfs"),
+            "0000:00:05.0 is not an SR-IOV physical function",
+        );
+        case(
+            &|d| fs::write(d.join("sriov_numvfs"), "-1").unwrap(),
+            &file("sriov_numvfs"),
+            "\"-1\" is not a VF count",
+        );
+        case(
+            &|d| fs::remove_file(d.join("driver_override")).unwrap(),
+            &file("driver_override"),
+            "missing",
+        );
+        case(
+            &|d| fs::write(d.join("extra"), "").unwrap(),
+            &file("extra"),
+            "unexpected entry",
+        );
+        case(
+            &|d| fs::rename(d, d.with_file_name("0000:00:09.0")).unwrap(),
+            &|d| d.with_file_name("0000:00:09.0"),
+            "no PCI function 0000:00:09.0 under",
+        );
+        case(
+            &|d| fs::rename(d, d.with_file_name("evil")).unwrap(),
+            &|d| d.with_file_name("evil"),
+            "name is not a PCI address",
+        );
+    }
+
+    #[test]
+    fn state_owned_by_another_user_is_refused() {
+        // A second account is not available in tests: the store is told to expect another
+        // owner instead, which is what a planted directory looks like to the caller.
+        let t = Tree::new();
+        let dev = plant(&t);
+        let me = nix::unistd::geteuid().as_raw();
+        let store = t.store().with_owner(me + 1);
+        let sysfs = Sysfs::new(t.0.join("sys"));
+        let err = state::cleanup(&sysfs, &store, bdf("0000:00:05.0")).unwrap_err();
+        assert!(
+            err.to_string().ends_with(&format!(
+                "refusing to use setup state: owned by uid {me}, not by uid {}",
+                me + 1
+            )),
+            "{err}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with(&t.0.join("state").display().to_string()));
+        let err = store.list(&sysfs).unwrap_err();
+        assert!(matches!(err, StateError::Refused { .. }), "{err}");
+        // Only the device directory foreign (possible only as root: chown it away).
+        if me == 0 {
+            std::os::unix::fs::chown(&dev, Some(65534), None).unwrap();
+            assert_refused(&t, &dev, "owned by uid 65534, not by uid 0");
+        }
+    }
+
+    #[test]
+    fn state_is_created_private() {
+        use std::os::unix::fs::MetadataExt;
+        let t = Tree::new();
+        let (code, _, err) = t.cli(&["setup", "0000:00:05.0"]);
+        assert_eq!(code, KSFT_PASS, "{err}");
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&t.0.join("state")), 0o700);
+        assert_eq!(mode(&t.0.join("state/0000:00:05.0")), 0o700);
+        assert_eq!(mode(&t.0.join("state/0000:00:05.0/driver")), 0o600);
+    }
+
+    #[test]
+    fn default_state_location_is_private_to_the_user() {
+        let store = StateStore::default_location();
+        if nix::unistd::geteuid().is_root() {
+            assert_eq!(store.unwrap().dir(), Path::new("/run/passthru"));
+        } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
+            assert_eq!(store.unwrap().dir(), Path::new(&x).join("passthru"));
+        }
+        assert!(!USAGE.contains("TMPDIR"));
     }
 
     #[test]
