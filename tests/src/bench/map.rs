@@ -907,7 +907,7 @@ pub fn bench_map_main(args: &[String]) -> i32 {
     match BenchMapOptions::parse(args, &DeviceSource::from_env()) {
         Ok(o) => bench_map(&o),
         Err(e) => {
-            eprintln!("passthru bench map: {e}\n\n{USAGE}");
+            eprintln!("passthru bench map: {e} (usage: passthru bench map --help)");
             KSFT_FAIL
         }
     }

@@ -389,10 +389,24 @@ impl Suite {
         self.cases.iter().map(|c| c.full_name()).collect()
     }
 
+    /// `(fixture, variant, test)` of every test, in run order.
+    pub fn case_keys(&self) -> impl Iterator<Item = (&str, &str, &str)> + Clone {
+        self.cases
+            .iter()
+            .map(|c| (&*c.fixture, &*c.variant, &*c.test))
+    }
+
+    /// How many tests `filters` select.
+    pub fn selected_count(&self, filters: &[Filter]) -> usize {
+        self.case_keys()
+            .filter(|(f, v, t)| args::enabled(filters, f, v, t))
+            .count()
+    }
+
     /// Parses the process's arguments and environment, runs, prints KTAP on stdout, and exits
     /// with the kselftest code.
     pub fn main(self) -> ! {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args = process_args(&self.program);
         let source = DeviceSource::from_env();
         let code = self.run(
             &args,
@@ -414,6 +428,18 @@ impl Suite {
         err: &mut dyn std::io::Write,
     ) -> i32 {
         run::run_suite(self, args, source, out, err)
+    }
+}
+
+/// The process's arguments (without the program name) as UTF-8; a non-UTF-8 argument is bad
+/// input: one line on stderr naming it, exit 1.
+pub fn process_args(program: &str) -> Vec<String> {
+    match args::utf8_args(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::exit(KSFT_FAIL)
+        }
     }
 }
 

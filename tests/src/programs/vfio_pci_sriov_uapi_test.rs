@@ -349,7 +349,7 @@ pub fn extra_names() -> Vec<String> {
 /// Runs the program with the process's arguments and environment, restores `sriov_numvfs`,
 /// and exits.
 pub fn main() -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = crate::harness::process_args(PROGRAM);
     let code = suite().run(
         &args,
         &DeviceSource::from_env(),

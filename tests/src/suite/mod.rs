@@ -618,7 +618,24 @@ fn mix_and_match<E: Env>(env: &mut E, ctx: &Ctx, t: &mut Setup) -> TestResult {
     Ok(())
 }
 
-/// The storm total: `$PASSTHRU_STORM_BYTES` if set and valid, else `default`.
+/// Checks `$PASSTHRU_STORM_BYTES` before anything runs: unset is fine, anything
+/// [`parse_bytes`] rejects (or zero) is bad input, reported in one line (exit 1) rather than
+/// silently replaced by the default (on a device, upstream's 250 GiB).
+pub fn check_storm_env() -> Result<(), String> {
+    match std::env::var_os(ENV_STORM_BYTES) {
+        None => Ok(()),
+        Some(v) => match v.to_str().and_then(parse_bytes) {
+            Some(n) if n > 0 => Ok(()),
+            _ => Err(format!(
+                "${ENV_STORM_BYTES}={:?} is not a byte count > 0 (e.g. 4096, 64M, 250G; suffixes K/M/G/T)",
+                v.to_string_lossy()
+            )),
+        },
+    }
+}
+
+/// The storm total: `$PASSTHRU_STORM_BYTES` if set and valid, else `default` (programs call
+/// [`check_storm_env`] first, so an invalid value never gets here).
 pub fn storm_bytes(default: u64) -> u64 {
     std::env::var(ENV_STORM_BYTES)
         .ok()

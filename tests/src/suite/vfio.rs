@@ -384,6 +384,10 @@ pub fn run(args: &[String], source: &DeviceSource) -> i32 {
 
 /// The program's `main`: process arguments and environment, exit with the kselftest code.
 pub fn main() -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = crate::harness::process_args(PROGRAM);
+    if let Err(e) = super::check_storm_env() {
+        eprintln!("{PROGRAM}: {e}");
+        std::process::exit(crate::harness::KSFT_FAIL);
+    }
     std::process::exit(run(&args, &DeviceSource::from_env()))
 }
