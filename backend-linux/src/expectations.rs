@@ -1,7 +1,7 @@
 //! Kernel-version-dependent expectations, in one place.
 //!
 //! Tests key what they assert on the running kernel's `(major, minor)`. Facts come from the
-//! QEMU rig (reference qemu-rig.md §14) and from running this crate there on 2026-11-25
+//! QEMU rig (`passthru test --qemu`, tests/vm/) and from running this crate there on 2026-11-25
 //! (6.12.117 and 7.3.4 guests, q35 + intel-iommu, edu and igb; all five modes):
 //!
 //! | behaviour | 6.12 | ≥ 6.18 / 7.x |
@@ -18,7 +18,7 @@
 //! | group path (`"<bdf> vf_token=<uuid>"`): missing or wrong token | EACCES | EACCES |
 //! | VFIO_DEVICE_FEATURE SET PCI_VF_TOKEN on a PF (SR-IOV enabled or not) | OK | OK |
 //!
-//! qemu-rig.md §14 saw the compat modes report 0..=u64::MAX and refuse the last page with
+//! Queried before a device is attached, the compat modes report 0..=u64::MAX and refuse the last page with
 //! EINVAL; with the ranges read after attaching the device (as upstream and this crate's
 //! callers do) the compat modes report the domain's real aperture and the last page maps.
 //!

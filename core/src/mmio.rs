@@ -1,6 +1,6 @@
 //! The seam between drivers and backends, and a volatile-pointer implementation of it.
 //!
-//! A driver sees exactly four things (DESIGN.md §2):
+//! A driver sees exactly four things:
 //!
 //! 1. [`RegisterIo`]: one BAR, read and written by byte offset at 8/16/32/64 bits, plus a 64-byte
 //!    portal submission (MOVDIR64B on hardware).

@@ -1,4 +1,4 @@
-//! `vfio_pci_sriov_uapi_test`: the SR-IOV VF-token uAPI (reference vfio-selftests.md §2.7).
+//! `vfio_pci_sriov_uapi_test`: the SR-IOV VF-token uAPI (upstream `tools/testing/selftests/vfio/vfio_pci_sriov_uapi_test.c`).
 //!
 //! One-time setup (first test): the PF must be an SR-IOV physical function with no VFs
 //! enabled; the program writes `sriov_numvfs = 1`, finds VF 0 and checks vfio-pci bound it.

@@ -299,8 +299,7 @@ fn preflight() -> Result<(), RigError> {
     let missing = missing_tools();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|(t, _)| *t).collect();
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = nix::unistd::geteuid().is_root();
         if root {
             eprintln!(
                 "rig: missing {}; running tests/vm/install-deps.sh",

@@ -1,6 +1,6 @@
 //! The upstream driver test suite (`vfio_pci_driver_test`), written once.
 //!
-//! The seven cases of upstream's `vfio_pci_driver_test` (reference: vfio-selftests.md §2.2) are
+//! The seven cases of upstream's `vfio_pci_driver_test` (`tools/testing/selftests/vfio/vfio_pci_driver_test.c`) are
 //! generic over an [`Env`] — a device bound to a passthru driver, DMA memory with IOVAs, an IOVA
 //! that is never mapped, and an MSI observer — and over the driver type. They run:
 //!

@@ -1,6 +1,6 @@
 //! The suite on a real device through VFIO: the kselftest program `vfio_pci_driver_test`.
 //!
-//! As upstream (vfio-selftests.md §2.2): `main` opens the device in the default IOMMU mode
+//! As upstream (`tools/testing/selftests/vfio/vfio_pci_driver_test.c`): `main` opens the device in the default IOMMU mode
 //! (`iommufd`) and probes the drivers; with none it prints "No driver found for device" and exits
 //! with `KSFT_SKIP` (4). The fixture `vfio_pci_driver_test` has the five IOMMU modes as variants
 //! and the seven cases as tests, named exactly as upstream
