@@ -170,3 +170,27 @@ fn every_workspace_dependency_is_used() {
         );
     }
 }
+
+#[test]
+fn ci_builds_and_smoke_runs_every_fuzz_target() {
+    let ci = read(".ci/run");
+    assert!(
+        ci.contains("rustup toolchain install nightly"),
+        "CI installs nightly"
+    );
+    assert!(
+        ci.contains("fuzz/smoke.sh"),
+        "CI runs the fuzz smoke script"
+    );
+    let smoke = read("fuzz/smoke.sh");
+    assert!(smoke.contains("cargo +nightly fuzz build"));
+    // Every target is run: the script iterates `cargo fuzz list`, which lists every [[bin]].
+    assert!(smoke.contains("for t in $(cargo +nightly fuzz list)"));
+    let manifest = read("fuzz/Cargo.toml");
+    let targets = manifest.matches("[[bin]]").count();
+    assert!(targets >= 5, "{targets} fuzz targets");
+    for line in manifest.lines().filter(|l| l.starts_with("path = ")) {
+        let path = line.trim_start_matches("path = ").trim_matches('"');
+        assert!(root().join("fuzz").join(path).is_file(), "{path}");
+    }
+}
