@@ -8,7 +8,7 @@ use passthru_core::mmio::{FunctionError, IrqKind, PciFunction, PortalError, Regi
 use vfio_bindings::bindings::vfio as vb;
 
 use crate::cdev::{cdev_path, open_iommufd, Cdev};
-use crate::error::{Error, Outcome};
+use crate::error::Error;
 use crate::fake::{FakeSys, BDF, GROUP, PAGE};
 use crate::group::{check_bdf, group_setup};
 use crate::iova::IovaRange;
@@ -71,7 +71,7 @@ fn unknown_mode_error_lists_valid_names_and_fails() {
         assert!(msg.contains(m.name()), "{msg}");
     }
     assert!(msg.contains("\"type1\""));
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
 }
 
 // ---------------------------------------------------------------- open sequences
@@ -353,7 +353,7 @@ fn invalid_bdf_fails() {
     ] {
         let e = check_bdf(bad).unwrap_err();
         assert!(matches!(e, Error::InvalidBdf { .. }), "{bad}");
-        assert_eq!(e.outcome(), Outcome::Fail);
+        assert!(!e.is_environment());
     }
     check_bdf("0000:00:04.0").unwrap();
     check_bdf("abcd:ef:1f.7").unwrap();
@@ -426,7 +426,7 @@ fn missing_device_is_a_skip_naming_the_bdf() {
     let e = VfioPciDevice::open("0000:00:05.0", &iommu).unwrap_err();
     assert!(matches!(e, Error::DeviceNotFound { .. }));
     assert!(e.to_string().contains("0000:00:05.0"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -440,7 +440,7 @@ fn device_bound_elsewhere_names_the_driver() {
     let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
     assert!(matches!(e, Error::NotBoundToVfio { driver: Some(ref d), .. } if d == "e1000e"));
     assert!(e.to_string().contains("e1000e") && e.to_string().contains("vfio-pci"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
     // Unbound entirely.
     f.st()
         .links
@@ -459,7 +459,7 @@ fn no_iommu_group_is_a_skip() {
     let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
     assert!(matches!(e, Error::NoIommuGroup { .. }), "{e}");
     assert!(e.to_string().contains("intel_iommu=on"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -487,7 +487,7 @@ fn non_viable_group_names_the_culprit() {
         msg.contains("0000:00:04.1") && msg.contains("snd_hda_intel"),
         "{msg}"
     );
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -512,7 +512,7 @@ fn missing_nodes_name_the_kernel_option() {
         let msg = e.to_string();
         assert!(matches!(e, Error::NodeMissing { .. }), "{mode}: {e}");
         assert!(msg.contains(path) && msg.contains(config), "{msg}");
-        assert!(e.is_skip());
+        assert!(e.is_environment());
     }
     // The cdev needs CONFIG_VFIO_DEVICE_CDEV: no vfio-dev directory.
     let (f, sys) = FakeSys::new();
@@ -522,7 +522,7 @@ fn missing_nodes_name_the_kernel_option() {
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
     let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
     assert!(e.to_string().contains("CONFIG_VFIO_DEVICE_CDEV"), "{e}");
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -540,7 +540,7 @@ fn eperm_says_root_or_group_ownership() {
         }
     ));
     assert!(e.to_string().contains("root"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
     assert_eq!(e.errno(), Some(Errno::EPERM));
     // EACCES on the group node.
     f.st().fail_open.clear();
@@ -569,7 +569,7 @@ fn hugepages_unavailable_is_a_typed_skip() {
             "{e}"
         );
         assert!(e.to_string().contains("nr_hugepages"));
-        assert!(e.is_skip());
+        assert!(e.is_environment());
     }
     // Anonymous memory is unaffected; an ENOMEM there is a plain failure.
     DmaBuffer::new_with(sys.clone(), Backing::Anonymous, 1).unwrap();
@@ -578,7 +578,7 @@ fn hugepages_unavailable_is_a_typed_skip() {
     }
     f.st().mmap_fail = Some((anon, Errno::ENOMEM));
     let e = DmaBuffer::new_with(sys, Backing::Anonymous, 1).unwrap_err();
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
 }
 
 #[test]
@@ -594,7 +594,7 @@ fn bar_not_mmapable_is_a_skip_with_reason() {
     assert!(e.to_string().contains("BAR0") && e.to_string().contains("mmap failed"));
     // BAR0 has sparse areas, but mapping them fails the same way.
     assert!(e.to_string().contains("sparse fallback"), "{e}");
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -683,7 +683,7 @@ fn api_version_mismatch_and_missing_extension() {
         matches!(e, Error::ExtensionUnsupported { iommu_type: 1, .. }),
         "{e}"
     );
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -694,7 +694,7 @@ fn injected_enodev_and_einval_are_failures_naming_the_ioctl() {
     let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
     assert_eq!(e.errno(), Some(Errno::ENODEV));
     assert!(e.to_string().contains("VFIO_GROUP_GET_DEVICE_FD") && e.to_string().contains(BDF));
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
     f.fail_next(nr::VFIO_DEVICE_GET_INFO, Errno::EINVAL);
     let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
     assert_eq!(e.errno(), Some(Errno::EINVAL));
@@ -741,7 +741,7 @@ fn set_iommu_other_errors_fail() {
         ),
         "{e}"
     );
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
 }
 
 #[test]
@@ -1080,7 +1080,7 @@ fn pci_function_irq_and_reset_paths() {
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
     let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
     let e = dev.reset().unwrap_err();
-    assert!(e.is_skip());
+    assert!(e.is_environment());
     assert_eq!(
         PciFunction::reset(&dev).unwrap_err(),
         FunctionError::Unsupported("VFIO_DEVICE_RESET")
@@ -1107,7 +1107,7 @@ fn vf_token_on_the_group_path_is_appended_to_the_name() {
         ),
         "{e}"
     );
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
     let g = group_setup(&iommu, BDF).unwrap();
     let wrong: VfToken = "00000000-0000-0000-0000-000000000001".parse().unwrap();
     assert_eq!(
@@ -1395,7 +1395,7 @@ mod real {
         }
         let e = Iommu::open(IommuMode::VfioType1Iommu).unwrap_err();
         assert!(matches!(e, Error::NodeMissing { .. }), "{e}");
-        assert!(e.is_skip());
+        assert!(e.is_environment());
     }
 }
 
@@ -1626,7 +1626,7 @@ fn every_error_message_is_one_line_and_names_its_subject() {
         assert!(!m.contains('\n'), "{m}");
         assert!(m.contains(needle), "{m:?} lacks {needle:?}");
         // Skip-class errors say how to fix the environment.
-        if e.is_skip() {
+        if e.is_environment() {
             assert!(
                 [
                     "bind",

@@ -194,3 +194,29 @@ fn ci_builds_and_smoke_runs_every_fuzz_target() {
         assert!(root().join("fuzz").join(path).is_file(), "{path}");
     }
 }
+
+#[test]
+fn library_has_no_kselftest_vocabulary_or_cli_policy() {
+    // Skip/fail policy, kernel-version expectations, `passthru setup` advice and the setup
+    // state store belong to the `passthru` crate, not to the passthru-linux library.
+    let mut files = Vec::new();
+    text_files(&root().join("backend-linux/src"), &mut files);
+    for f in files {
+        if f.ends_with("tests.rs") || f.ends_with("fake.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&f).unwrap();
+        for needle in [
+            "enum Outcome",
+            "passthru setup",
+            "passthru cleanup",
+            "KSFT_",
+            "StateStore",
+            "expectations",
+        ] {
+            assert!(!text.contains(needle), "{}: {needle}", f.display());
+        }
+    }
+    assert!(!root().join("backend-linux/src/expectations.rs").exists());
+    assert!(root().join("tests/src/state.rs").is_file());
+}

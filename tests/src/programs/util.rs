@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use super::expectations::KernelVersion;
 use passthru_linux::bdf::Bdf;
-use passthru_linux::expectations::KernelVersion;
 use passthru_linux::sys::Errno;
 use passthru_linux::sysfs::Sysfs;
 use passthru_linux::{Error, Iommu, IommuMode, VfioPciDevice};
@@ -22,16 +22,38 @@ pub trait Classify<T> {
     fn classify_ctx(self, what: &str) -> TestResult<T>;
 }
 
-/// The [`TestError`] for a library error (see [`Classify`]).
+/// How a kselftest program reports a library error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The environment lacks a prerequisite: report SKIP (exit 4).
+    Skip,
+    /// Something that should work did not, or the input was invalid: report FAIL (exit 1).
+    Fail,
+}
+
+/// The kselftest policy for a library error: SKIP when the environment lacks something
+/// ([`Error::is_environment`]), else FAIL.
+pub fn outcome(e: &Error) -> Outcome {
+    if e.is_environment() {
+        Outcome::Skip
+    } else {
+        Outcome::Fail
+    }
+}
+
+/// The [`TestError`] for a library error (see [`Classify`]). A device not bound to vfio-pci
+/// gets the `passthru setup` hint.
 pub fn classify_error(e: &Error, what: Option<&str>) -> TestError {
-    let text = match what {
+    let mut text = match what {
         Some(w) => format!("{w}: {e}"),
         None => e.to_string(),
     };
-    if e.is_skip() {
-        TestError::Skip(text)
-    } else {
-        TestError::Fail(text)
+    if let Error::NotBoundToVfio { bdf, .. } = e {
+        text.push_str(&format!(" or run `passthru setup {bdf}`"));
+    }
+    match outcome(e) {
+        Outcome::Skip => TestError::Skip(text),
+        Outcome::Fail => TestError::Fail(text),
     }
 }
 
@@ -113,6 +135,7 @@ mod tests {
         match classify_error(&skip, Some("open")) {
             TestError::Skip(r) => {
                 assert!(r.starts_with("open: 0000:00:04.0: bound to igb"), "{r}");
+                assert!(r.ends_with(" or run `passthru setup 0000:00:04.0`"), "{r}");
             }
             other => panic!("expected skip, got {other:?}"),
         }
@@ -124,6 +147,8 @@ mod tests {
         assert!(
             matches!(classify_error(&fail, None), TestError::Fail(m) if m.contains("VFIO_IOMMU_MAP_DMA"))
         );
+        assert_eq!(outcome(&skip), Outcome::Skip);
+        assert_eq!(outcome(&fail), Outcome::Fail);
     }
 
     #[test]

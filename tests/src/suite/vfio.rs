@@ -364,7 +364,12 @@ pub fn suite() -> Suite {
                 Ok(None) => Err(TestError::skip(format!(
                     "{bdf}: No driver found for device"
                 ))),
-                Err(e) if e.is_skip() => Err(TestError::skip(format!("{bdf}: {e}"))),
+                Err(e)
+                    if crate::programs::util::outcome(&e)
+                        == crate::programs::util::Outcome::Skip =>
+                {
+                    Err(TestError::skip(format!("{bdf}: {e}")))
+                }
                 Err(e) => Err(TestError::fail(format!("{bdf}: {e}"))),
             }
         })
