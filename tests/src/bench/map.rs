@@ -703,7 +703,7 @@ pub fn split(n: u32, rounds: u32) -> Vec<u32> {
 struct Failed(String);
 
 fn skip_or_fail(mode: IommuMode, what: &str, e: &Error) -> Result<Row, Failed> {
-    if crate::programs::util::outcome(&e) == crate::programs::util::Outcome::Skip {
+    if crate::programs::util::outcome(e) == crate::programs::util::Outcome::Skip {
         Ok(Row::Skip {
             mode,
             what: what.into(),
