@@ -220,3 +220,29 @@ fn library_has_no_kselftest_vocabulary_or_cli_policy() {
     assert!(!root().join("backend-linux/src/expectations.rs").exists());
     assert!(root().join("tests/src/state.rs").is_file());
 }
+
+#[test]
+fn library_open_functions_take_a_parsed_bdf() {
+    // Parse, don't re-validate: the caller parses once; the open path never parses again.
+    let device = read("backend-linux/src/device.rs");
+    assert!(device.contains("pub fn open(bdf: Bdf, iommu: &Arc<Iommu>)"));
+    assert!(device.contains("pub fn open_with_token(\n        b: Bdf,"));
+    assert!(device.contains("pub fn from_cdev_fd(\n        b: Bdf,"));
+    let group = read("backend-linux/src/group.rs");
+    assert!(group.contains("pub fn group_setup(iommu: &Arc<Iommu>, bdf: Bdf)"));
+    assert!(group.contains("pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: Bdf)"));
+    let cdev = read("backend-linux/src/cdev.rs");
+    assert!(cdev.contains("pub fn open(sys: Arc<dyn Sys>, b: Bdf)"));
+    assert!(cdev.contains("pub fn cdev_path(sys: &dyn Sys, bdf: Bdf)"));
+    for (name, text) in [("device.rs", &device), ("cdev.rs", &cdev)] {
+        assert!(
+            !text.contains("parse_bdf(") && !text.contains("Bdf::parse("),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        group.matches("Bdf::parse(").count(),
+        1,
+        "only parse_bdf parses"
+    );
+}

@@ -716,7 +716,7 @@ fn skip_or_fail(mode: IommuMode, what: &str, e: &Error) -> Result<Row, Failed> {
 
 fn time_lib_open(bdf: Bdf, mode: IommuMode) -> (Duration, Result<(), Error>) {
     let t = Instant::now();
-    let r = Iommu::open(mode).and_then(|i| VfioPciDevice::open(&bdf.to_string(), &i));
+    let r = Iommu::open(mode).and_then(|i| VfioPciDevice::open(bdf, &i));
     let d = t.elapsed();
     (d, r.map(drop))
 }
@@ -831,7 +831,7 @@ fn bench_mode(bdf: Bdf, mode: IommuMode, opts: &BenchMapOptions) -> Result<Vec<R
         }
     }
     let opened = Iommu::open(mode).and_then(|i| {
-        let d = VfioPciDevice::open(&bdf.to_string(), &i)?;
+        let d = VfioPciDevice::open(bdf, &i)?;
         Ok((i, d))
     });
     let (iommu, _device) = match opened {

@@ -77,7 +77,7 @@ pub fn kernel() -> TestResult<KernelVersion> {
 /// `vfio_pci_device_init`.
 pub fn open_device(bdf: Bdf, mode: IommuMode) -> TestResult<(Arc<Iommu>, VfioPciDevice)> {
     let iommu = Iommu::open(mode).classify_ctx(&format!("{bdf}: open IOMMU ({mode})"))?;
-    let dev = VfioPciDevice::open(&bdf.to_string(), &iommu).classify()?;
+    let dev = VfioPciDevice::open(bdf, &iommu).classify()?;
     Ok((iommu, dev))
 }
 

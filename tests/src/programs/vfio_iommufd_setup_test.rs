@@ -30,7 +30,7 @@ pub struct CdevState {
 fn setup(ctx: &Ctx) -> TestResult<CdevState> {
     let bdf = ctx.bdf()?;
     let sys = RealSys::shared();
-    let cdev = Cdev::open(sys.clone(), &bdf.to_string()).classify()?;
+    let cdev = Cdev::open(sys.clone(), bdf).classify()?;
     let iommufd = open_iommufd(sys.clone()).classify_ctx(&bdf.to_string())?;
     Ok(CdevState {
         bdf,

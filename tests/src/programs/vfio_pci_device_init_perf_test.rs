@@ -64,7 +64,7 @@ fn init(ctx: &Ctx, mode: &IommuMode, iommu: &mut Arc<Iommu>) -> TestResult {
             std::thread::spawn(move || -> TestResult<Timing> {
                 start.wait();
                 let t0 = Instant::now();
-                let r = VfioPciDevice::open(&bdf.to_string(), &iommu);
+                let r = VfioPciDevice::open(bdf, &iommu);
                 let t1 = Instant::now();
                 // Every thread reaches the second barrier, even on failure, so none hangs.
                 opened.wait();

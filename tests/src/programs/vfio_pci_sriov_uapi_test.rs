@@ -225,7 +225,7 @@ fn setup(_ctx: &Ctx, v: &SriovVariant) -> TestResult<SriovState> {
              the group-path modes cover the token uAPI on this kernel"
         );
     }
-    let pf = VfioPciDevice::open_with_token(&pf_bdf.to_string(), &iommu, Some(&token))
+    let pf = VfioPciDevice::open_with_token(pf_bdf, &iommu, Some(&token))
         .classify_ctx("open the PF with UUID_1")?;
     Ok(SriovState {
         iommu,
@@ -243,14 +243,14 @@ enum VfPath {
 }
 
 fn prepare_vf(st: &SriovState) -> TestResult<VfPath> {
-    let vf = st.vf.to_string();
+    let vf = st.vf;
     if st.iommu.mode().uses_container() {
         Ok(VfPath::Group(
-            group_setup(&st.iommu, &vf).classify_ctx("VF group setup")?,
+            group_setup(&st.iommu, vf).classify_ctx("VF group setup")?,
         ))
     } else {
         Ok(VfPath::Cdev(
-            Cdev::open(RealSys::shared(), &vf).classify_ctx("open the VF cdev")?,
+            Cdev::open(RealSys::shared(), vf).classify_ctx("open the VF cdev")?,
         ))
     }
 }

@@ -298,7 +298,7 @@ impl<D: Driver<Function: Clone, Clock: Clone>> Env for VfioEnv<D> {
 pub fn env(bdf: Bdf, mode: IommuMode) -> TestResult<Box<dyn DynEnv>> {
     let name = bdf.to_string();
     let iommu = Iommu::open(mode).map_err(|e| os(mode.name(), e))?;
-    let device = Arc::new(VfioPciDevice::open(&name, &iommu).map_err(|e| os(&name, e))?);
+    let device = Arc::new(VfioPciDevice::open(bdf, &iommu).map_err(|e| os(&name, e))?);
     let Some((kind, matched)) = probe(&SharedDevice(Arc::clone(&device))) else {
         return Err(TestError::skip("No driver found for device"));
     };
@@ -331,9 +331,8 @@ pub fn selector() -> DeviceSelector {
 /// Upstream's `main` before the harness: open the device in the default mode and probe.
 /// `Ok(Some(name))` for a match, `Ok(None)` without one.
 fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, passthru_linux::Error> {
-    let name = bdf.to_string();
     let iommu = Iommu::open(IommuMode::default())?;
-    let device = VfioPciDevice::open(&name, &iommu)?;
+    let device = VfioPciDevice::open(bdf, &iommu)?;
     Ok(probe(&SharedDevice(Arc::new(device))).map(|(_, m)| m.name))
 }
 
