@@ -12,7 +12,7 @@ use passthru_linux::{Error, Iommu, IommuMode, VfioPciDevice};
 use crate::harness::{Ctx, TestError, TestResult};
 
 /// Converts library results into test results: errors the library classifies as environment
-/// problems ([`Error::is_skip`]: missing node, not bound to vfio-pci, EPERM, no hugepages...)
+/// problems ([`Error::is_environment`]: missing node, not bound to vfio-pci, EPERM, no hugepages...)
 /// become SKIP with the library's one-line reason (which names the device and the fix); all
 /// others become FAIL.
 pub trait Classify<T> {
