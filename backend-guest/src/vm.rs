@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::{
     kvm_dtable, kvm_enable_cap, kvm_mp_state, kvm_segment, kvm_userspace_memory_region, CpuId,
-    KVM_CAP_X2APIC_API, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE,
+    KVM_CAP_SPLIT_IRQCHIP, KVM_CAP_X2APIC_API, KVM_MAX_CPUID_ENTRIES, KVM_MP_STATE_RUNNABLE,
     KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK, KVM_X2APIC_API_USE_32BIT_IDS,
 };
 use kvm_ioctls::{Cap, Kvm, VcpuExit, VcpuFd, VmFd};
@@ -334,7 +334,6 @@ impl Vm {
 
         let kvm = Kvm::new().map_err(VmError::KvmUnavailable)?;
         for (cap, name) in [
-            (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
             (Cap::Irqfd, "KVM_CAP_IRQFD"),
             (Cap::IrqRouting, "KVM_CAP_IRQ_ROUTING"),
             (Cap::SignalMsi, "KVM_CAP_SIGNAL_MSI"),
@@ -350,7 +349,7 @@ impl Vm {
             ));
         }
         let vm = kvm.create_vm().map_err(kerr("KVM_CREATE_VM"))?;
-        vm.create_irq_chip().map_err(kerr("KVM_CREATE_IRQCHIP"))?;
+        create_irqchip(&kvm, &vm)?;
         let mut cap = kvm_enable_cap {
             cap: KVM_CAP_X2APIC_API,
             ..Default::default()
@@ -685,7 +684,7 @@ impl Vm {
         self.threads
             .get(index)
             .and_then(|t| t.handle.as_ref())
-            .map(|h| h.as_pthread_t())
+            .map(pthread_of)
     }
 
     /// Waits for the next SYNC or DONE. A guest failure (assertion, exception, panic, bad
@@ -819,7 +818,7 @@ impl Vm {
             while !t.finished.load(Ordering::Acquire) && Instant::now() < deadline {
                 // SAFETY: the thread is alive (not finished, and its handle not yet joined),
                 // so its pthread_t is valid; the signal's handler does nothing.
-                unsafe { libc::pthread_kill(h.as_pthread_t(), kick_signal()) };
+                unsafe { libc::pthread_kill(pthread_of(&h), kick_signal()) };
                 std::thread::sleep(Duration::from_micros(200));
             }
             if t.finished.load(Ordering::Acquire) {
@@ -1045,4 +1044,45 @@ fn ucall(index: usize, kind: u32, shared: &Shared) -> Result<UcallResult> {
             Ok(UcallResult::Continue)
         }
     }
+}
+
+/// The `pthread_t` of a running thread. std hands it out as a `u64` (`RawPthread`), while libc's
+/// `pthread_t` is `u64` on glibc and a pointer on musl (the rig's static builds).
+#[allow(clippy::unnecessary_cast)] // a no-op on glibc, an integer-to-pointer cast on musl
+fn pthread_of<T>(handle: &std::thread::JoinHandle<T>) -> libc::pthread_t {
+    handle.as_pthread_t() as libc::pthread_t
+}
+
+/// Routes the IOAPIC of a split irqchip reserves (GSIs 0..24); the GSIs our routes use start
+/// at 24, as upstream KVM's `irq_test` draws them.
+const SPLIT_IRQCHIP_IOAPIC_ROUTES: u64 = 24;
+
+/// Gives the VM an in-kernel local APIC. The full in-kernel irqchip (LAPIC + IOAPIC + PIC,
+/// `KVM_CREATE_IRQCHIP`) where the host offers it; otherwise the split irqchip
+/// (`KVM_CAP_SPLIT_IRQCHIP`: LAPIC in the kernel, IOAPIC/PIC left to userspace, which this
+/// VMM never needs — every interrupt it delivers is an MSI route, an irqfd or
+/// `KVM_SIGNAL_MSI`). Kernels built without `CONFIG_KVM_IOAPIC` (7.x) refuse the full one with
+/// `ENOTTY`; the split one works there.
+fn create_irqchip(kvm: &Kvm, vm: &VmFd) -> Result<()> {
+    if kvm.check_extension(Cap::Irqchip) {
+        match vm.create_irq_chip() {
+            Ok(()) => return Ok(()),
+            Err(e) if !kvm.check_extension(Cap::SplitIrqchip) => {
+                return Err(kerr("KVM_CREATE_IRQCHIP")(e))
+            }
+            Err(_) => {}
+        }
+    }
+    if !kvm.check_extension(Cap::SplitIrqchip) {
+        return Err(VmError::MissingCapability(
+            "KVM_CAP_IRQCHIP or KVM_CAP_SPLIT_IRQCHIP (an in-kernel local APIC)",
+        ));
+    }
+    let mut cap = kvm_enable_cap {
+        cap: KVM_CAP_SPLIT_IRQCHIP,
+        ..Default::default()
+    };
+    cap.args[0] = SPLIT_IRQCHIP_IOAPIC_ROUTES;
+    vm.enable_cap(&cap)
+        .map_err(kerr("KVM_ENABLE_CAP(SPLIT_IRQCHIP)"))
 }

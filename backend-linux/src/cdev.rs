@@ -50,19 +50,16 @@ impl Cdev {
         let bdf = canonical.as_str();
         check_bound_to_vfio_at(&*sys, b, bdf)?;
         let path = cdev_path_at(&*sys, b, bdf)?;
-        let raw = sys
-            .open(&path, false)
+        let fd = SysFd::open(&sys, &path, false)
             .map_err(|e| Error::open_node(&path, "CONFIG_VFIO_DEVICE_CDEV", Some(bdf), e))?;
-        Ok(Cdev {
-            fd: SysFd::new(sys, raw),
-            bdf: canonical,
-        })
+        Ok(Cdev { fd, bdf: canonical })
     }
 
     /// Adopt an already-open cdev fd (for example one preserved across a live update).
     pub fn from_fd(sys: Arc<dyn Sys>, bdf: Bdf, fd: OwnedFd) -> Cdev {
         Cdev {
-            fd: SysFd::new(sys, fd.into_raw_fd()),
+            // SAFETY: `into_raw_fd` hands over the OwnedFd's ownership of an open fd.
+            fd: unsafe { SysFd::from_raw(sys, fd.into_raw_fd()) },
             bdf: bdf.canonical_string(),
         }
     }
@@ -130,10 +127,7 @@ impl Cdev {
 /// Open `/dev/iommu` without allocating anything (for step-by-step negative tests).
 pub fn open_iommufd(sys: Arc<dyn Sys>) -> Result<SysFd> {
     let path = Path::new(crate::iommu::IOMMUFD_PATH);
-    let raw = sys
-        .open(path, false)
-        .map_err(|e| Error::open_node(path, "CONFIG_IOMMUFD", None, e))?;
-    Ok(SysFd::new(sys, raw))
+    SysFd::open(&sys, path, false).map_err(|e| Error::open_node(path, "CONFIG_IOMMUFD", None, e))
 }
 
 /// VFIO_DEVICE_ATTACH_IOMMUFD_PT on a bound cdev fd; returns the output pt_id or the errno.

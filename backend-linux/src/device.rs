@@ -19,7 +19,7 @@ use crate::irq::{get_irq_info, slot, IrqInfo, IrqState};
 use crate::memory::base_page_size;
 use crate::region::{bar_alignment, get_region_info, mmap_region, Mmap, RegionInfo};
 use crate::sys::{
-    cap_chain, ioctl_plain, nr, read_plain, write_plain, Errno, IoctlArg, Sys, SysFd,
+    cap_chain, ioctl_plain, nr, read_plain, with_data, write_plain, Errno, IoctlArg, Sys, SysFd,
 };
 use crate::token::VfToken;
 
@@ -136,15 +136,13 @@ pub fn device_get_info_caps(sys: &dyn Sys, fd: RawFd) -> Result<DeviceCaps, Errn
 
 /// VFIO_DEVICE_FEATURE SET | PCI_VF_TOKEN with a 16-byte UUID (on a PF).
 pub fn set_vf_token(sys: &dyn Sys, fd: RawFd, token: &VfToken) -> Result<(), Errno> {
-    let mut buf = [0u8; 8 + 16];
-    let argsz = buf.len() as u32;
-    write_plain(&mut buf, 0, &argsz);
-    write_plain(
-        &mut buf,
-        4,
-        &(vb::VFIO_DEVICE_FEATURE_SET | vb::VFIO_DEVICE_FEATURE_PCI_VF_TOKEN),
-    );
-    buf[8..].copy_from_slice(token.as_bytes());
+    let payload = token.as_bytes();
+    let header = vb::vfio_device_feature {
+        argsz: (std::mem::size_of::<vb::vfio_device_feature>() + payload.len()) as u32,
+        flags: vb::VFIO_DEVICE_FEATURE_SET | vb::VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+        ..Default::default()
+    };
+    let mut buf = with_data(&header, payload);
     // SAFETY: a vfio_device_feature header followed by its 16-byte payload; no pointers.
     unsafe { sys.ioctl(fd, nr::VFIO_DEVICE_FEATURE, IoctlArg::Buf(&mut buf)) }.map(|_| ())
 }

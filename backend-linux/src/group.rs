@@ -193,7 +193,8 @@ impl Group {
                 IoctlArg::Buf(&mut name),
             )
         }?;
-        Ok(SysFd::new(sys, fd))
+        // SAFETY: VFIO_GROUP_GET_DEVICE_FD returns a new device fd owned by the caller.
+        Ok(unsafe { SysFd::from_raw(sys, fd) })
     }
 }
 
@@ -240,7 +241,7 @@ pub(crate) fn group_setup_at(iommu: &Arc<Iommu>, b: Bdf, bdf: &str) -> Result<Ar
         }
     }
     let path = PathBuf::from(format!("/dev/vfio/{number}"));
-    let raw = open_group_node(&*sys, iommu, number, &path).map_err(|e| match e {
+    let fd = open_group_node(&sys, iommu, number, &path).map_err(|e| match e {
         Errno::EBUSY => Error::Os {
             who: format!("{bdf}: {}", path.display()),
             op: "open (group already open elsewhere)",
@@ -253,7 +254,6 @@ pub(crate) fn group_setup_at(iommu: &Arc<Iommu>, b: Bdf, bdf: &str) -> Result<Ar
             e,
         ),
     })?;
-    let fd = SysFd::new(sys.clone(), raw);
     let flags =
         group_status(&*sys, fd.raw()).map_err(|e| Error::os(bdf, "VFIO_GROUP_GET_STATUS", e))?;
     if flags & vb::VFIO_GROUP_FLAGS_VIABLE == 0 {
@@ -309,15 +309,15 @@ pub(crate) fn group_setup_at(iommu: &Arc<Iommu>, b: Bdf, bdf: &str) -> Result<Ar
 /// being dropped right now (its registry entry is dead but its fd may not be closed yet), EBUSY
 /// is retried for up to two seconds.
 fn open_group_node(
-    sys: &dyn Sys,
+    sys: &Arc<dyn Sys>,
     iommu: &Iommu,
     number: u32,
     path: &Path,
-) -> Result<std::os::fd::RawFd, Errno> {
+) -> Result<SysFd, Errno> {
     // The clock is read only once an EBUSY calls for a retry (the normal open never needs it).
     let mut deadline = None;
     loop {
-        match sys.open(path, false) {
+        match SysFd::open(sys, path, false) {
             Err(Errno::EBUSY) => {
                 let closing = iommu.container_state().is_some_and(|st| {
                     st.groups

@@ -200,6 +200,8 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Edu<F, C> {
     }
 
     fn init(function: F, clock: C, _region: DmaRegion<'r>) -> Result<Self, DriverError> {
+        // Registers answer only with memory decode on (otherwise reads are all ones).
+        pci::update_command(&function, Command::MEMORY_SPACE, Command::empty())?;
         let bar = function.bar(0)?;
         if bar.len() < MIN_BAR_LEN {
             return Err(register_fault("BAR0 length", bar.len() as u64));

@@ -430,6 +430,8 @@ mod tests {
         let mem = HostMemory::pages(0x4000).unwrap();
         iommu.map(0x10000, &mem, 0, 0x4000, Perm::RW).unwrap();
         let m = EduModel::new(iommu, mode);
+        // Memory decode on (without it BAR0 reads all ones); bus master stays off.
+        m.function().config_write16(pci::COMMAND, 0x2).unwrap();
         (m, mem)
     }
 

@@ -11,10 +11,9 @@
 //! * the device is opened in the variant's mode; the probe tries `dsa`, `ioat`, `igb`, `edu` in
 //!   that order and **stops at the first match** (upstream lets the last match win);
 //! * the driver region is `Match::region_size` rounded up to a power of two, at least 2 MiB;
-//! * the memcpy region is 1 GiB when the driver can copy 512 MiB or more at once; otherwise it
-//!   is `2 × max_memcpy_size` (a power of two, at least 2 MiB). Upstream always maps 1 GiB, but
-//!   the copy size is `min(max_memcpy_size, region / 2)`, so memory beyond `2 × max` is never
-//!   touched; pinning it is pointless (edu copies 4 KiB, igb 1 KiB);
+//! * the memcpy region is 1 GiB, as upstream's (Linux 7.3): ordinary copies are
+//!   `min(4 × max_memcpy_size, 512 MiB)`, split into `max_memcpy_size` chunks; each storm copy
+//!   is `min(max_memcpy_size, 512 MiB)`;
 //! * both are `MAP_SHARED | MAP_ANONYMOUS` buffers at IOVAs from the allocator; a further 1 GiB
 //!   allocator block (2 MiB if the IOVA space is too small) is never mapped;
 //! * MSIs are read from the eventfd of the driver's vector (`Limits::msi_vector`, MSI-X or MSI
@@ -195,13 +194,11 @@ where
         let shared = SharedDevice(Arc::clone(&device));
         let mut driver = CheckedDriver::<D>::new(shared, MonotonicClock::new(), drv_region)
             .map_err(|e| os("probe", e))?;
-        let limits = driver.init().map_err(|e| os("driver init", e))?;
+        driver.init().map_err(|e| os("driver init", e))?;
 
-        let memcpy_len = if limits.max_memcpy_size >= UPSTREAM_MEMCPY_REGION / 2 {
-            UPSTREAM_MEMCPY_REGION
-        } else {
-            region_bytes(MIN_DRIVER_REGION, limits.max_memcpy_size.saturating_mul(2))
-        };
+        // Upstream (7.3): a 1 GiB memcpy region whatever the limits, so ordinary copies of
+        // min(4 x max_memcpy_size, 512 MiB) are split into max_memcpy_size chunks.
+        let memcpy_len = UPSTREAM_MEMCPY_REGION;
         let setup = (|| -> TestResult<(DmaRegion<'static>, u64)> {
             let buf =
                 DmaBuffer::anonymous_shared(memcpy_len).map_err(|e| os("memcpy region", e))?;
