@@ -335,7 +335,7 @@ pub struct Suite {
     after_all: Option<Box<AfterFn>>,
 }
 
-type GlobalFn = dyn Fn(&[Bdf]) -> TestResult + Send + Sync;
+type GlobalFn = dyn Fn(&[Bdf]) -> TestResult<Option<String>> + Send + Sync;
 type AfterFn = dyn Fn(&[Bdf]) + Send + Sync;
 
 impl Suite {
@@ -360,8 +360,13 @@ impl Suite {
     /// One-time setup before any test, given the selected devices (what upstream programs do
     /// in `main()` before `test_harness_run`, e.g. "No driver found for device" or enabling a
     /// VF). `Err(Skip(reason))` prints `program: reason` on stderr and exits 4 without running
-    /// tests; `Err(Fail(msg))` prints it and exits 1. Not called for `-l`/`-h`.
-    pub fn before_all(mut self, f: impl Fn(&[Bdf]) -> TestResult + Send + Sync + 'static) -> Self {
+    /// tests; `Err(Fail(msg))` prints it and exits 1. `Ok(Some(note))` prints the note as a
+    /// `# ` diagnostic after the KTAP header (never before `TAP version`). Not called for
+    /// `-l`/`-h`.
+    pub fn before_all(
+        mut self,
+        f: impl Fn(&[Bdf]) -> TestResult<Option<String>> + Send + Sync + 'static,
+    ) -> Self {
         self.before_all = Some(Box::new(f));
         self
     }

@@ -272,9 +272,10 @@ pub(crate) fn run_suite(
         }
     };
     let devices: Arc<[passthru_linux::bdf::Bdf]> = devices.into();
+    let mut note = None;
     if let Some(before) = &suite.before_all {
         match catch_unwind(AssertUnwindSafe(|| before(&devices))) {
-            Ok(Ok(())) => {}
+            Ok(Ok(n)) => note = n,
             Ok(Err(TestError::Skip(reason))) => {
                 let _ = writeln!(err, "{program}: {}", reason.trim_end());
                 return KSFT_SKIP;
@@ -323,6 +324,9 @@ pub(crate) fn run_suite(
     if !devices.is_empty() {
         let list: Vec<String> = devices.iter().map(|b| b.to_string()).collect();
         ktap::diag(&sink, &format!("devices: {}", list.join(" ")));
+    }
+    if let Some(n) = &note {
+        ktap::diag(&sink, n);
     }
 
     let mut totals = Totals::default();

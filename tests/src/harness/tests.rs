@@ -355,15 +355,21 @@ fn before_all_skip_or_fail_stops_the_program_and_after_all_runs() {
     let ok = Suite::new("drv")
         .before_all(|bdfs| {
             check_eq!(bdfs.len(), 1);
-            Ok(())
+            Ok(Some(format!("{}: Driver found: test", bdfs[0])))
         })
         .after_all(move |_| {
             a2.fetch_add(1, Ordering::SeqCst);
         })
         .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
-    let (code, _, _) = run(&ok, &[], &with_device());
+    let (code, out, _) = run(&ok, &[], &with_device());
     assert_eq!(code, KSFT_PASS);
     assert_eq!(after.load(Ordering::SeqCst), 1);
+    // The one-time note is a diagnostic inside the KTAP document, after the header.
+    assert!(out.starts_with("TAP version 13\n1..1\n"), "{out}");
+    assert!(
+        out.contains("\n# 0000:00:04.0: Driver found: test\n"),
+        "{out}"
+    );
     // -l does not run the hooks.
     run(&ok, &["-l"], &with_device());
     assert_eq!(after.load(Ordering::SeqCst), 1);

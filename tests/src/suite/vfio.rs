@@ -359,10 +359,7 @@ pub fn suite() -> Suite {
                 return Err(TestError::skip("no device given"));
             };
             match probe_default(bdf) {
-                Ok(Some(name)) => {
-                    println!("# {bdf}: Driver found: {name}");
-                    Ok(())
-                }
+                Ok(Some(name)) => Ok(Some(format!("{bdf}: Driver found: {name}"))),
                 Ok(None) => Err(TestError::skip(format!(
                     "{bdf}: No driver found for device"
                 ))),
