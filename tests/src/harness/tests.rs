@@ -324,7 +324,7 @@ fn setup_skip_and_teardown_failure() {
 }
 
 #[test]
-fn selector_no_match_exits_4_with_reason() {
+fn selector_on_a_missing_device_exits_1_in_one_line() {
     let suite = Suite::new("p")
         .devices(DeviceSelector::matching("SR-IOV PF", |f| {
             if f.is_sriov_pf() {
