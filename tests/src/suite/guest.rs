@@ -273,6 +273,12 @@ fn run_built(
         log(format!("guest: {line}"));
     }
     host.detach();
+    if r.is_err() {
+        // Where the guest's device accesses went, for the failure report.
+        for line in dev.exit_summary() {
+            log(format!("{}: {line}", dev.name()));
+        }
+    }
     r.map(|_| ()).map_err(|e| TestError::fail(e.to_string()))
 }
 
@@ -410,7 +416,7 @@ mod tests {
         passthru_models::function::DeviceModel::pci(&**dev.model())
             .msi
             .inject_drop(0, 1);
-        let (r, _) = run(built, Case::SendMsi);
+        let (r, lines) = run(built, Case::SendMsi);
         match r {
             Err(TestError::Fail(m)) => assert!(
                 m.contains("send_msi: no interrupt on guest vector 0x40"),
@@ -418,6 +424,13 @@ mod tests {
             ),
             other => panic!("expected a failure, got {other:?}"),
         }
+        // The failure report says where the guest's accesses went.
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("edu-model: BAR0: ") && l.contains(" 0 bad accesses")),
+            "{lines:?}"
+        );
     }
 
     #[test]
@@ -447,8 +460,8 @@ mod tests {
             other => panic!("expected a failure, got {other:?}"),
         }
         assert_eq!(
-            lines,
-            vec!["guest: edu: memcpy_success (copies waited for by interrupt)".to_string()]
+            lines[0],
+            "guest: edu: memcpy_success (copies waited for by interrupt)"
         );
     }
 
