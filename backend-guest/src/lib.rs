@@ -45,10 +45,16 @@
 //! * [`GuestMemory::host_ptr`]: guest RAM for IOMMU mapping at IOVA = GPA; DMA-able free RAM
 //!   starts at [`Vm::free_ram_start`].
 //!
+//! Device backings ([`device`]): a `passthru-models` device served from MMIO exits
+//! ([`device::model`]), a VFIO device passed through ([`device::vfio`]), and the device
+//! host-request protocol a guest uses for config space, interrupts and reset
+//! ([`device::request`]).
+//!
 //! Every wait takes a timeout and fails with [`VmError::Timeout`] naming what it waited for.
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod device;
 pub mod error;
 pub mod image;
 pub mod irq;

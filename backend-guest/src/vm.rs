@@ -461,6 +461,12 @@ impl Vm {
         &self.shared.vm
     }
 
+    /// A shared handle on the VM fd, for device backings that route interrupts from vCPU
+    /// threads while the VM runs.
+    pub(crate) fn vm_fd_shared(&self) -> Arc<VmFd> {
+        Arc::clone(&self.shared.vm)
+    }
+
     /// Number of vCPUs.
     pub fn nr_vcpus(&self) -> usize {
         self.vcpu_ids.len()

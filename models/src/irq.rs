@@ -1,7 +1,7 @@
 //! Interrupt delivery from models: an MSI/MSI-X sink that counts raises per vector, like the
 //! eventfds VFIO attaches to a device's vectors.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use passthru_core::mmio::IrqKind;
@@ -22,15 +22,32 @@ struct State {
     log: Vec<u32>,
 }
 
+/// Receives every delivered raise (the vector number) instead of the sink's counters; see
+/// [`MsiSink::set_forward`].
+pub type MsiForward = Arc<dyn Fn(u32) + Send + Sync>;
+
 /// Counts interrupts raised by a model, per vector.
 ///
 /// A raise is *delivered* only to vectors enabled with [`MsiSink::enable`] (what
-/// `PciFunction::irq_enable` does for a model); others are counted as undelivered.
-#[derive(Debug)]
+/// `PciFunction::irq_enable` does for a model); others are counted as undelivered. A delivered
+/// raise is counted (for [`MsiSink::take`] / [`MsiSink::wait_take`]) unless a forward is set
+/// ([`MsiSink::set_forward`]), which then receives it instead, like an eventfd attached to a KVM
+/// irqfd is consumed by KVM rather than read by the VMM.
 pub struct MsiSink {
     vectors: u32,
     state: Mutex<State>,
     cv: Condvar,
+    forward: Mutex<Option<MsiForward>>,
+}
+
+impl std::fmt::Debug for MsiSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MsiSink")
+            .field("vectors", &self.vectors)
+            .field("state", &self.state)
+            .field("forwarded", &self.forward_fn().is_some())
+            .finish()
+    }
 }
 
 impl MsiSink {
@@ -46,7 +63,22 @@ impl MsiSink {
                 ..State::default()
             }),
             cv: Condvar::new(),
+            forward: Mutex::new(None),
         }
+    }
+
+    fn forward_fn(&self) -> Option<MsiForward> {
+        self.forward
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Send every delivered raise to `forward` (called with the vector, outside the sink's lock)
+    /// instead of counting it; `None` goes back to counting. Undelivered raises (vector not
+    /// enabled) and injected drops are unaffected.
+    pub fn set_forward(&self, forward: Option<MsiForward>) {
+        *self.forward.lock().unwrap_or_else(|e| e.into_inner()) = forward;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -105,13 +137,18 @@ impl MsiSink {
             return;
         }
         let enabled = s.kind.is_some() && vector >= s.first && vector - s.first < s.count;
-        if enabled {
-            s.counts[v] += 1;
-            s.log.push(vector);
-            self.cv.notify_all();
-        } else {
+        if !enabled {
             s.undelivered[v] += 1;
+            return;
         }
+        s.log.push(vector);
+        if let Some(f) = self.forward_fn() {
+            drop(s);
+            f(vector);
+            return;
+        }
+        s.counts[v] += 1;
+        self.cv.notify_all();
     }
 
     /// Take (and reset) the count of delivered raises of `vector`, like an 8-byte eventfd read
@@ -205,5 +242,29 @@ mod tests {
         assert_eq!(s.take(3), 1);
         s.raise(99); // out of range: ignored, no panic
         assert_eq!(s.log(), vec![1, 1, 0, 3]);
+    }
+
+    #[test]
+    fn forward_receives_delivered_raises_instead_of_the_counters() {
+        let s = MsiSink::new(2);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        s.set_forward(Some(Arc::new(move |v| sink.lock().unwrap().push(v))));
+        s.raise(1); // not enabled: neither forwarded nor counted
+        assert!(seen.lock().unwrap().is_empty());
+        assert_eq!(s.undelivered(1), 1);
+        assert!(s.enable(IrqKind::MsiX, 0, 2));
+        s.raise(1);
+        s.raise(0);
+        assert_eq!(*seen.lock().unwrap(), vec![1, 0]);
+        assert_eq!(
+            s.pending(0) + s.pending(1),
+            0,
+            "forwarded raises are not counted"
+        );
+        s.set_forward(None);
+        s.raise(1);
+        assert_eq!(s.take(1), 1);
+        assert_eq!(seen.lock().unwrap().len(), 2);
     }
 }

@@ -42,19 +42,30 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ... | --ver
 /// A program `passthru test` runs: its name and the function building its suite.
 type Program = (&'static str, fn() -> Suite);
 
-/// The seven kselftest programs run on real devices: the six of `passthru::programs`, then
-/// `vfio_pci_driver_test` from `passthru::suite`.
+/// The programs run on real devices: the six of `passthru::programs`, then
+/// `vfio_pci_driver_test` and `vfio_pci_guest_driver_test` from `passthru::suite` (the latter
+/// skips without `/dev/kvm`).
 fn device_programs() -> Vec<Program> {
     programs::PROGRAMS
         .iter()
         .map(|p| (p.name, p.suite))
-        .chain([(suite::vfio::PROGRAM, suite::vfio::suite as fn() -> Suite)])
+        .chain([
+            (suite::vfio::PROGRAM, suite::vfio::suite as fn() -> Suite),
+            (suite::guest::PROGRAM, suite::guest::device_suite),
+        ])
         .collect()
 }
 
 /// What runs when no device is given (the default of `passthru test`): the upstream driver test
-/// cases on the DSA, CBDMA and edu models.
-const MODEL_PROGRAM: Program = ("passthru models (dsa, ioat, edu)", suite::models::suite);
+/// cases on the DSA, CBDMA and edu models, in this process and inside KVM guests (the guest
+/// program skips without `/dev/kvm`).
+const MODEL_PROGRAMS: [Program; 2] = [
+    ("passthru models (dsa, ioat, edu)", suite::models::suite),
+    (
+        "vfio_pci_guest_driver_test (models in a KVM guest)",
+        suite::guest::model_suite,
+    ),
+];
 
 /// Global options and the roots everything works under.
 struct Env {
@@ -518,7 +529,10 @@ fn cmd_test(env: &Env, args: &[String], out: &SharedOut, err: &mut dyn Write) ->
         );
     }
     let programs: Vec<(&'static str, Suite)> = if candidates.is_empty() {
-        vec![(MODEL_PROGRAM.0, (MODEL_PROGRAM.1)())]
+        MODEL_PROGRAMS
+            .iter()
+            .map(|(name, build)| (*name, build()))
+            .collect()
     } else {
         device_programs()
             .into_iter()
@@ -539,13 +553,10 @@ fn cmd_test(env: &Env, args: &[String], out: &SharedOut, err: &mut dyn Write) ->
         return one_line_error(err, format!("test: {why}"));
     }
     if candidates.is_empty() {
-        // One program: its own KTAP is the stream.
         let _ = writeln!(
             err,
-            "passthru test: no device given: running the driver suite on the models"
+            "passthru test: no device given: running the driver suites on the models"
         );
-        let (_, suite) = &programs[0];
-        return suite.run(&rest, &source, Box::new(out.clone()), err);
     }
     run_programs(programs, &opts, &rest, &source, out, err)
 }

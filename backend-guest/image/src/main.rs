@@ -10,5 +10,6 @@
 // The drivers are linked into the image; mains that run them live next to the ones below.
 use passthru_drivers as _;
 
+mod driver_test;
 mod irq_test;
 mod selftest;

@@ -17,6 +17,11 @@
 //! * [`irq`]: enable/disable interrupts, per-vector interrupt counts (kept by the stubs), waits
 //!   that spin or block in `HLT` until a count moves.
 //! * [`clock`]: a TSC clock implementing `passthru_core::mmio::Clock`.
+//! * [`device`]: PCI functions the VMM gives the guest — the request protocol shared with the
+//!   host ([`device::request`]) and the seam the drivers run on inside the guest
+//!   ([`device::guest`]: `GuestFunction`, BARs at their guest-physical address, DMA regions at
+//!   IOVA = GPA), so `passthru-drivers` link in unchanged.
+//! * [`driver_test`]: the ABI of `vfio_pci_guest_driver_test`'s guest main.
 //! * [`guest_main!`]: registers an `extern "C" fn(u32)` under a name the host selects it by.
 //! * Exceptions (vectors 0–31 except NMI) are reported to the host with vector, error code,
 //!   RIP and CR2, and stop the vCPU; NMIs and interrupts 32–255 are counted per vCPU and vector.
@@ -33,6 +38,8 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod abi;
+pub mod device;
+pub mod driver_test;
 
 #[cfg(target_arch = "x86_64")]
 pub mod apic;

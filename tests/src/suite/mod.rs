@@ -22,6 +22,7 @@
 //! `memcpy_storm` copies `PASSTHRU_STORM_BYTES` in total (see [`storm_bytes`]).
 
 pub mod bench;
+pub mod guest;
 pub mod models;
 pub mod vfio;
 
