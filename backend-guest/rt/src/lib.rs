@@ -26,8 +26,12 @@
 //! ~65 µs, an irqfd round trip 19–52 µs against ~75 µs), `HLT` and the x2APIC MSRs are
 //! CPL0-only, and the runtime's own paths are a few instructions each. Test guests are dominated
 //! by exits (ucalls, device MMIO, interrupts), so CPL0 is the faster choice; bulk data checks
-//! belong on the host, which sees guest memory directly. The GDT carries user segments and each
-//! TSS an RSP0, so a CPL3 mode can be added without changing the layout.
+//! belong on the host, which sees guest memory directly. Tried here (2026-12, the PVM host): a
+//! main entered at CPL3 through `iretq` with RFLAGS.IOPL = 3 faults with #GP on its first ucall
+//! `out`, and the exception frame shows IOPL 0 — the host does not honour a guest IOPL, so
+//! every ucall from CPL3 would also need a trap into CPL0 first. The GDT carries user segments
+//! and each TSS an RSP0, so a CPL3 mode (ucalls through a DPL3 gate) can still be added
+//! without changing the layout.
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
