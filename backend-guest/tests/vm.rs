@@ -529,3 +529,23 @@ fn extra_memslot_is_guest_memory_the_host_sees() {
     let untouched = unsafe { (host.add(8 * 0x200) as *const u64).read_volatile() };
     assert_eq!(untouched, 0);
 }
+
+#[test]
+fn hlt_wait_with_timeout_wakes_on_the_apic_timer_or_the_interrupt() {
+    if !kvm() {
+        return;
+    }
+    for mode in [1u64, 2] {
+        let mut vm = Vm::new(VmConfig::new("hlt_timeout").arg(0, mode)).unwrap();
+        vm.start().unwrap();
+        vm.wait_ready(T).unwrap();
+        let waited = vm.user_var::<u64>(8).unwrap().read();
+        assert!(
+            (5_000_000..1_000_000_000).contains(&waited),
+            "mode {mode}: {waited} ns"
+        );
+        vm.signal_msi(&MsiMessage::fixed(0, 0x44).unwrap()).unwrap();
+        vm.run_until_done(T).unwrap();
+        assert_eq!(vm.user_var::<u64>(16).unwrap().read(), 1, "mode {mode}");
+    }
+}

@@ -142,3 +142,32 @@ extern "C" fn fill(_vcpu: u32) {
         unsafe { ((args[0] + 8 * i) as *mut u64).write_volatile(args[2]) };
     }
 }
+
+guest_main!(HLT_TIMEOUT, "hlt_timeout", hlt_timeout);
+/// APIC mode `args[0]` (1 xAPIC, 2 x2APIC); a HLT wait for 0x44 with a 5 ms timeout must time
+/// out (elapsed ns → user word 1); then ready, and a HLT wait with a 10 s timeout must see the
+/// host's 0x44 (count → user word 2).
+extern "C" fn hlt_timeout(_vcpu: u32) {
+    use passthru_guest_rt::{clock, irq};
+    apic::enable(if boot_info().args[0] == 1 {
+        apic::Mode::Xapic
+    } else {
+        apic::Mode::X2apic
+    });
+    irq::enable();
+    let put = |word: usize, v: u64| {
+        if let Some(p) = user_area::<u64>(8 * word) {
+            // SAFETY: an aligned in-bounds user-area word.
+            unsafe { p.write_volatile(v) };
+        }
+    };
+    let t = clock::now_ns();
+    let r = irq::wait_hlt_timeout(0x44, 0, 5_000_000);
+    let waited = clock::now_ns() - t;
+    guest_assert!(r.is_none(), "0x44 arrived early: {:?}", r);
+    guest_assert!(irq::count(apic::TIMER_VECTOR) >= 1, "the timer never fired");
+    put(1, waited);
+    percpu::set_ready();
+    let r = irq::wait_hlt_timeout(0x44, 0, 10_000_000_000);
+    put(2, r.unwrap_or(0));
+}
