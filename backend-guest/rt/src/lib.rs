@@ -15,7 +15,8 @@
 //!   report file, line, expression and values to the host, which fails the test with them.
 //! * [`apic`]: enable x2APIC or xAPIC, read the APIC id, EOI.
 //! * [`irq`]: enable/disable interrupts, per-vector interrupt counts (kept by the stubs), waits
-//!   that spin or block in `HLT` until a count moves.
+//!   that spin or block in `HLT` until a count moves (with a TSC timeout, or a one-shot APIC
+//!   timer waking the `HLT`).
 //! * [`clock`]: a TSC clock implementing `passthru_core::mmio::Clock`.
 //! * [`guest_main!`]: registers an `extern "C" fn(u32)` under a name the host selects it by.
 //! * Exceptions (vectors 0–31 except NMI) are reported to the host with vector, error code,
