@@ -9,4 +9,5 @@ pub mod bench;
 pub mod harness;
 pub mod programs;
 pub mod rig;
+pub mod state;
 pub mod suite;

@@ -1,6 +1,6 @@
 //! The suite on a real device through VFIO: the kselftest program `vfio_pci_driver_test`.
 //!
-//! As upstream (vfio-selftests.md §2.2): `main` opens the device in the default IOMMU mode
+//! As upstream (`tools/testing/selftests/vfio/vfio_pci_driver_test.c`): `main` opens the device in the default IOMMU mode
 //! (`iommufd`) and probes the drivers; with none it prints "No driver found for device" and exits
 //! with `KSFT_SKIP` (4). The fixture `vfio_pci_driver_test` has the five IOMMU modes as variants
 //! and the seven cases as tests, named exactly as upstream
@@ -301,7 +301,7 @@ impl<D: Driver<'static, Function: Clone, Clock: Clone>> Env for VfioEnv<D> {
 pub fn env(bdf: Bdf, mode: IommuMode) -> TestResult<Box<dyn DynEnv>> {
     let name = bdf.to_string();
     let iommu = Iommu::open(mode).map_err(|e| os(mode.name(), e))?;
-    let device = Arc::new(VfioPciDevice::open(&name, &iommu).map_err(|e| os(&name, e))?);
+    let device = Arc::new(VfioPciDevice::open(bdf, &iommu).map_err(|e| os(&name, e))?);
     let Some((kind, matched)) = probe(&SharedDevice(Arc::clone(&device))) else {
         return Err(TestError::skip("No driver found for device"));
     };
@@ -334,9 +334,8 @@ pub fn selector() -> DeviceSelector {
 /// Upstream's `main` before the harness: open the device in the default mode and probe.
 /// `Ok(Some(name))` for a match, `Ok(None)` without one.
 fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, passthru_linux::Error> {
-    let name = bdf.to_string();
     let iommu = Iommu::open(IommuMode::default())?;
-    let device = VfioPciDevice::open(&name, &iommu)?;
+    let device = VfioPciDevice::open(bdf, &iommu)?;
     Ok(probe(&SharedDevice(Arc::new(device))).map(|(_, m)| m.name))
 }
 
@@ -360,14 +359,16 @@ pub fn suite() -> Suite {
                 return Err(TestError::skip("no device given"));
             };
             match probe_default(bdf) {
-                Ok(Some(name)) => {
-                    println!("# {bdf}: Driver found: {name}");
-                    Ok(())
-                }
+                Ok(Some(name)) => Ok(Some(format!("{bdf}: Driver found: {name}"))),
                 Ok(None) => Err(TestError::skip(format!(
                     "{bdf}: No driver found for device"
                 ))),
-                Err(e) if e.is_skip() => Err(TestError::skip(format!("{bdf}: {e}"))),
+                Err(e)
+                    if crate::programs::util::outcome(&e)
+                        == crate::programs::util::Outcome::Skip =>
+                {
+                    Err(TestError::skip(format!("{bdf}: {e}")))
+                }
                 Err(e) => Err(TestError::fail(format!("{bdf}: {e}"))),
             }
         })
@@ -387,6 +388,10 @@ pub fn run(args: &[String], source: &DeviceSource) -> i32 {
 
 /// The program's `main`: process arguments and environment, exit with the kselftest code.
 pub fn main() -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = crate::harness::process_args(PROGRAM);
+    if let Err(e) = super::check_storm_env() {
+        eprintln!("{PROGRAM}: {e}");
+        std::process::exit(crate::harness::KSFT_FAIL);
+    }
     std::process::exit(run(&args, &DeviceSource::from_env()))
 }
