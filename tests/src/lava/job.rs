@@ -301,7 +301,7 @@ pub fn lab_job(job: &LabJob) -> String {
          tags: [{}]\n\
          priority: medium\n\
          visibility: public\n\
-         context:\n  extra_kernel_args: 'intel_iommu=on iommu=on vfio_pci.enable_sriov=1'\n\
+         context:\n  extra_kernel_args: 'intel_iommu=on vfio_pci.enable_sriov=1'\n\
          timeouts:\n  job: {{minutes: 120}}\n  action: {{minutes: 15}}\n  connection: {{minutes: 2}}\n\
          actions:\n\
          - deploy:\n    to: tftp\n    timeout: {{minutes: 15}}\n    kernel:\n      url: {}\n      type: bzimage",
@@ -334,4 +334,130 @@ pub fn lab_job(job: &LabJob) -> String {
         q(&job.passthru_url),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// The arguments `run-qemu.sh` printed for the 1g boot under TCG (recorded).
+    const PRINTED: &str = "-accel\ntcg\n-cpu\nmax\n-smp\n1\n-m\n4G\n-M\nq35,kernel-irqchip=split\n\
+        -device\nigb,bus=rp2\n-kernel\n/k\n-initrd\n/i\n-append\nconsole=ttyS0 hugepagesz=1G \n\
+        -nodefaults\n-display\nnone\n-no-reboot\n";
+
+    #[test]
+    fn qemu_args_split_into_options_memory_and_command_line() {
+        let a = split_qemu_args(PRINTED).unwrap();
+        assert_eq!(
+            a.options,
+            [
+                "-accel tcg",
+                "-cpu max",
+                "-smp 1",
+                "-M q35,kernel-irqchip=split",
+                "-device igb,bus=rp2",
+                "-nodefaults",
+                "-display none",
+                "-no-reboot"
+            ]
+        );
+        assert_eq!((a.memory.as_str(), a.append.as_str()), ("4G", "console=ttyS0 hugepagesz=1G"));
+        assert_eq!(
+            split_qemu_args("-m\n2G\n"),
+            Err(QemuArgsError::Missing("-append"))
+        );
+        assert!(matches!(
+            split_qemu_args("-m\n2G\n-append\nx\n-name\na b\n"),
+            Err(QemuArgsError::Space(_))
+        ));
+        assert_eq!(q("it's"), "'it''s'");
+    }
+
+    fn lava_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("lava")
+    }
+
+    /// The example lab job in `tests/lava/lab-x86-job.yaml`.
+    fn example_lab_job() -> String {
+        lab_job(&LabJob {
+            name: "passthru VFIO/IOMMUFD on DSA".into(),
+            device_type: "x86".into(),
+            tags: vec!["dsa".into(), "iommufd".into()],
+            devices: vec!["0000:6a:01.0".into()],
+            kernel_url: "https://storage.example.org/linux/bzImage".into(),
+            initrd_url: String::new(),
+            rootfs_url: "https://storage.example.org/debian-rootfs.tar.xz".into(),
+            repo_url: "https://github.com/example/passthru.git".into(),
+            revision: "main".into(),
+            passthru_url: String::new(),
+        })
+    }
+
+    /// The committed device file, rig job and lab job are what the generators produce from
+    /// `run-qemu.sh`, the rig's plan and the test definition. `PASSTHRU_BLESS=1 cargo test`
+    /// rewrites them.
+    #[test]
+    fn committed_definitions_match_their_sources() {
+        let (device, job) = crate::lava::rig_job_files(
+            "file:///path/to/bzImage",
+            "file:///path/to/passthru-rig-initrd.cpio.gz",
+            Some("tcg"),
+            &crate::lava::all_built(),
+            "passthru rig",
+        )
+        .unwrap();
+        let files = [
+            ("qemu-rig-device.yaml", device),
+            ("qemu-rig-job.yaml", job),
+            ("lab-x86-job.yaml", example_lab_job()),
+        ];
+        for (name, text) in files {
+            let path = lava_dir().join(name);
+            if std::env::var_os("PASSTHRU_BLESS").is_some() {
+                std::fs::write(&path, &text).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == text,
+                "tests/lava/{name} is stale: regenerate with `PASSTHRU_BLESS=1 cargo test -p passthru --lib lava`"
+            );
+        }
+    }
+
+    #[test]
+    fn rig_job_runs_every_program_and_device_of_the_plan() {
+        let built = crate::lava::all_built();
+        for boot in Boot::ALL {
+            let (all, _) = plan::boot_matrix(&built, boot);
+            let lava = lava_entries(&built, boot);
+            // Everything but the benchmarks and `passthru list` (no KTAP cases).
+            let tests: Vec<&Entry> = all.iter().filter(|e| e.program != "passthru").collect();
+            assert_eq!(lava.len(), tests.len());
+            assert!(all.len() > lava.len(), "benchmarks are left out");
+            let runs = crate::lava::cases::parse_runs(&runs_param(&lava)).unwrap();
+            for (r, e) in runs.iter().zip(&lava) {
+                assert_eq!((&r.program, &r.label, &r.args, &r.env), (&e.program, &e.label, &e.args, &e.env));
+            }
+        }
+        let normal = lava_entries(&built, Boot::Normal);
+        for program in plan::PROGRAMS {
+            assert!(normal.iter().any(|e| e.program == program), "{program}");
+        }
+        let huge = lava_entries(&built, Boot::Huge1G);
+        assert!(huge.iter().any(|e| e.env == ["RIG_EXPECT_1G=1"]));
+        // The job embeds the test definition and gives each boot its own memory size.
+        let a = split_qemu_args(PRINTED).unwrap();
+        let job = rig_job(&RigJob {
+            name: "n".into(),
+            kernel_url: "file:///k".into(),
+            initrd_url: "file:///i".into(),
+            boots: vec![(Boot::Huge1G, a, huge)],
+            device_memory: "2G".into(),
+            program_timeout_s: 300,
+        });
+        assert!(job.contains("hugepagesz=1G rig_lava=1\" -m 4G'"), "{job}");
+        assert!(job.contains("format: Lava-Test Test Definition 1.0"));
+        assert!(job.contains("passthru lava cases"));
+    }
 }

@@ -153,7 +153,7 @@ pub fn qemu_args(boot: Boot, accel: Option<&str>) -> Result<job::QemuArgs, Strin
 }
 
 /// Every program the rig knows, as if all were built (for jobs written without a build).
-fn all_built() -> BTreeSet<String> {
+pub(crate) fn all_built() -> BTreeSet<String> {
     PROGRAMS
         .iter()
         .map(|p| p.to_string())
