@@ -72,6 +72,16 @@ pub fn judge(log: &LavaLog, expected: Option<&[SetKey]>) -> Vec<Verdict> {
             .as_ref()
             .and_then(|s| log.console.get(&(c.suite.clone(), s.clone())));
         let reason = console.and_then(|run| {
+            if is_synthetic(&c.name) {
+                // `# passthru lava cases: (missing results) fail: why`
+                return run.text.lines().rev().find_map(|l| {
+                    let rest = l.strip_prefix("# passthru lava cases: ")?;
+                    let (name, tail) = rest.split_once(')')?;
+                    (case_name(&format!("{name})")) == c.name)
+                        .then(|| tail.split_once(": ").map(|(_, r)| r.to_string()))
+                        .flatten()
+                });
+            }
             run.results
                 .iter()
                 .rev()
@@ -265,7 +275,7 @@ pub fn rig_cases(dir: &Path, kernel: &str) -> Option<BTreeMap<CaseKey, Outcome>>
 pub fn lava_cases(verdicts: &[Verdict]) -> BTreeMap<CaseKey, Outcome> {
     verdicts
         .iter()
-        .filter(|v| v.program != CHECK && v.program != "passthru")
+        .filter(|v| v.program != CHECK && v.program != "passthru" && !v.name.starts_with('('))
         .map(|v| {
             (
                 (
@@ -344,4 +354,187 @@ pub fn render_comparison(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lava::log::parse;
+
+    const PASS: &str = include_str!("testdata/pass.log");
+    const MIXED: &str = include_str!("testdata/mixed.log");
+    const GAP: &str = include_str!("testdata/gap.log");
+    const POWEROFF: &str = include_str!("testdata/poweroff.log");
+    const TRUNCATED: &str = include_str!("testdata/truncated-file.log");
+    const EXPORT: &str = include_str!("testdata/server-export.yaml");
+
+    fn names(v: &[Verdict], outcome: Outcome) -> Vec<String> {
+        v.iter()
+            .filter(|x| x.outcome == outcome)
+            .map(|x| format!("{} {} {}", x.program, x.device, x.name))
+            .collect()
+    }
+
+    fn find<'a>(v: &'a [Verdict], name: &str) -> &'a Verdict {
+        v.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("no {name} in {v:#?}"))
+    }
+
+    #[test]
+    fn recorded_pass_run_passes() {
+        let log = parse(PASS);
+        assert_eq!(log.job().unwrap().result, "pass");
+        assert_eq!(log.unreadable, 0);
+        assert_eq!(log.planned.len(), 2);
+        let v = judge(&log, None);
+        assert!(names(&v, Outcome::Fail).is_empty(), "{v:#?}");
+        assert_eq!(names(&v, Outcome::Pass).len(), 2 + 4, "setup, cleanup, 2x2 cases");
+        assert_eq!(
+            names(&v, Outcome::Skip),
+            ["fake_pass edu fake.iommufd.skip", "fake_pass igb fake.iommufd.skip"]
+        );
+        assert_eq!(
+            find(&v, "fake.iommufd.skip").reason.as_deref(),
+            Some("no 1G hugepages reserved")
+        );
+        assert_eq!(v[1].kernel, "normal");
+        assert_eq!(v[1].mode, "vfio_type1_iommu");
+    }
+
+    #[test]
+    fn recorded_pass_fail_skip_and_short_plan() {
+        let log = parse(MIXED);
+        // lava-run passed the job although cases failed.
+        assert_eq!(log.job().unwrap().result, "pass");
+        let v = judge(&log, None);
+        assert_eq!(
+            names(&v, Outcome::Fail),
+            [
+                "fake_mixed edu fake.vfio_type1_iommu.fail",
+                "fake_short igb missing-results",
+                "fake_short igb (missing cases)"
+            ]
+        );
+        assert_eq!(
+            find(&v, "fake.vfio_type1_iommu.fail").reason.as_deref(),
+            Some("fake.c:12: expected 0, got -22")
+        );
+        assert_eq!(
+            find(&v, "missing-results").reason.as_deref(),
+            Some("plan announced 3 tests, 1 reported")
+        );
+        assert_eq!(
+            find(&v, "(missing cases)").reason.as_deref(),
+            Some("KTAP plan 1..3, LAVA recorded 1")
+        );
+        // XFAIL counts as a pass, as in kselftest.
+        assert_eq!(find(&v, "fake.iommufd.xfail").outcome, Outcome::Pass);
+        assert_eq!(names(&v, Outcome::Skip), ["fake_mixed edu fake.iommufd.skip"]);
+    }
+
+    #[test]
+    fn recorded_silent_gap_loses_the_rest_and_fails() {
+        let log = parse(GAP);
+        let v = judge(&log, None);
+        let fails = names(&v, Outcome::Fail);
+        assert!(fails.contains(&"(lava) - (job)".to_string()), "{fails:?}");
+        assert!(find(&v, "(job)")
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("Test: lava-test-shell timed out after 60 seconds"));
+        assert!(fails.contains(&"(lava) - (test run)".to_string()));
+        assert!(fails.contains(&"(lava) - (runner)".to_string()));
+        // fake_gap printed 1 of 3 cases before the gap; fake_short never ran.
+        assert!(fails.contains(&"fake_gap edu (missing cases)".to_string()), "{fails:?}");
+        assert!(fails.contains(&"fake_short igb (not run)".to_string()), "{fails:?}");
+        assert_eq!(find(&v, "fake.iommufd.before_gap").outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn recorded_guest_poweroff_truncates_the_run() {
+        let log = parse(POWEROFF);
+        let v = judge(&log, None);
+        assert!(find(&v, "(job)")
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("Infrastructure: Connection closed"));
+        let fails = names(&v, Outcome::Fail);
+        assert!(fails.contains(&"fake_poweroff edu (missing cases)".to_string()), "{fails:?}");
+        assert!(fails.contains(&"fake_short igb (not run)".to_string()), "{fails:?}");
+        assert_eq!(find(&v, "fake.iommufd.before_poweroff").outcome, Outcome::Pass);
+    }
+
+    #[test]
+    fn truncated_file_has_no_job_verdict() {
+        let log = parse(TRUNCATED);
+        assert!(log.job().is_none());
+        let v = judge(&log, None);
+        let fails = names(&v, Outcome::Fail);
+        assert!(fails.contains(&"(lava) - (job)".to_string()), "{fails:?}");
+        assert!(fails.contains(&"fake_short igb (not run)".to_string()), "{fails:?}");
+    }
+
+    #[test]
+    fn expected_runs_missing_from_the_log_fail() {
+        let log = parse(PASS);
+        let expected = vec![
+            ("0_passthru-normal".to_string(), "fake_pass-edu".to_string()),
+            ("1_passthru-normal".to_string(), "fake_pass-igb".to_string()),
+            ("0_passthru-1g".to_string(), "fake_pass-edu".to_string()),
+        ];
+        let v = judge(&log, Some(&expected));
+        assert_eq!(names(&v, Outcome::Fail), ["fake_pass edu (not run)"]);
+        assert_eq!(find(&v, "(not run)").kernel, "1g");
+    }
+
+    #[test]
+    fn results_export_is_read_without_console_checks() {
+        let log = parse(EXPORT);
+        assert!(!log.has_console);
+        assert_eq!(log.cases.len(), 4);
+        assert_eq!(log.cases[2].set.as_deref(), Some("fake_mixed-edu"));
+        assert_eq!(log.cases[2].result, LavaResult::Fail);
+        assert_eq!(log.job().unwrap().result, "pass");
+        let v = judge(&log, None);
+        assert_eq!(names(&v, Outcome::Fail), ["fake_mixed edu fake.vfio_type1_iommu.fail"]);
+        assert_eq!(names(&v, Outcome::Pass).len(), 2);
+        assert!(notes(&log)[0].contains("KTAP plans"));
+    }
+
+    #[test]
+    fn comparison_with_the_rig_by_name_and_result() {
+        let dir = std::env::temp_dir().join(format!("passthru-lava-cmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // The rig's serial log of the same runs as pass.log (rig protocol, same KTAP).
+        let ktap = "TAP version 13\n1..3\nok 1 fake.vfio_type1_iommu.pass\nok 2 fake.iommufd.pass\n\
+                    ok 3 fake.iommufd.skip # SKIP no 1G hugepages reserved\n";
+        let serial = format!(
+            "=== RIG BOOT kernel=6.12.118 uptime=1\n=== RUN fake_pass edu 0000:00:03.0\n{ktap}\
+             === END fake_pass edu rc=0 secs=1\n=== RUN fake_pass igb 0000:02:00.0\n{ktap}\
+             === END fake_pass igb rc=0 secs=1\n=== RUN passthru all list\nBDF\n\
+             === END passthru all rc=0 secs=1\n=== RIG DONE runs=3 errors=0\n"
+        );
+        std::fs::write(dir.join("6.12.118-normal.serial.log"), &serial).unwrap();
+        let lava = lava_cases(&judge(&parse(PASS), None));
+        let rig = rig_cases(&dir, "6.12.118").unwrap();
+        assert_eq!(rig.len(), 6, "`passthru list` is not a LAVA case: {rig:#?}");
+        assert!(compare(&rig, &lava).is_empty(), "{:?}", compare(&rig, &lava));
+        // One result different (edu), one case missing on the LAVA side (igb).
+        let changed = serial
+            .replacen("ok 2 fake.iommufd.pass", "not ok 2 fake.iommufd.pass", 1)
+            .replacen("=== END fake_pass igb", "ok 4 fake.iommufd.extra\n=== END fake_pass igb", 1);
+        std::fs::write(dir.join("6.12.118-normal.serial.log"), changed).unwrap();
+        let rig = rig_cases(&dir, "6.12.118").unwrap();
+        let diffs = compare(&rig, &lava);
+        assert_eq!(
+            diffs,
+            [
+                "normal fake_pass [edu] fake.iommufd.pass: rig FAIL, LAVA PASS",
+                "normal fake_pass [igb] fake.iommufd.extra: rig PASS, missing in LAVA",
+            ]
+        );
+        assert!(rig_cases(&dir, "7.3.4").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

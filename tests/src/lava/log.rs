@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use super::flow::{self, Value};
-use crate::rig::serial::{parse_result_line, TestResult};
+use crate::rig::serial::{parse_boot_log, TestResult};
 
 /// A test case's result as LAVA records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,13 +64,16 @@ pub struct ActionVerdict {
     pub error: Option<String>,
 }
 
-/// What the console showed for one test set: its KTAP plan and top-level results.
+/// What the console showed for one test set: its KTAP plan and top-level results, read with
+/// the rig's serial-log parser (so failure reasons are the same diagnostics the rig shows).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConsoleRun {
     /// The KTAP plan count (`1..N`), if printed.
     pub plan: Option<usize>,
-    /// Top-level KTAP results as printed (names, outcomes, SKIP reasons).
+    /// Top-level KTAP results as printed (names, outcomes, SKIP and failure reasons).
     pub results: Vec<TestResult>,
+    /// The console lines of the set.
+    pub text: String,
 }
 
 /// Key of a console run: suite and set.
@@ -187,12 +190,22 @@ fn target_line(log: &mut LavaLog, con: &mut Console, text: &str) {
         let Some(set) = con.set.clone() else {
             continue;
         };
+        if line.starts_with("<LAVA_") || line.starts_with("+ lava-test-") {
+            continue;
+        }
         let run = log.console.entry((suite, set)).or_default();
-        if let Some(r) = parse_result_line(line) {
-            run.results.push(r);
-        } else if let Some(plan) = line.strip_prefix("1..") {
-            let count = plan.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("");
-            run.plan = count.parse().ok();
+        run.text.push_str(line);
+        run.text.push('\n');
+    }
+}
+
+/// Reads each set's console text with the rig's parser.
+fn finish_console(log: &mut LavaLog) {
+    for run in log.console.values_mut() {
+        let parsed = parse_boot_log(&format!("=== RUN set - -\n{}", run.text));
+        if let Some(r) = parsed.runs.into_iter().next() {
+            run.plan = r.plan;
+            run.results = r.results;
         }
     }
 }
@@ -223,6 +236,7 @@ fn parse_records(text: &str) -> LavaLog {
             _ => {}
         }
     }
+    finish_console(&mut log);
     log
 }
 
