@@ -284,7 +284,10 @@ fn lava_report(r: Report, have_helpers: bool) {
     if have_helpers {
         let status = Command::new(&args[0]).args(&args[1..]).status();
         if !matches!(status, Ok(s) if s.success()) {
-            eprintln!("passthru lava cases: `{}` failed: {status:?}", args.join(" "));
+            eprintln!(
+                "passthru lava cases: `{}` failed: {status:?}",
+                args.join(" ")
+            );
         }
     } else {
         println!("{}", args.join(" "));
@@ -444,7 +447,10 @@ mod tests {
                 Report::SetStop,
             ]
         );
-        assert!(out.contains("ok 1 a.b.c # env X=1 arg 0000:00:03.0"), "{out}");
+        assert!(
+            out.contains("ok 1 a.b.c # env X=1 arg 0000:00:03.0"),
+            "{out}"
+        );
         assert!(out.contains("not ok 2 a.b.d"), "stderr is merged: {out}");
     }
 

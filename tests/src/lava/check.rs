@@ -291,32 +291,26 @@ pub fn lava_cases(verdicts: &[Verdict]) -> BTreeMap<CaseKey, Outcome> {
 }
 
 /// Differences between the rig's cases and LAVA's, one line each (empty: identical).
-pub fn compare(
-    rig: &BTreeMap<CaseKey, Outcome>,
-    lava: &BTreeMap<CaseKey, Outcome>,
-) -> Vec<String> {
+pub fn compare(rig: &BTreeMap<CaseKey, Outcome>, lava: &BTreeMap<CaseKey, Outcome>) -> Vec<String> {
     let show = |k: &CaseKey| format!("{} {} [{}] {}", k.0, k.1, k.2, k.3);
     let word = |o: &Outcome| format!("{o:?}").to_ascii_uppercase();
     let mut out = Vec::new();
     for (k, o) in rig {
         match lava.get(k) {
-            None => out.push(format!(
-                "{}: rig {}, missing in LAVA",
-                show(k),
-                word(o)
-            )),
-            Some(l) if l != o => out.push(format!(
-                "{}: rig {}, LAVA {}",
-                show(k),
-                word(o),
-                word(l)
-            )),
+            None => out.push(format!("{}: rig {}, missing in LAVA", show(k), word(o))),
+            Some(l) if l != o => {
+                out.push(format!("{}: rig {}, LAVA {}", show(k), word(o), word(l)))
+            }
             Some(_) => {}
         }
     }
     for (k, o) in lava {
         if !rig.contains_key(k) {
-            out.push(format!("{}: LAVA {}, not in the rig's run", show(k), word(o)));
+            out.push(format!(
+                "{}: LAVA {}, not in the rig's run",
+                show(k),
+                word(o)
+            ));
         }
     }
     out
@@ -376,7 +370,9 @@ mod tests {
     }
 
     fn find<'a>(v: &'a [Verdict], name: &str) -> &'a Verdict {
-        v.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("no {name} in {v:#?}"))
+        v.iter()
+            .find(|x| x.name == name)
+            .unwrap_or_else(|| panic!("no {name} in {v:#?}"))
     }
 
     #[test]
@@ -387,10 +383,17 @@ mod tests {
         assert_eq!(log.planned.len(), 2);
         let v = judge(&log, None);
         assert!(names(&v, Outcome::Fail).is_empty(), "{v:#?}");
-        assert_eq!(names(&v, Outcome::Pass).len(), 2 + 4, "setup, cleanup, 2x2 cases");
+        assert_eq!(
+            names(&v, Outcome::Pass).len(),
+            2 + 4,
+            "setup, cleanup, 2x2 cases"
+        );
         assert_eq!(
             names(&v, Outcome::Skip),
-            ["fake_pass edu fake.iommufd.skip", "fake_pass igb fake.iommufd.skip"]
+            [
+                "fake_pass edu fake.iommufd.skip",
+                "fake_pass igb fake.iommufd.skip"
+            ]
         );
         assert_eq!(
             find(&v, "fake.iommufd.skip").reason.as_deref(),
@@ -428,7 +431,10 @@ mod tests {
         );
         // XFAIL counts as a pass, as in kselftest.
         assert_eq!(find(&v, "fake.iommufd.xfail").outcome, Outcome::Pass);
-        assert_eq!(names(&v, Outcome::Skip), ["fake_mixed edu fake.iommufd.skip"]);
+        assert_eq!(
+            names(&v, Outcome::Skip),
+            ["fake_mixed edu fake.iommufd.skip"]
+        );
     }
 
     #[test]
@@ -445,8 +451,14 @@ mod tests {
         assert!(fails.contains(&"(lava) - (test run)".to_string()));
         assert!(fails.contains(&"(lava) - (runner)".to_string()));
         // fake_gap printed 1 of 3 cases before the gap; fake_short never ran.
-        assert!(fails.contains(&"fake_gap edu (missing cases)".to_string()), "{fails:?}");
-        assert!(fails.contains(&"fake_short igb (not run)".to_string()), "{fails:?}");
+        assert!(
+            fails.contains(&"fake_gap edu (missing cases)".to_string()),
+            "{fails:?}"
+        );
+        assert!(
+            fails.contains(&"fake_short igb (not run)".to_string()),
+            "{fails:?}"
+        );
         assert_eq!(find(&v, "fake.iommufd.before_gap").outcome, Outcome::Pass);
     }
 
@@ -460,9 +472,18 @@ mod tests {
             .unwrap()
             .contains("Infrastructure: Connection closed"));
         let fails = names(&v, Outcome::Fail);
-        assert!(fails.contains(&"fake_poweroff edu (missing cases)".to_string()), "{fails:?}");
-        assert!(fails.contains(&"fake_short igb (not run)".to_string()), "{fails:?}");
-        assert_eq!(find(&v, "fake.iommufd.before_poweroff").outcome, Outcome::Pass);
+        assert!(
+            fails.contains(&"fake_poweroff edu (missing cases)".to_string()),
+            "{fails:?}"
+        );
+        assert!(
+            fails.contains(&"fake_short igb (not run)".to_string()),
+            "{fails:?}"
+        );
+        assert_eq!(
+            find(&v, "fake.iommufd.before_poweroff").outcome,
+            Outcome::Pass
+        );
     }
 
     #[test]
@@ -472,7 +493,10 @@ mod tests {
         let v = judge(&log, None);
         let fails = names(&v, Outcome::Fail);
         assert!(fails.contains(&"(lava) - (job)".to_string()), "{fails:?}");
-        assert!(fails.contains(&"fake_short igb (not run)".to_string()), "{fails:?}");
+        assert!(
+            fails.contains(&"fake_short igb (not run)".to_string()),
+            "{fails:?}"
+        );
     }
 
     #[test]
@@ -497,7 +521,10 @@ mod tests {
         assert_eq!(log.cases[2].result, LavaResult::Fail);
         assert_eq!(log.job().unwrap().result, "pass");
         let v = judge(&log, None);
-        assert_eq!(names(&v, Outcome::Fail), ["fake_mixed edu fake.vfio_type1_iommu.fail"]);
+        assert_eq!(
+            names(&v, Outcome::Fail),
+            ["fake_mixed edu fake.vfio_type1_iommu.fail"]
+        );
         assert_eq!(names(&v, Outcome::Pass).len(), 2);
         assert!(notes(&log)[0].contains("KTAP plans"));
     }
@@ -507,7 +534,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("passthru-lava-cmp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // The rig's serial log of the same runs as pass.log (rig protocol, same KTAP).
-        let ktap = "TAP version 13\n1..3\nok 1 fake.vfio_type1_iommu.pass\nok 2 fake.iommufd.pass\n\
+        let ktap =
+            "TAP version 13\n1..3\nok 1 fake.vfio_type1_iommu.pass\nok 2 fake.iommufd.pass\n\
                     ok 3 fake.iommufd.skip # SKIP no 1G hugepages reserved\n";
         let serial = format!(
             "=== RIG BOOT kernel=6.12.118 uptime=1\n=== RUN fake_pass edu 0000:00:03.0\n{ktap}\
@@ -519,11 +547,19 @@ mod tests {
         let lava = lava_cases(&judge(&parse(PASS), None));
         let rig = rig_cases(&dir, "6.12.118").unwrap();
         assert_eq!(rig.len(), 6, "`passthru list` is not a LAVA case: {rig:#?}");
-        assert!(compare(&rig, &lava).is_empty(), "{:?}", compare(&rig, &lava));
+        assert!(
+            compare(&rig, &lava).is_empty(),
+            "{:?}",
+            compare(&rig, &lava)
+        );
         // One result different (edu), one case missing on the LAVA side (igb).
         let changed = serial
             .replacen("ok 2 fake.iommufd.pass", "not ok 2 fake.iommufd.pass", 1)
-            .replacen("=== END fake_pass igb", "ok 4 fake.iommufd.extra\n=== END fake_pass igb", 1);
+            .replacen(
+                "=== END fake_pass igb",
+                "ok 4 fake.iommufd.extra\n=== END fake_pass igb",
+                1,
+            );
         std::fs::write(dir.join("6.12.118-normal.serial.log"), changed).unwrap();
         let rig = rig_cases(&dir, "6.12.118").unwrap();
         let diffs = compare(&rig, &lava);

@@ -180,8 +180,8 @@ impl Reader<'_> {
                                 .text
                                 .get(self.i..self.i + n)
                                 .ok_or_else(|| self.err("hex digits"))?;
-                            let code = u32::from_str_radix(hex, 16)
-                                .map_err(|_| self.err("hex digits"))?;
+                            let code =
+                                u32::from_str_radix(hex, 16).map_err(|_| self.err("hex digits"))?;
                             out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                             self.i += n;
                         }
@@ -221,7 +221,10 @@ impl Reader<'_> {
         let start = self.i;
         while let Some(c) = self.peek() {
             let colon_end = c == b':'
-                && matches!(self.s.get(self.i + 1), None | Some(b' ' | b',' | b'}' | b']'));
+                && matches!(
+                    self.s.get(self.i + 1),
+                    None | Some(b' ' | b',' | b'}' | b']')
+                );
             if matches!(c, b',' | b'}' | b']') || colon_end {
                 break;
             }
@@ -270,15 +273,19 @@ mod tests {
 
     #[test]
     fn server_log_items_escapes_and_plain_scalars() {
-        let v =
-            parse(r#"- {dt: '2026-12-03', lvl: target, msg: "a\tb \"q\" \u00e9\r", n: [1, 'it''s']}"#)
-                .unwrap();
+        let v = parse(
+            r#"- {dt: '2026-12-03', lvl: target, msg: "a\tb \"q\" \u00e9\r", n: [1, 'it''s']}"#,
+        )
+        .unwrap();
         assert_eq!(v.get_str("dt"), Some("2026-12-03"));
         assert_eq!(v.get_str("lvl"), Some("target"));
         assert_eq!(v.get_str("msg"), Some("a\tb \"q\" \u{e9}\r"));
         assert_eq!(
             v.get("n"),
-            Some(&Value::Seq(vec![Value::Str("1".into()), Value::Str("it's".into())]))
+            Some(&Value::Seq(vec![
+                Value::Str("1".into()),
+                Value::Str("it's".into())
+            ]))
         );
         // A URL in a plain scalar keeps its colon.
         let v = parse("{url: http://x:80/a, b: c}").unwrap();

@@ -362,7 +362,10 @@ mod tests {
                 "-no-reboot"
             ]
         );
-        assert_eq!((a.memory.as_str(), a.append.as_str()), ("4G", "console=ttyS0 hugepagesz=1G"));
+        assert_eq!(
+            (a.memory.as_str(), a.append.as_str()),
+            ("4G", "console=ttyS0 hugepagesz=1G")
+        );
         assert_eq!(
             split_qemu_args("-m\n2G\n"),
             Err(QemuArgsError::Missing("-append"))
@@ -437,7 +440,10 @@ mod tests {
             assert!(all.len() > lava.len(), "benchmarks are left out");
             let runs = crate::lava::cases::parse_runs(&runs_param(&lava)).unwrap();
             for (r, e) in runs.iter().zip(&lava) {
-                assert_eq!((&r.program, &r.label, &r.args, &r.env), (&e.program, &e.label, &e.args, &e.env));
+                assert_eq!(
+                    (&r.program, &r.label, &r.args, &r.env),
+                    (&e.program, &e.label, &e.args, &e.env)
+                );
             }
         }
         let normal = lava_entries(&built, Boot::Normal);

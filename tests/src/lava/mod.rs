@@ -54,7 +54,10 @@ usage: passthru lava COMMAND ...
 
 /// Host tools `passthru lava run` needs, with the Debian package of each.
 const RUN_TOOLS: &[(&str, &str)] = &[
-    ("lava-run", "lava-dispatcher (apt-get install --no-install-recommends lava-dispatcher)"),
+    (
+        "lava-run",
+        "lava-dispatcher (apt-get install --no-install-recommends lava-dispatcher)",
+    ),
     ("qemu-system-x86_64", "qemu-system-x86 (bookworm-backports)"),
     ("cpio", "cpio"),
     ("busybox", "busybox-static"),
@@ -257,7 +260,10 @@ fn cmd_job(args: &[String]) -> i32 {
                 return Err("job --lab: --devices needs at least one BDF".into());
             }
             Ok(job::LabJob {
-                name: o.get("--name").unwrap_or("passthru VFIO/IOMMUFD").to_string(),
+                name: o
+                    .get("--name")
+                    .unwrap_or("passthru VFIO/IOMMUFD")
+                    .to_string(),
                 device_type: need("--device-type")?,
                 tags: list("--tags"),
                 devices,
@@ -280,7 +286,11 @@ fn cmd_job(args: &[String]) -> i32 {
     let accel = match o.get("--accel").unwrap_or("tcg") {
         "auto" => None,
         a @ ("tcg" | "kvm") => Some(a),
-        other => return fail(format!("job: --accel must be tcg, kvm or auto, not `{other}`")),
+        other => {
+            return fail(format!(
+                "job: --accel must be tcg, kvm or auto, not `{other}`"
+            ))
+        }
     };
     let kernel = o.get("--kernel").unwrap_or("file:///path/to/bzImage");
     let initrd = o
@@ -424,8 +434,11 @@ fn lava_run(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start lava-run: {e}"))?;
-    let mut file = fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start lava-run: {e}"))?;
+    let mut file =
+        fs::File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut cases = 0usize;
     if let Some(err) = child.stderr.take() {
         for line in BufReader::new(err).lines() {
@@ -518,8 +531,11 @@ fn run(o: &Opts) -> Result<i32, String> {
     // One initramfs for both boots: busybox, the rig's /init (LAVA mode from the kernel
     // command line), the programs. The plan file is required by the packer, unused here.
     let plan = out_dir.join("plan");
-    fs::write(&plan, "# LAVA mode (rig_lava=1): the test definition runs the programs\n")
-        .map_err(|e| e.to_string())?;
+    fs::write(
+        &plan,
+        "# LAVA mode (rig_lava=1): the test definition runs the programs\n",
+    )
+    .map_err(|e| e.to_string())?;
     let initrd = out_dir.join("initrd.cpio.gz");
     run_last_line(
         "mkinitramfs.sh",
@@ -569,7 +585,10 @@ fn run(o: &Opts) -> Result<i32, String> {
         validate_log.display()
     );
     if !valid || rc != 0 {
-        return Err(format!("the job does not validate: see {}", validate_log.display()));
+        return Err(format!(
+            "the job does not validate: see {}",
+            validate_log.display()
+        ));
     }
     let log_path = out_dir.join("lava-run.log");
     let t = Instant::now();
