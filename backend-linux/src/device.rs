@@ -913,6 +913,23 @@ impl PciFunction for VfioPciDevice {
             e => fe(e),
         })
     }
+    /// The vector's eventfd, waited on with poll(2) and read ([`VfioPciDevice::irq_wait`]); a
+    /// timeout is `Ok(0)`, a vector without an eventfd [`FunctionError::NoSuchVector`].
+    fn irq_wait(&self, kind: IrqKind, vector: u32, timeout_ns: u64) -> Result<u64, FunctionError> {
+        match VfioPciDevice::irq_wait(
+            self,
+            kind,
+            vector,
+            std::time::Duration::from_nanos(timeout_ns),
+        ) {
+            Ok(n) => Ok(n),
+            Err(Error::IrqTimeout { .. }) => Ok(0),
+            Err(_) if self.irq_eventfd(kind, vector).is_none() => {
+                Err(FunctionError::NoSuchVector { kind, vector })
+            }
+            Err(e) => Err(fe(e)),
+        }
+    }
 }
 
 fn cfg_err(offset: u16, e: Error) -> FunctionError {

@@ -206,23 +206,29 @@ impl DmaBuffer {
         self.backing
     }
 
-    /// A [`DmaRegion`] view of the whole buffer, as mapped at `iova`.
+    /// A [`DmaRegion`] view of the whole buffer, as mapped at `iova`, borrowing the buffer.
+    pub fn region(&self, iova: u64) -> DmaRegion<'_> {
+        // SAFETY: the borrow keeps the buffer (and so its mapping) alive for the view's lifetime.
+        unsafe { self.region_unbounded(iova) }
+    }
+
+    /// [`DmaBuffer::region`] for a caller-chosen lifetime, for holders that keep the buffer next
+    /// to the driver using the region.
     ///
     /// # Safety
-    /// The region (and every copy or sub-region of it) must not be used after this buffer is
-    /// dropped.
-    pub unsafe fn region(&self, iova: u64) -> DmaRegion {
+    /// The buffer must not be dropped during `'a`.
+    pub unsafe fn region_unbounded<'a>(&self, iova: u64) -> DmaRegion<'a> {
         let ptr = NonNull::new(self.as_ptr()).unwrap_or(NonNull::dangling());
-        // SAFETY: the buffer's memory is valid for volatile access for its lifetime and never
-        // referenced; the caller guarantees the region does not outlive the buffer.
-        unsafe { DmaRegion::new(iova, ptr, self.len()) }
+        // SAFETY: the buffer's memory is valid for volatile access while it lives and is never
+        // referenced; the caller guarantees it lives for 'a.
+        unsafe { DmaRegion::from_raw_parts(iova, ptr, self.len()) }
     }
 
     /// Leak the buffer and return a `'static` [`DmaRegion`] of it at `iova` (safe: the memory
     /// is never unmapped).
-    pub fn leak_region(self, iova: u64) -> DmaRegion {
+    pub fn leak_region(self, iova: u64) -> DmaRegion<'static> {
         // SAFETY: after `forget` nothing unmaps the memory, so the region stays valid forever.
-        let r = unsafe { self.region(iova) };
+        let r = unsafe { self.region_unbounded(iova) };
         std::mem::forget(self);
         r
     }

@@ -976,6 +976,40 @@ fn msix_enable_trigger_pending_disable() {
 }
 
 #[test]
+fn seam_irq_wait_takes_eventfd_counts_and_maps_timeout_to_zero() {
+    use passthru_core::mmio::{FunctionError, PciFunction};
+    let (_f, _iommu, dev) = open(IommuMode::Iommufd);
+    assert_eq!(
+        PciFunction::irq_wait(&dev, IrqKind::MsiX, 1, 1_000_000),
+        Err(FunctionError::NoSuchVector {
+            kind: IrqKind::MsiX,
+            vector: 1
+        }),
+        "no eventfd yet"
+    );
+    dev.irq_enable(IrqKind::MsiX, 0, 2).unwrap();
+    dev.irq_trigger(IrqKind::MsiX, 1).unwrap();
+    dev.irq_trigger(IrqKind::MsiX, 1).unwrap();
+    assert_eq!(
+        PciFunction::irq_wait(&dev, IrqKind::MsiX, 1, 10_000_000),
+        Ok(2),
+        "both interrupts taken in one read"
+    );
+    assert_eq!(
+        PciFunction::irq_wait(&dev, IrqKind::MsiX, 1, 1_000_000),
+        Ok(0),
+        "nothing pending: the timeout is Ok(0), not an error"
+    );
+    assert_eq!(
+        PciFunction::irq_wait(&dev, IrqKind::MsiX, 5, 1_000_000),
+        Err(FunctionError::NoSuchVector {
+            kind: IrqKind::MsiX,
+            vector: 5
+        })
+    );
+}
+
+#[test]
 fn disable_closes_only_the_given_index() {
     let (f, _iommu, dev) = open(IommuMode::VfioType1Iommu);
     dev.irq_enable(IrqKind::Msi, 0, 2).unwrap();
@@ -1215,8 +1249,7 @@ fn dma_buffers_round_sizes_and_expose_regions() {
     assert_eq!(h.backing().name(), "anonymous_hugetlb_2mb");
     let m = DmaBuffer::new_with(sys, Backing::Memfd, 5000).unwrap();
     assert_eq!(m.len(), 8192);
-    // SAFETY: `m` outlives `r`.
-    let r = unsafe { m.region(0x8000) };
+    let r = m.region(0x8000);
     r.write_u32(4, 7).unwrap();
     assert_eq!(r.read_u32(4).unwrap(), 7);
     assert_eq!(r.iova_at(4).unwrap(), 0x8004);
@@ -1380,8 +1413,7 @@ mod real {
     fn memfd_and_shared_buffers_are_usable() {
         for b in [Backing::Memfd, Backing::AnonymousShared, Backing::Anonymous] {
             let buf = DmaBuffer::new(b, 3 * PAGE).unwrap();
-            // SAFETY: `buf` outlives `r`.
-            let r = unsafe { buf.region(0) };
+            let r = buf.region(0);
             r.write_u64(8, 0x0123_4567_89ab_cdef).unwrap();
             assert_eq!(r.read_u64(8).unwrap(), 0x0123_4567_89ab_cdef);
             assert_eq!(buf.len(), 3 * PAGE as usize);

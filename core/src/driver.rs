@@ -1,14 +1,25 @@
 //! The driver contract and its checked state machine.
 //!
-//! Every driver (`dsa`, `ioat`, `edu`, `igb` in `passthru-drivers`) implements [`Driver`]. Test
-//! programs use it through [`CheckedDriver`], which enforces the order upstream's
-//! `vfio_pci_driver_*` wrappers assert — `init` only when not initialised, every other call only
-//! when initialised, `memcpy_wait` only while a copy is in flight, everything else only when none
-//! is — and returns [`DriverError::OutOfOrder`] instead of aborting.
+//! Every driver (`dsa`, `ioat`, `edu`, `igb` in `passthru-drivers`) implements [`Driver`]. Users
+//! drive it through [`CheckedDriver`], which enforces the order upstream's `vfio_pci_driver_*`
+//! wrappers assert — `init` only when not initialised, every other call only when initialised,
+//! `memcpy_wait` only while a copy is in flight, everything else only when none is — and returns
+//! [`DriverError::OutOfOrder`] instead of aborting.
+//!
+//! That check exists once, here: the state-dependent driver methods ([`Driver::memcpy_start`],
+//! [`Driver::memcpy_wait`], [`Driver::send_msi`]) take an [`InOrder`] token that only this module
+//! can make, so no code outside `passthru-core` can call them except through a
+//! [`CheckedDriver`], and every driver refuses a wait with nothing pending or a start while busy
+//! the same way.
+//!
+//! A copy can complete by polling or by interrupt ([`WaitMode`]): with
+//! [`WaitMode::Interrupt`] the driver asks the device for a completion interrupt and
+//! `memcpy_wait` sleeps in [`PciFunction::irq_wait`] until it arrives, then confirms completion
+//! from the device's own status; a missing interrupt is [`DriverError::InterruptTimeout`].
 
 use core::fmt;
 
-use crate::mmio::{Clock, DmaError, DmaRegion, FunctionError, PciFunction, PortalError};
+use crate::mmio::{Clock, DmaError, DmaRegion, FunctionError, IrqKind, PciFunction, PortalError};
 
 /// What a driver can do on an initialised device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +150,20 @@ pub enum DriverError {
         /// Time waited, in nanoseconds.
         waited_ns: u64,
     },
+    /// A copy started with [`WaitMode::Interrupt`] raised no interrupt in time.
+    InterruptTimeout {
+        /// Device (driver) name.
+        device: &'static str,
+        /// The interrupt mechanism.
+        kind: IrqKind,
+        /// The vector waited on.
+        vector: u32,
+        /// Time waited, in nanoseconds.
+        waited_ns: u64,
+        /// Whether the device's own status showed the work finished (the interrupt was lost
+        /// rather than the device being slow).
+        completed: bool,
+    },
     /// The device reported a fault.
     Device(DeviceError),
     /// The backend refused a PCI-function operation.
@@ -239,6 +264,22 @@ impl fmt::Display for DriverError {
                 "{device}: timed out after {} us waiting on {register} (last value {value:#x})",
                 waited_ns / 1000
             ),
+            Self::InterruptTimeout {
+                device,
+                kind,
+                vector,
+                waited_ns,
+                completed,
+            } => write!(
+                f,
+                "{device}: no {kind} vector {vector} interrupt within {} us ({})",
+                waited_ns / 1000,
+                if *completed {
+                    "the device had finished the work: the interrupt was lost"
+                } else {
+                    "the device had not finished the work either"
+                }
+            ),
             Self::Device(e) => e.fmt(f),
             Self::Function(e) => e.fmt(f),
             Self::Portal(e) => e.fmt(f),
@@ -247,8 +288,76 @@ impl fmt::Display for DriverError {
     }
 }
 
+impl core::error::Error for DeviceError {}
+
+impl core::error::Error for DriverError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            Self::Device(e) => Some(e),
+            Self::Function(e) => Some(e),
+            Self::Portal(e) => Some(e),
+            Self::Dma(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// How [`Driver::memcpy_wait`] learns that the copies finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum WaitMode {
+    /// Poll the device's completion status; the copy raises no interrupt (upstream's contract).
+    #[default]
+    Poll,
+    /// Ask the device for one completion interrupt on [`Limits::msi_vector`] (edu: one per DMA)
+    /// and sleep in [`PciFunction::irq_wait`] until it arrives, then confirm completion from the
+    /// device's status (polling, bounded by the same timeout, whatever part of a multi-copy
+    /// request the interrupt did not cover). The interrupt is consumed by the wait. No
+    /// interrupt in time is [`DriverError::InterruptTimeout`].
+    Interrupt,
+}
+
+/// Proof that a call to a state-dependent [`Driver`] method comes from [`CheckedDriver`]: only
+/// this module can make one, so the one state check here covers every driver.
+#[derive(Debug)]
+pub struct InOrder {
+    _private: (),
+}
+
+impl InOrder {
+    const fn new() -> Self {
+        Self { _private: () }
+    }
+}
+
+/// Wait on `function`'s interrupt `vector` for at most `timeout_ns` ([`PciFunction::irq_wait`])
+/// and return the number of interrupts taken; no interrupt in time is
+/// [`DriverError::InterruptTimeout`], with `completed()` telling whether the device had finished
+/// anyway. Drivers call this from [`Driver::memcpy_wait`] in [`WaitMode::Interrupt`].
+pub fn wait_interrupt<F: PciFunction + ?Sized>(
+    function: &F,
+    device: &'static str,
+    kind: IrqKind,
+    vector: u32,
+    timeout_ns: u64,
+    completed: impl FnOnce() -> bool,
+) -> Result<u64, DriverError> {
+    match function.irq_wait(kind, vector, timeout_ns)? {
+        0 => Err(DriverError::InterruptTimeout {
+            device,
+            kind,
+            vector,
+            waited_ns: timeout_ns,
+            completed: completed(),
+        }),
+        n => Ok(n),
+    }
+}
+
 /// A device driver, generic over the seam: it runs unchanged on VFIO, in a KVM guest, on a model.
-pub trait Driver: Sized {
+///
+/// `'r` is the lifetime of the [`DmaRegion`] the driver is lent at [`Driver::init`].
+pub trait Driver<'r>: Sized {
     /// The PCI function this driver controls.
     type Function: PciFunction;
     /// The clock used for bounded polling.
@@ -262,7 +371,7 @@ pub trait Driver: Sized {
     fn init(
         function: Self::Function,
         clock: Self::Clock,
-        region: DmaRegion,
+        region: DmaRegion<'r>,
     ) -> Result<Self, DriverError>;
 
     /// Quiesce the device and release it (after this no DMA and no interrupt happens).
@@ -271,22 +380,29 @@ pub trait Driver: Sized {
     /// The limits of this device as initialised.
     fn limits(&self) -> Limits;
 
-    /// Start `count` copies of `[src, src+size)` to `[dst, dst+size)` (IOVAs). Returns at once and
-    /// raises no interrupt.
+    /// Start `count` copies of `[src, src+size)` to `[dst, dst+size)` (IOVAs). Returns at once.
+    /// With [`WaitMode::Poll`] the copies raise no interrupt; with [`WaitMode::Interrupt`] they
+    /// raise the completion interrupt [`Driver::memcpy_wait`] then sleeps on. Called only when
+    /// nothing is in flight, with `size`/`count` within [`Driver::limits`] (checked by
+    /// [`CheckedDriver`]).
     fn memcpy_start(
         &mut self,
+        token: InOrder,
         src: u64,
         dst: u64,
         size: u64,
         count: u64,
+        mode: WaitMode,
     ) -> Result<(), DriverError>;
 
-    /// Wait until the copies started by [`Driver::memcpy_start`] finish, at most `timeout_ns`.
-    /// Device faults come back decoded; after an error the driver is ready for the next copy.
-    fn memcpy_wait(&mut self, timeout_ns: u64) -> Result<(), DriverError>;
+    /// Wait until the copies started by [`Driver::memcpy_start`] finish, at most `timeout_ns`, in
+    /// the mode they were started with. Called only after a successful start. Device faults come
+    /// back decoded; after an error the driver is ready for the next copy.
+    fn memcpy_wait(&mut self, token: InOrder, timeout_ns: u64) -> Result<(), DriverError>;
 
-    /// Make the device raise interrupt [`Limits::msi_vector`] exactly once.
-    fn send_msi(&mut self) -> Result<(), DriverError>;
+    /// Make the device raise interrupt [`Limits::msi_vector`] exactly once. Called only when
+    /// nothing is in flight.
+    fn send_msi(&mut self, token: InOrder) -> Result<(), DriverError>;
 }
 
 /// Where a [`CheckedDriver`] stands.
@@ -302,16 +418,16 @@ pub enum DriverState {
 }
 
 /// A driver wrapped in the upstream state machine, holding what it needs to re-initialise.
-pub struct CheckedDriver<D: Driver> {
+pub struct CheckedDriver<'r, D: Driver<'r>> {
     function: D::Function,
     clock: D::Clock,
-    region: DmaRegion,
+    region: DmaRegion<'r>,
     matched: Match,
     driver: Option<D>,
     busy: bool,
 }
 
-impl<D: Driver> fmt::Debug for CheckedDriver<D> {
+impl<'r, D: Driver<'r>> fmt::Debug for CheckedDriver<'r, D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckedDriver")
             .field("driver", &self.matched.name)
@@ -321,7 +437,12 @@ impl<D: Driver> fmt::Debug for CheckedDriver<D> {
     }
 }
 
-impl<D: Driver> CheckedDriver<D> {
+impl<'r, D: Driver<'r>> CheckedDriver<'r, D> {
+    /// The driver, when initialised (for driver-specific diagnostics).
+    pub fn driver(&self) -> Option<&D> {
+        self.driver.as_ref()
+    }
+
     /// The current state.
     pub fn state(&self) -> DriverState {
         match (&self.driver, self.busy) {
@@ -339,9 +460,9 @@ impl<D: Driver> CheckedDriver<D> {
     }
 }
 
-impl<D> CheckedDriver<D>
+impl<'r, D> CheckedDriver<'r, D>
 where
-    D: Driver,
+    D: Driver<'r>,
     D::Function: Clone,
     D::Clock: Clone,
 {
@@ -349,7 +470,7 @@ where
     pub fn new(
         function: D::Function,
         clock: D::Clock,
-        region: DmaRegion,
+        region: DmaRegion<'r>,
     ) -> Result<Self, DriverError> {
         let Some(matched) = D::probe(&function) else {
             let vendor = function
@@ -412,13 +533,26 @@ where
         }
     }
 
-    /// Start copies; refused unless ready, and beyond the limits.
+    /// Start copies that complete by polling ([`WaitMode::Poll`]); refused unless ready, and
+    /// beyond the limits.
     pub fn memcpy_start(
         &mut self,
         src: u64,
         dst: u64,
         size: u64,
         count: u64,
+    ) -> Result<(), DriverError> {
+        self.memcpy_start_with(src, dst, size, count, WaitMode::Poll)
+    }
+
+    /// Start copies that complete as `mode` says; refused unless ready, and beyond the limits.
+    pub fn memcpy_start_with(
+        &mut self,
+        src: u64,
+        dst: u64,
+        size: u64,
+        count: u64,
+        mode: WaitMode,
     ) -> Result<(), DriverError> {
         if self.state() != DriverState::Ready {
             return self.refuse("memcpy_start");
@@ -434,7 +568,7 @@ where
                 limits,
             });
         }
-        d.memcpy_start(src, dst, size, count)?;
+        d.memcpy_start(InOrder::new(), src, dst, size, count, mode)?;
         self.busy = true;
         Ok(())
     }
@@ -448,12 +582,12 @@ where
         let Some(d) = self.driver.as_mut() else {
             return self.refuse("memcpy_wait");
         };
-        let r = d.memcpy_wait(timeout_ns);
+        let r = d.memcpy_wait(InOrder::new(), timeout_ns);
         self.busy = false;
         r
     }
 
-    /// One copy, started and waited for.
+    /// One copy, started and waited for by polling.
     pub fn memcpy(
         &mut self,
         src: u64,
@@ -461,7 +595,19 @@ where
         size: u64,
         timeout_ns: u64,
     ) -> Result<(), DriverError> {
-        self.memcpy_start(src, dst, size, 1)?;
+        self.memcpy_with(src, dst, size, timeout_ns, WaitMode::Poll)
+    }
+
+    /// One copy, started and waited for as `mode` says.
+    pub fn memcpy_with(
+        &mut self,
+        src: u64,
+        dst: u64,
+        size: u64,
+        timeout_ns: u64,
+        mode: WaitMode,
+    ) -> Result<(), DriverError> {
+        self.memcpy_start_with(src, dst, size, 1, mode)?;
         self.memcpy_wait(timeout_ns)
     }
 
@@ -471,7 +617,7 @@ where
             return self.refuse("send_msi");
         }
         match self.driver.as_mut() {
-            Some(d) => d.send_msi(),
+            Some(d) => d.send_msi(InOrder::new()),
             None => self.refuse("send_msi"),
         }
     }
@@ -482,12 +628,12 @@ where
     }
 
     /// The driver's DMA region.
-    pub fn region(&self) -> DmaRegion {
+    pub fn region(&self) -> DmaRegion<'r> {
         self.region
     }
 }
 
-impl<D: Driver> Drop for CheckedDriver<D> {
+impl<'r, D: Driver<'r>> Drop for CheckedDriver<'r, D> {
     fn drop(&mut self) {
         if let Some(d) = self.driver.take() {
             // Best effort on drop; the caller wanting the error calls `remove` itself.
@@ -501,7 +647,7 @@ mod tests {
     extern crate std;
 
     use super::*;
-    use crate::mmio::{IrqKind, PortalError, RegisterIo};
+    use crate::mmio::{DmaMemory, IrqKind, PortalError, RegisterIo};
     use core::cell::{Cell, RefCell};
     use core::ptr::NonNull;
     use std::rc::Rc;
@@ -523,6 +669,11 @@ mod tests {
         fail_wait: Cell<bool>,
         fail_remove: Cell<bool>,
         device_id: Cell<u16>,
+        mode: Cell<Option<WaitMode>>,
+        /// Interrupts the test double's `irq_wait` has "received" (taken by a wait).
+        irqs: Cell<u64>,
+        /// The (kind, vector, timeout) of every `irq_wait`.
+        irq_waits: RefCell<Vec<(IrqKind, u32, u64)>>,
     }
 
     #[derive(Clone)]
@@ -590,6 +741,22 @@ mod tests {
         fn reset(&self) -> Result<(), FunctionError> {
             Ok(())
         }
+        /// The test double of the interrupt hook: takes the counted interrupts, none = timeout.
+        fn irq_wait(
+            &self,
+            kind: IrqKind,
+            vector: u32,
+            timeout_ns: u64,
+        ) -> Result<u64, FunctionError> {
+            self.0
+                .irq_waits
+                .borrow_mut()
+                .push((kind, vector, timeout_ns));
+            if vector != 3 {
+                return Err(FunctionError::NoSuchVector { kind, vector });
+            }
+            Ok(self.0.irqs.replace(0))
+        }
     }
 
     #[derive(Clone)]
@@ -619,7 +786,7 @@ mod tests {
         }
     }
 
-    impl Driver for FakeDriver {
+    impl<'r> Driver<'r> for FakeDriver {
         type Function = FakeFunction;
         type Clock = FakeClock;
 
@@ -631,7 +798,11 @@ mod tests {
                 region_size: 64,
             })
         }
-        fn init(function: FakeFunction, _: FakeClock, _: DmaRegion) -> Result<Self, DriverError> {
+        fn init(
+            function: FakeFunction,
+            _: FakeClock,
+            _: DmaRegion<'r>,
+        ) -> Result<Self, DriverError> {
             let d = FakeDriver(function);
             d.call("init", &d.0 .0.fail_init)?;
             Ok(d)
@@ -642,21 +813,35 @@ mod tests {
         fn limits(&self) -> Limits {
             LIMITS
         }
-        fn memcpy_start(&mut self, _: u64, _: u64, _: u64, _: u64) -> Result<(), DriverError> {
+        fn memcpy_start(
+            &mut self,
+            _: InOrder,
+            _: u64,
+            _: u64,
+            _: u64,
+            _: u64,
+            mode: WaitMode,
+        ) -> Result<(), DriverError> {
+            self.0 .0.mode.set(Some(mode));
             self.call("memcpy_start", &self.0 .0.fail_start)
         }
-        fn memcpy_wait(&mut self, _: u64) -> Result<(), DriverError> {
-            self.call("memcpy_wait", &self.0 .0.fail_wait)
+        fn memcpy_wait(&mut self, _: InOrder, timeout_ns: u64) -> Result<(), DriverError> {
+            self.call("memcpy_wait", &self.0 .0.fail_wait)?;
+            if self.0 .0.mode.take() == Some(WaitMode::Interrupt) {
+                // What a real driver does: sleep on the completion interrupt.
+                wait_interrupt(&self.0, "fake", IrqKind::MsiX, 3, timeout_ns, || true)?;
+            }
+            Ok(())
         }
-        fn send_msi(&mut self) -> Result<(), DriverError> {
+        fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
             self.call("send_msi", &Cell::new(false))
         }
     }
 
     struct Harness {
         script: Rc<Script>,
+        memory: DmaMemory,
         _buf: Vec<u64>,
-        region: DmaRegion,
     }
 
     impl Harness {
@@ -665,19 +850,23 @@ mod tests {
             script.device_id.set(0x1234);
             let mut buf = vec![0u64; 16];
             let ptr = NonNull::new(buf.as_mut_ptr().cast::<u8>()).unwrap();
-            // SAFETY: `buf` lives in the harness for as long as the region is used.
-            let region = unsafe { DmaRegion::new(0x1000, ptr, 128) };
+            // SAFETY: `buf` lives in the harness as long as `memory` (the field after it drops
+            // later), and nothing references it.
+            let memory = unsafe { DmaMemory::new(0x1000, ptr, 128) };
             Self {
                 script,
+                memory,
                 _buf: buf,
-                region,
             }
         }
-        fn checked(&self) -> CheckedDriver<FakeDriver> {
+        fn region(&self) -> DmaRegion<'_> {
+            self.memory.region()
+        }
+        fn checked(&self) -> CheckedDriver<'_, FakeDriver> {
             CheckedDriver::new(
                 FakeFunction(Rc::clone(&self.script)),
                 FakeClock,
-                self.region,
+                self.region(),
             )
             .unwrap()
         }
@@ -697,7 +886,7 @@ mod tests {
         let e = CheckedDriver::<FakeDriver>::new(
             FakeFunction(Rc::clone(&h.script)),
             FakeClock,
-            h.region,
+            h.region(),
         )
         .unwrap_err();
         assert_eq!(
@@ -708,7 +897,7 @@ mod tests {
             }
         );
         h.script.device_id.set(0x1234);
-        let small = h.region.subregion(0, 32).unwrap();
+        let small = h.region().subregion(0, 32).unwrap();
         let e =
             CheckedDriver::<FakeDriver>::new(FakeFunction(Rc::clone(&h.script)), FakeClock, small)
                 .unwrap_err();
@@ -860,5 +1049,123 @@ mod tests {
         d.remove().unwrap();
         drop(d);
         assert_eq!(h.calls().iter().filter(|c| **c == "remove").count(), 3);
+    }
+
+    #[test]
+    fn interrupt_mode_sleeps_in_the_function_hook() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        d.init().unwrap();
+        h.script.irqs.set(1);
+        d.memcpy_with(0x10, 0x20, 64, 777, WaitMode::Interrupt)
+            .unwrap();
+        assert_eq!(h.script.irqs.get(), 0, "the wait took the interrupt");
+        assert_eq!(
+            *h.script.irq_waits.borrow(),
+            [(IrqKind::MsiX, 3, 777)],
+            "one wait, on the driver's vector, with the caller's timeout"
+        );
+        // Poll mode never touches the hook.
+        d.memcpy(0x10, 0x20, 64, 1).unwrap();
+        assert_eq!(h.script.irq_waits.borrow().len(), 1);
+        assert_eq!(d.state(), DriverState::Ready);
+    }
+
+    #[test]
+    fn interrupt_mode_times_out_with_a_clear_error() {
+        let h = Harness::new();
+        let mut d = h.checked();
+        d.init().unwrap();
+        let e = d
+            .memcpy_with(0x10, 0x20, 64, 5_000, WaitMode::Interrupt)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            DriverError::InterruptTimeout {
+                device: "fake",
+                kind: IrqKind::MsiX,
+                vector: 3,
+                waited_ns: 5_000,
+                completed: true,
+            }
+        );
+        let msg = std::format!("{e}");
+        assert!(
+            msg.contains("MSI-X vector 3") && msg.contains("lost"),
+            "message names the vector and the diagnosis: {msg}"
+        );
+        assert_eq!(
+            d.state(),
+            DriverState::Ready,
+            "a timed-out wait still ends the copy"
+        );
+        h.script.irqs.set(2);
+        d.memcpy_with(0x10, 0x20, 64, 5_000, WaitMode::Interrupt)
+            .unwrap();
+    }
+
+    #[test]
+    fn irq_wait_defaults_to_unsupported_and_errors_are_std_errors() {
+        let h = Harness::new();
+        let f = NoIrqFunction(FakeFunction(Rc::clone(&h.script)));
+        assert_eq!(
+            f.irq_wait(IrqKind::Msi, 0, 1),
+            Err(FunctionError::Unsupported("waiting for an interrupt"))
+        );
+        let e = wait_interrupt(&f, "fake", IrqKind::Msi, 0, 1, || false).unwrap_err();
+        assert_eq!(
+            e,
+            DriverError::Function(FunctionError::Unsupported("waiting for an interrupt"))
+        );
+        let err: &dyn core::error::Error = &e;
+        let source = err.source().expect("a wrapped error has a source");
+        assert_eq!(
+            std::format!("{source}"),
+            "waiting for an interrupt is not supported by this backend"
+        );
+        let plain: &dyn core::error::Error = &FAKE_FAULT;
+        assert!(
+            plain.source().is_some(),
+            "Device(..) exposes the device error"
+        );
+        let timeout: &dyn core::error::Error = &out_of_order("x", DriverState::Ready);
+        assert!(timeout.source().is_none());
+    }
+
+    /// A function without the interrupt hook: every method but `irq_wait` forwarded.
+    struct NoIrqFunction(FakeFunction);
+
+    impl PciFunction for NoIrqFunction {
+        type Bar = NoBar;
+        fn bar(&self, index: u8) -> Result<NoBar, FunctionError> {
+            self.0.bar(index)
+        }
+        fn config_read8(&self, o: u16) -> Result<u8, FunctionError> {
+            self.0.config_read8(o)
+        }
+        fn config_read16(&self, o: u16) -> Result<u16, FunctionError> {
+            self.0.config_read16(o)
+        }
+        fn config_read32(&self, o: u16) -> Result<u32, FunctionError> {
+            self.0.config_read32(o)
+        }
+        fn config_write8(&self, o: u16, v: u8) -> Result<(), FunctionError> {
+            self.0.config_write8(o, v)
+        }
+        fn config_write16(&self, o: u16, v: u16) -> Result<(), FunctionError> {
+            self.0.config_write16(o, v)
+        }
+        fn config_write32(&self, o: u16, v: u32) -> Result<(), FunctionError> {
+            self.0.config_write32(o, v)
+        }
+        fn irq_enable(&self, k: IrqKind, f: u32, c: u32) -> Result<(), FunctionError> {
+            self.0.irq_enable(k, f, c)
+        }
+        fn irq_disable(&self, k: IrqKind) -> Result<(), FunctionError> {
+            self.0.irq_disable(k)
+        }
+        fn reset(&self) -> Result<(), FunctionError> {
+            self.0.reset()
+        }
     }
 }

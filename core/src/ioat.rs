@@ -629,8 +629,11 @@ impl From<ChanState> for u8 {
 }
 
 /// [`chan::CHANSTS`] value, also the 8-byte completion write-back at CHANCMP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(transparent)]
 pub struct ChanSts(pub u64);
 
 impl ChanSts {

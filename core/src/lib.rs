@@ -3,14 +3,18 @@
 //! Hardware facts and the driver seam for passthru, with no `std` and no allocation.
 //!
 //! * [`pci`]: configuration-space offsets and bits, the capability walk, supported device ids.
-//! * [`mmio`]: the seam a driver sees ([`mmio::RegisterIo`], [`mmio::PciFunction`],
-//!   [`mmio::DmaRegion`], [`mmio::Clock`]) and a volatile-pointer implementation for real mappings.
+//! * [`mmio`]: the seam a driver sees ([`mmio::RegisterIo`], [`mmio::PciFunction`] with its
+//!   interrupt-wait hook, [`mmio::DmaRegion`] lent by [`mmio::DmaMemory`] or a backend's buffer,
+//!   [`mmio::Clock`]) and a volatile-pointer implementation for real mappings.
 //! * [`arch`]: MOVDIR64B / ENQCMD / fences with run-time CPU feature detection.
 //! * [`idxd`]: Intel Data Streaming Accelerator registers, descriptors and completion records.
 //! * [`ioat`]: Intel Crystal Beach DMA (I/OAT v3) registers and descriptors.
 //! * [`edu`]: QEMU's `edu` educational device.
 //! * [`igb`]: Intel 82576 (and QEMU `igb`) registers and descriptors.
-//! * [`driver`]: the driver contract and its checked state machine.
+//! * [`driver`]: the driver contract, its checked state machine (the only way to call the
+//!   state-dependent driver methods) and [`driver::WaitMode`] (poll or sleep on the interrupt).
+//!
+//! Every error type implements `core::error::Error` and `Display`.
 //!
 //! Nothing in this crate forms a Rust reference to device or DMA-visible memory: every access
 //! goes through a raw pointer with a volatile read or write.

@@ -30,7 +30,10 @@
 
 use core::fmt;
 
-use passthru_core::driver::{DeviceError, Driver, DriverError, Limits, Match};
+use passthru_core::driver::{
+    wait_interrupt, DeviceError, Driver, DriverError, InOrder, Limits, Match, WaitMode,
+};
+use passthru_core::idxd::completion::CompletionRecord;
 use passthru_core::idxd::regs::offset;
 use passthru_core::idxd::tables::{GRPCFG_ENGINES, GRPCFG_FLAGS, GRPCFG_STRIDE, GRPCFG_WQS};
 use passthru_core::idxd::{
@@ -78,8 +81,8 @@ const POLL_INTERVAL_NS: u64 = 1_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
     None,
-    Single,
-    Batches(u32),
+    Single(WaitMode),
+    Batches(u32, WaitMode),
 }
 
 /// Capabilities read at init.
@@ -94,12 +97,12 @@ struct Caps {
 }
 
 /// The DSA driver.
-pub struct Dsa<F: PciFunction, C: Clock> {
+pub struct Dsa<'r, F: PciFunction, C: Clock> {
     function: F,
     clock: C,
     bar0: F::Bar,
     bar2: F::Bar,
-    region: DmaRegion,
+    region: DmaRegion<'r>,
     caps: Caps,
     max_batches: u32,
     max_copies_per_batch: u32,
@@ -107,7 +110,7 @@ pub struct Dsa<F: PciFunction, C: Clock> {
     pending: Pending,
 }
 
-impl<F: PciFunction, C: Clock> fmt::Debug for Dsa<F, C> {
+impl<F: PciFunction, C: Clock> fmt::Debug for Dsa<'_, F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dsa")
             .field("version", &self.caps.version)
@@ -171,7 +174,7 @@ pub const fn batches_needed(count: u64, per_batch: u32) -> u64 {
     n
 }
 
-impl<F: PciFunction, C: Clock> Dsa<F, C> {
+impl<F: PciFunction, C: Clock> Dsa<'_, F, C> {
     fn iova(&self, off: usize) -> Result<u64, DriverError> {
         Ok(self.region.iova_at(off)?)
     }
@@ -251,12 +254,14 @@ impl<F: PciFunction, C: Clock> Dsa<F, C> {
         }
     }
 
+    /// Decode the completion record at `off` (read after its non-zero status byte).
     fn record_error(&self, off: usize) -> Result<DeviceError, DriverError> {
+        let record: CompletionRecord = self.region.read(off)?;
         Ok(DeviceError::DsaCompletion {
-            status: self.region.read_u8(off)?,
-            result: self.region.read_u8(off + 1)?,
-            bytes_completed: self.region.read_u32(off + 4)?,
-            fault_addr: self.region.read_u64(off + 8)?,
+            status: record.status,
+            result: record.result,
+            bytes_completed: record.bytes_completed.get(),
+            fault_addr: record.fault_addr.get(),
         })
     }
 
@@ -426,7 +431,7 @@ fn command_on<B: RegisterIo, C: Clock>(
     Ok(sts.result())
 }
 
-impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
+impl<'r, F: PciFunction, C: Clock> Driver<'r> for Dsa<'r, F, C> {
     type Function = F;
     type Clock = C;
 
@@ -451,7 +456,7 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         })
     }
 
-    fn init(function: F, clock: C, region: DmaRegion) -> Result<Self, DriverError> {
+    fn init(function: F, clock: C, region: DmaRegion<'r>) -> Result<Self, DriverError> {
         if region.len() < layout::REGION_SIZE {
             return Err(DriverError::RegionTooSmall {
                 need: layout::REGION_SIZE,
@@ -596,10 +601,12 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
 
     fn memcpy_start(
         &mut self,
+        _: InOrder,
         src: u64,
         dst: u64,
         size: u64,
         count: u64,
+        mode: WaitMode,
     ) -> Result<(), DriverError> {
         if size > self.limits.max_memcpy_size || count == 0 || count > self.limits.max_memcpy_count
         {
@@ -614,11 +621,12 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         self.clear_swerr();
         self.clear_record(layout::COPY_RECORD)?;
         if count == 1 {
-            let d = MemMove::new(src, dst, len)
-                .completion(self.iova(layout::COPY_RECORD)?)
-                .build();
-            self.submit(&d)?;
-            self.pending = Pending::Single;
+            let mut d = MemMove::new(src, dst, len).completion(self.iova(layout::COPY_RECORD)?);
+            if mode == WaitMode::Interrupt {
+                d = d.interrupt(MSI_VECTOR);
+            }
+            self.submit(&d.build())?;
+            self.pending = Pending::Single(mode);
             return Ok(());
         }
         let list = self.iova(layout::COPY_LIST)?;
@@ -627,11 +635,9 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
         // Members: written once, shared by every batch; a failing member writes COPY_RECORD.
         let member = MemMove::new(src, dst, len)
             .completion_on_error(copy_record)
-            .build()
-            .as_bytes();
+            .build();
         for i in 0..first as usize {
-            self.region
-                .write_bytes(layout::COPY_LIST + i * 64, &member)?;
+            self.region.write(layout::COPY_LIST + i * 64, &member)?;
         }
         let batches = batches_needed(count, self.max_copies_per_batch);
         if batches > u64::from(self.max_batches) {
@@ -653,10 +659,20 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             // Every batch asks for its record: completion order across batches is not
             // documented (the fact sheet infers in-order completion on one engine), so
             // `memcpy_wait` waits for each record rather than trusting the last one.
-            let d = if n == 1 {
-                MemMove::new(src, dst, len).completion(rec).build()
-            } else {
-                Batch::new(list, n).completion(rec).build()
+            // In interrupt mode the last batch asks for the interrupt; `memcpy_wait` sleeps on it
+            // and then confirms every record.
+            let irq = mode == WaitMode::Interrupt && remaining == 0;
+            let d = match (n == 1, irq) {
+                (true, false) => MemMove::new(src, dst, len).completion(rec).build(),
+                (true, true) => MemMove::new(src, dst, len)
+                    .completion(rec)
+                    .interrupt(MSI_VECTOR)
+                    .build(),
+                (false, false) => Batch::new(list, n).completion(rec).build(),
+                (false, true) => Batch::new(list, n)
+                    .completion(rec)
+                    .interrupt(MSI_VECTOR)
+                    .build(),
             };
             if let Err(e) = self.submit(&d) {
                 // Batches already submitted may still run; abandon them so nothing completes
@@ -668,19 +684,30 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             }
             b += 1;
         }
-        self.pending = Pending::Batches(b as u32);
+        self.pending = Pending::Batches(b as u32, mode);
         Ok(())
     }
 
-    fn memcpy_wait(&mut self, timeout_ns: u64) -> Result<(), DriverError> {
+    fn memcpy_wait(&mut self, _: InOrder, timeout_ns: u64) -> Result<(), DriverError> {
         let start = self.clock.now_ns();
         let pending = core::mem::replace(&mut self.pending, Pending::None);
-        let result = match pending {
-            Pending::None => Ok(()),
-            Pending::Single => self.finish_single(start, timeout_ns),
-            Pending::Batches(n) => self.finish_batches(n, start, timeout_ns),
+        let (mode, record) = match pending {
+            // Unreachable through CheckedDriver (the one state check); nothing to wait for.
+            Pending::None => return Ok(()),
+            Pending::Single(mode) => (mode, layout::COPY_RECORD),
+            Pending::Batches(n, mode) => {
+                (mode, layout::BATCH_RECORDS + (n.max(1) as usize - 1) * 32)
+            }
         };
-        match result {
+        let slept = self.sleep_on_interrupt(mode, record, timeout_ns);
+        // Without the interrupt, check the records without waiting any longer: whatever is not
+        // done by now takes the timeout's abandon-and-recover path below.
+        let budget = if slept.is_ok() { timeout_ns } else { 0 };
+        let finished = match pending {
+            Pending::Batches(n, _) => self.finish_batches(n, start, budget),
+            _ => self.finish_single(start, budget),
+        };
+        match finished {
             Err(DriverError::Timeout { .. }) => {
                 self.abandon();
                 self.recover();
@@ -688,10 +715,11 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
             Err(DriverError::Device(DeviceError::DsaSoftwareError { .. })) => self.recover(),
             _ => {}
         }
-        result
+        // A missing interrupt is the error to report; otherwise the records' verdict.
+        slept.and(finished)
     }
 
-    fn send_msi(&mut self) -> Result<(), DriverError> {
+    fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
         self.clear_swerr();
         self.clear_record(layout::MSI_RECORD)?;
         let d = Noop::new()
@@ -721,7 +749,29 @@ impl<F: PciFunction, C: Clock> Driver for Dsa<F, C> {
     }
 }
 
-impl<F: PciFunction, C: Clock> Dsa<F, C> {
+impl<F: PciFunction, C: Clock> Dsa<'_, F, C> {
+    /// In [`WaitMode::Interrupt`], sleep until the completion interrupt of the descriptor whose
+    /// record is at `record` arrives (the device raises it after writing that record).
+    fn sleep_on_interrupt(
+        &self,
+        mode: WaitMode,
+        record: usize,
+        timeout_ns: u64,
+    ) -> Result<(), DriverError> {
+        if mode == WaitMode::Poll {
+            return Ok(());
+        }
+        wait_interrupt(
+            &self.function,
+            NAME,
+            IrqKind::MsiX,
+            u32::from(MSI_VECTOR),
+            timeout_ns,
+            || self.region.read_u8(record).is_ok_and(|s| s != 0),
+        )
+        .map(drop)
+    }
+
     fn finish_single(&mut self, start: u64, timeout_ns: u64) -> Result<(), DriverError> {
         let status = self.wait_record(layout::COPY_RECORD, start, timeout_ns)?;
         if status == CompletionStatus::Success as u8 {

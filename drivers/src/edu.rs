@@ -22,7 +22,9 @@
 //! [`passthru_core::edu::DEFAULT_DMA_MASK`]); run QEMU with `-device edu,dma_mask=...` wide enough
 //! for the IOVAs in use. The driver cannot read the mask, so it does not check.
 
-use passthru_core::driver::{DeviceError, Driver, DriverError, Limits, Match};
+use passthru_core::driver::{
+    wait_interrupt, DeviceError, Driver, DriverError, InOrder, Limits, Match, WaitMode,
+};
 use passthru_core::edu::{self as hw, DmaCommand};
 use passthru_core::mmio::{poll, Clock, DmaRegion, IrqKind, PciFunction, RegisterIo};
 use passthru_core::pci::{self, CapabilityError, Command, Msi};
@@ -62,6 +64,8 @@ struct Job {
     /// Copies not yet finished, including the one running.
     remaining: u64,
     phase: Phase,
+    /// Poll DMA_CMD, or ask every DMA for [`hw::IRQ_DMA`] and sleep on the MSI.
+    mode: WaitMode,
 }
 
 /// An initialised edu device.
@@ -132,14 +136,39 @@ impl<F: PciFunction, C: Clock> Edu<F, C> {
     }
 
     fn start_phase(&self, job: &Job) {
+        let irq = |cmd: DmaCommand| match job.mode {
+            WaitMode::Poll => cmd,
+            WaitMode::Interrupt => cmd.with_irq(),
+        };
         match job.phase {
-            Phase::ToBuffer => {
-                self.start_dma(job.src, hw::BUFFER, job.size, DmaCommand::ram_to_buffer())
-            }
-            Phase::ToRam => {
-                self.start_dma(hw::BUFFER, job.dst, job.size, DmaCommand::buffer_to_ram())
-            }
+            Phase::ToBuffer => self.start_dma(
+                job.src,
+                hw::BUFFER,
+                job.size,
+                irq(DmaCommand::ram_to_buffer()),
+            ),
+            Phase::ToRam => self.start_dma(
+                hw::BUFFER,
+                job.dst,
+                job.size,
+                irq(DmaCommand::buffer_to_ram()),
+            ),
         }
+    }
+
+    /// [`WaitMode::Interrupt`]: sleep until the running DMA's MSI, then acknowledge its cause.
+    fn sleep_on_dma_irq(&self, timeout_ns: u64) -> Result<(), DriverError> {
+        let slept = wait_interrupt(
+            &self.function,
+            NAME,
+            IrqKind::Msi,
+            u32::from(hw::MSI_VECTOR),
+            timeout_ns,
+            || !DmaCommand(self.dma_cmd()).running(),
+        );
+        // Acknowledge the cause either way, so a lost MSI leaves no cause behind.
+        self.bar.write32(hw::IRQ_ACK, hw::IRQ_DMA);
+        slept.map(drop)
     }
 
     fn set_bus_master(&self, on: bool) -> Result<(), DriverError> {
@@ -156,7 +185,7 @@ impl<F: PciFunction, C: Clock> Edu<F, C> {
     }
 }
 
-impl<F: PciFunction, C: Clock> Driver for Edu<F, C> {
+impl<'r, F: PciFunction, C: Clock> Driver<'r> for Edu<F, C> {
     type Function = F;
     type Clock = C;
 
@@ -170,7 +199,7 @@ impl<F: PciFunction, C: Clock> Driver for Edu<F, C> {
         })
     }
 
-    fn init(function: F, clock: C, _region: DmaRegion) -> Result<Self, DriverError> {
+    fn init(function: F, clock: C, _region: DmaRegion<'r>) -> Result<Self, DriverError> {
         let bar = function.bar(0)?;
         if bar.len() < MIN_BAR_LEN {
             return Err(register_fault("BAR0 length", bar.len() as u64));
@@ -225,10 +254,12 @@ impl<F: PciFunction, C: Clock> Driver for Edu<F, C> {
 
     fn memcpy_start(
         &mut self,
+        _: InOrder,
         src: u64,
         dst: u64,
         size: u64,
         count: u64,
+        mode: WaitMode,
     ) -> Result<(), DriverError> {
         if size > hw::BUFFER_SIZE || count == 0 || count > MAX_COUNT {
             return Err(DriverError::BeyondLimits {
@@ -248,18 +279,40 @@ impl<F: PciFunction, C: Clock> Driver for Edu<F, C> {
             size,
             remaining: count,
             phase: Phase::ToBuffer,
+            mode,
         };
         self.start_phase(&job);
         self.job = Some(job);
         Ok(())
     }
 
-    fn memcpy_wait(&mut self, timeout_ns: u64) -> Result<(), DriverError> {
+    fn memcpy_wait(&mut self, _: InOrder, timeout_ns: u64) -> Result<(), DriverError> {
         let Some(mut job) = self.job.take() else {
+            // Unreachable through CheckedDriver (the one state check); nothing to wait for.
             return Ok(());
         };
         let start = self.clock.now_ns();
         loop {
+            let spent = self.clock.now_ns().wrapping_sub(start);
+            let left = timeout_ns.saturating_sub(spent);
+            if job.mode == WaitMode::Interrupt {
+                self.sleep_on_dma_irq(left).map_err(|e| match e {
+                    DriverError::InterruptTimeout {
+                        device,
+                        kind,
+                        vector,
+                        completed,
+                        ..
+                    } => DriverError::InterruptTimeout {
+                        device,
+                        kind,
+                        vector,
+                        waited_ns: self.clock.now_ns().wrapping_sub(start),
+                        completed,
+                    },
+                    other => other,
+                })?;
+            }
             let spent = self.clock.now_ns().wrapping_sub(start);
             let left = timeout_ns.saturating_sub(spent);
             if let Err(e) = self.wait_idle(left) {
@@ -292,7 +345,7 @@ impl<F: PciFunction, C: Clock> Driver for Edu<F, C> {
         }
     }
 
-    fn send_msi(&mut self) -> Result<(), DriverError> {
+    fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
         // edu signals MSI vector 0 when a raise leaves irq_status non-zero; the ack clears the
         // cause again (with MSI enabled it does not retract anything already sent).
         self.bar.write32(hw::IRQ_RAISE, SEND_MSI_CAUSE);

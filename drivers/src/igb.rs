@@ -8,7 +8,9 @@
 //! Region layout (`region_size` = 128 KiB, base 128-byte aligned): the 4096-entry transmit ring
 //! at offset 0, the 4096-entry receive ring at offset 64 KiB. Each `memcpy_start` posts `count`
 //! (≤ 4095, the ring size minus one) RX descriptors, then `count` TX descriptors, then bumps RDT
-//! and TDT. `memcpy_wait` polls the descriptor-done bit of the last RX descriptor.
+//! and TDT. `memcpy_wait` polls the descriptor-done bit of the last RX descriptor. With
+//! `WaitMode::Interrupt` vector 0 stays unmasked during the copy, so RX queue 0's write-back
+//! raises it once (EIAM masks it again); the wait sleeps on it and then checks the DD bit.
 //!
 //! Loopback: QEMU's igb loops frames back in the MAC (RCTL.LBM = MAC); the real 82576 uses the
 //! PHY loopback set through MDIC. QEMU never sets EECD.AUTO_RD after a reset, so the driver uses
@@ -20,11 +22,12 @@
 //! then returns the timeout, naming the RX descriptor status it last saw.
 
 use passthru_core::arch;
-use passthru_core::driver::{DeviceError, Driver, DriverError, Limits, Match};
-use passthru_core::igb::{self as hw, AdvRxRead, AdvTxDataDescriptor};
+use passthru_core::driver::{
+    wait_interrupt, DeviceError, Driver, DriverError, InOrder, Limits, Match, WaitMode,
+};
+use passthru_core::igb::{self as hw, AdvRxRead, AdvRxWriteback, AdvTxDataDescriptor};
 use passthru_core::mmio::{poll, Clock, DmaError, DmaRegion, IrqKind, PciFunction, RegisterIo};
 use passthru_core::pci::{self, Command};
-use zerocopy::IntoBytes;
 
 /// Driver name.
 pub const NAME: &str = "igb";
@@ -74,19 +77,20 @@ fn timeout(register: &'static str, value: u64, waited_ns: u64) -> DriverError {
 }
 
 /// An initialised 82576 / QEMU igb.
-pub struct Igb<F: PciFunction, C: Clock> {
+pub struct Igb<'r, F: PciFunction, C: Clock> {
     function: F,
     clock: C,
-    region: DmaRegion,
+    region: DmaRegion<'r>,
     bar: F::Bar,
     tx_tail: usize,
     rx_tail: usize,
-    /// Index of the last RX descriptor of the copies in flight, and the copy size.
-    last_rx: Option<(usize, u16)>,
+    /// Index of the last RX descriptor of the copies in flight, the copy size, and how the wait
+    /// learns of completion.
+    last_rx: Option<(usize, u16, WaitMode)>,
     mac_loopback: bool,
 }
 
-impl<F: PciFunction, C: Clock> core::fmt::Debug for Igb<F, C> {
+impl<F: PciFunction, C: Clock> core::fmt::Debug for Igb<'_, F, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Igb")
             .field("region_iova", &self.region.iova())
@@ -98,7 +102,7 @@ impl<F: PciFunction, C: Clock> core::fmt::Debug for Igb<F, C> {
     }
 }
 
-impl<F: PciFunction, C: Clock> Igb<F, C> {
+impl<F: PciFunction, C: Clock> Igb<'_, F, C> {
     /// The register BAR handle.
     pub fn bar(&self) -> &F::Bar {
         &self.bar
@@ -265,29 +269,10 @@ impl<F: PciFunction, C: Clock> Igb<F, C> {
         self.hw_init()
     }
 
-    fn write_desc(&self, offset: usize, bytes: &[u8]) -> Result<(), DriverError> {
-        let (lo, hi) = bytes.split_at(8);
-        let lo: [u8; 8] = lo.try_into().map_err(|_| DmaError::OutOfBounds {
-            offset,
-            len: bytes.len(),
-            region_len: self.region.len(),
-        })?;
-        let hi: [u8; 8] = hi.try_into().map_err(|_| DmaError::OutOfBounds {
-            offset,
-            len: bytes.len(),
-            region_len: self.region.len(),
-        })?;
-        // Native-endian writes of `from_ne_bytes` values put exactly these bytes in memory.
-        self.region.write_u64(offset, u64::from_ne_bytes(lo))?;
-        self.region.write_u64(offset + 8, u64::from_ne_bytes(hi))?;
-        Ok(())
-    }
-
-    fn rx_length(&self, index: usize) -> Result<u16, DmaError> {
-        // length is bytes 12..14 of the write-back descriptor.
+    /// The write-back descriptor at `index` (read after its DD bit).
+    fn rx_writeback(&self, index: usize) -> Result<AdvRxWriteback, DmaError> {
         self.region
-            .read_u16(RX_RING_OFFSET + index * hw::DESCRIPTOR_SIZE + 12)
-            .map(u16::from_le)
+            .read(RX_RING_OFFSET + index * hw::DESCRIPTOR_SIZE)
     }
 
     fn rx_status(&self, index: usize) -> Result<u32, DmaError> {
@@ -298,7 +283,7 @@ impl<F: PciFunction, C: Clock> Igb<F, C> {
     }
 }
 
-impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
+impl<'r, F: PciFunction, C: Clock> Driver<'r> for Igb<'r, F, C> {
     type Function = F;
     type Clock = C;
 
@@ -312,7 +297,7 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
         })
     }
 
-    fn init(function: F, clock: C, region: DmaRegion) -> Result<Self, DriverError> {
+    fn init(function: F, clock: C, region: DmaRegion<'r>) -> Result<Self, DriverError> {
         if region.len() < REGION_SIZE {
             return Err(DriverError::RegionTooSmall {
                 need: REGION_SIZE,
@@ -374,10 +359,12 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
 
     fn memcpy_start(
         &mut self,
+        _: InOrder,
         src: u64,
         dst: u64,
         size: u64,
         count: u64,
+        mode: WaitMode,
     ) -> Result<(), DriverError> {
         if size > MAX_SIZE || count == 0 || count > MAX_COUNT {
             return Err(DriverError::BeyondLimits {
@@ -392,21 +379,22 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
                 reason: "igb copies are Ethernet frames of at least 60 bytes",
             });
         }
-        // No interrupt may fire for a copy: mask vector 0 until the wait unmasks it.
-        self.write(hw::EIMC, hw::eicr_vector(MSI_VECTOR as u8));
+        let v0 = hw::eicr_vector(MSI_VECTOR as u8);
+        match mode {
+            // No interrupt may fire for a polled copy: mask vector 0 until the wait unmasks it.
+            WaitMode::Poll => self.write(hw::EIMC, v0),
+            // RX queue 0's write-back raises vector 0 once (EIAM masks it again when it fires).
+            WaitMode::Interrupt => self.write(hw::EIMS, v0),
+        }
         let len = size as u16;
         let mut last = self.rx_tail;
         for _ in 0..count {
             let rx = AdvRxRead::buffer(dst);
-            self.write_desc(
-                RX_RING_OFFSET + self.rx_tail * hw::DESCRIPTOR_SIZE,
-                rx.as_bytes(),
-            )?;
+            self.region
+                .write(RX_RING_OFFSET + self.rx_tail * hw::DESCRIPTOR_SIZE, &rx)?;
             let tx = AdvTxDataDescriptor::packet(src, len);
-            self.write_desc(
-                TX_RING_OFFSET + self.tx_tail * hw::DESCRIPTOR_SIZE,
-                tx.as_bytes(),
-            )?;
+            self.region
+                .write(TX_RING_OFFSET + self.tx_tail * hw::DESCRIPTOR_SIZE, &tx)?;
             last = self.rx_tail;
             self.rx_tail = (self.rx_tail + 1) % RING_ENTRIES;
             self.tx_tail = (self.tx_tail + 1) % RING_ENTRIES;
@@ -415,14 +403,55 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
         arch::write_barrier();
         self.write(hw::RDT0, self.rx_tail as u32);
         self.write(hw::TDT0, self.tx_tail as u32);
-        self.last_rx = Some((last, len));
+        self.last_rx = Some((last, len, mode));
         Ok(())
     }
 
-    fn memcpy_wait(&mut self, timeout_ns: u64) -> Result<(), DriverError> {
-        let Some((last, len)) = self.last_rx.take() else {
+    fn memcpy_wait(&mut self, _: InOrder, timeout_ns: u64) -> Result<(), DriverError> {
+        let Some((last, len, mode)) = self.last_rx.take() else {
+            // Unreachable through CheckedDriver (the one state check); nothing to wait for.
             return Ok(());
         };
+        if mode == WaitMode::Poll {
+            return self.finish_copies(last, len, timeout_ns);
+        }
+        let start = self.clock.now_ns();
+        let slept = wait_interrupt(
+            &self.function,
+            NAME,
+            IrqKind::MsiX,
+            u32::from(MSI_VECTOR),
+            timeout_ns,
+            || {
+                self.rx_status(last)
+                    .is_ok_and(|s| s & hw::rxd::STAT_DD != 0)
+            },
+        );
+        let left = timeout_ns.saturating_sub(self.clock.now_ns().wrapping_sub(start));
+        match slept {
+            Ok(_) => self.finish_copies(last, len, left),
+            Err(e) => {
+                // Finish without waiting longer (an unfinished copy takes the timeout's recovery
+                // path), then report the missing interrupt.
+                let _ = self.finish_copies(last, len, 0);
+                Err(e)
+            }
+        }
+    }
+
+    fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
+        // EIAM auto-masks vector 0 each time it fires, so unmask it before raising the cause.
+        let v0 = hw::eicr_vector(MSI_VECTOR as u8);
+        self.write(hw::EIMS, v0);
+        self.write(hw::EICS, v0);
+        Ok(())
+    }
+}
+
+impl<F: PciFunction, C: Clock> Igb<'_, F, C> {
+    /// Poll the DD bit of RX descriptor `last` for at most `timeout_ns`, then check the frame;
+    /// clear EICR and unmask vector 0 again. A timeout resets and re-initialises the function.
+    fn finish_copies(&mut self, last: usize, len: u16, timeout_ns: u64) -> Result<(), DriverError> {
         let mut dma_err = None;
         let r = poll(
             &self.clock,
@@ -455,7 +484,7 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
                 }
                 // With SECRC the frame lands exactly as sent; any other length means the copy
                 // was truncated or padded.
-                let got = self.rx_length(last)?;
+                let got = self.rx_writeback(last)?.length.get();
                 if got != len {
                     return Err(DriverError::Device(DeviceError::Register {
                         device: NAME,
@@ -483,14 +512,6 @@ impl<F: PciFunction, C: Clock> Driver for Igb<F, C> {
                 ))
             }
         }
-    }
-
-    fn send_msi(&mut self) -> Result<(), DriverError> {
-        // EIAM auto-masks vector 0 each time it fires, so unmask it before raising the cause.
-        let v0 = hw::eicr_vector(MSI_VECTOR as u8);
-        self.write(hw::EIMS, v0);
-        self.write(hw::EICS, v0);
-        Ok(())
     }
 }
 

@@ -31,7 +31,9 @@
 //! | [`layout::NULL_DESC`] | 64 | the self-linked NULL + interrupt descriptor |
 //! | [`layout::WRITEBACK`] | 64 | the completion write-back (8 bytes used; one cache line) |
 
-use passthru_core::driver::{DeviceError, Driver, DriverError, DriverState, Limits, Match};
+use passthru_core::driver::{
+    wait_interrupt, DeviceError, Driver, DriverError, InOrder, Limits, Match, WaitMode,
+};
 use passthru_core::ioat::{
     self, chan, ids, CbVer, ChanCmd, ChanCtrl, ChanState, ChanSts, Descriptor, IntrCtrl, XferCap,
 };
@@ -88,26 +90,30 @@ const START_CHANCTRL: ChanCtrl = ChanCtrl::INT_REARM
     .union(ChanCtrl::ERR_COMPLETION_EN)
     .union(ChanCtrl::ANY_ERR_ABORT_EN);
 
+/// CHANCTRL for a start in [`WaitMode::Interrupt`]: as [`START_CHANCTRL`], plus an interrupt on
+/// error, so a faulting copy wakes the waiter too (the copy descriptor carries interrupt enable).
+const START_CHANCTRL_IRQ: ChanCtrl = START_CHANCTRL.union(ChanCtrl::ERR_INT_EN);
+
 /// What is in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
     None,
-    Memcpy,
+    Memcpy(WaitMode),
 }
 
 /// The CBDMA driver for one PCI function (see the module docs).
-pub struct Ioat<F: PciFunction, C: Clock> {
+pub struct Ioat<'r, F: PciFunction, C: Clock> {
     function: F,
     bar: F::Bar,
     clock: C,
-    region: DmaRegion,
+    region: DmaRegion<'r>,
     cbver: CbVer,
     xfercap: XferCap,
     limits: Limits,
     pending: Pending,
 }
 
-impl<F: PciFunction, C: Clock> core::fmt::Debug for Ioat<F, C> {
+impl<F: PciFunction, C: Clock> core::fmt::Debug for Ioat<'_, F, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Ioat")
             .field("cbver", &self.cbver)
@@ -143,7 +149,7 @@ fn identify<F: PciFunction>(function: &F) -> Result<(F::Bar, CbVer), DriverError
     Ok((bar, cbver))
 }
 
-impl<F: PciFunction, C: Clock> Ioat<F, C> {
+impl<F: PciFunction, C: Clock> Ioat<'_, F, C> {
     /// The CBVER read at init.
     pub fn cbver(&self) -> CbVer {
         self.cbver
@@ -161,7 +167,7 @@ impl<F: PciFunction, C: Clock> Ioat<F, C> {
 
     /// The completion write-back value in the DMA region (diagnostics).
     pub fn writeback(&self) -> Result<ChanSts, DriverError> {
-        Ok(ChanSts(self.region.read_u64(layout::WRITEBACK)?))
+        Ok(self.region.read(layout::WRITEBACK)?)
     }
 
     /// The current CHANERR register of channel 0 (diagnostics).
@@ -254,15 +260,14 @@ impl<F: PciFunction, C: Clock> Ioat<F, C> {
         Ok(())
     }
 
-    /// Point the channel at `chain` and make `count` descriptors available.
-    fn kick(&self, chain: u64, count: u16) -> Result<(), DriverError> {
-        self.region.write_u64(layout::WRITEBACK, 0)?;
+    /// Point the channel at `chain` and make `count` descriptors available, with CHANCTRL `ctrl`.
+    fn kick(&self, chain: u64, count: u16, ctrl: ChanCtrl) -> Result<(), DriverError> {
+        self.region.write(layout::WRITEBACK, &ChanSts(0))?;
         // Descriptor and write-back slot must be visible before the doorbell.
         passthru_core::arch::write_barrier();
         self.write64_split(chan::CHANCMP, self.iova(layout::WRITEBACK)?);
         self.write64_split(chan::CHAINADDR, chain);
-        self.bar
-            .write16(CHAN_BASE + chan::CHANCTRL, START_CHANCTRL.bits());
+        self.bar.write16(CHAN_BASE + chan::CHANCTRL, ctrl.bits());
         self.bar.write16(CHAN_BASE + chan::DMACOUNT, count);
         Ok(())
     }
@@ -313,7 +318,7 @@ impl<F: PciFunction, C: Clock> Ioat<F, C> {
             &self.clock,
             left,
             POLL_INTERVAL_NS,
-            || self.region.read_u64(layout::WRITEBACK).unwrap_or(0),
+            || self.writeback().map_or(0, |w| w.0),
             |v| ChanSts(v).completed_address() == desc,
         );
         if let Err(t) = wb {
@@ -328,19 +333,9 @@ impl<F: PciFunction, C: Clock> Ioat<F, C> {
         }
         Ok(())
     }
-
-    fn refuse_busy(&self, op: &'static str) -> Result<(), DriverError> {
-        if self.pending != Pending::None {
-            return Err(DriverError::OutOfOrder {
-                op,
-                state: DriverState::Busy,
-            });
-        }
-        Ok(())
-    }
 }
 
-impl<F: PciFunction, C: Clock> Driver for Ioat<F, C> {
+impl<'r, F: PciFunction, C: Clock> Driver<'r> for Ioat<'r, F, C> {
     type Function = F;
     type Clock = C;
 
@@ -354,7 +349,7 @@ impl<F: PciFunction, C: Clock> Driver for Ioat<F, C> {
         })
     }
 
-    fn init(function: F, clock: C, region: DmaRegion) -> Result<Self, DriverError> {
+    fn init(function: F, clock: C, region: DmaRegion<'r>) -> Result<Self, DriverError> {
         let (bar, cbver) = identify(&function)?;
         if region.len() < REGION_SIZE {
             return Err(DriverError::RegionTooSmall {
@@ -428,12 +423,13 @@ impl<F: PciFunction, C: Clock> Driver for Ioat<F, C> {
 
     fn memcpy_start(
         &mut self,
+        _: InOrder,
         src: u64,
         dst: u64,
         size: u64,
         count: u64,
+        mode: WaitMode,
     ) -> Result<(), DriverError> {
-        self.refuse_busy("memcpy_start")?;
         if size > self.limits.max_memcpy_size || count == 0 || count > MAX_MEMCPY_COUNT {
             return Err(DriverError::BeyondLimits {
                 size,
@@ -452,32 +448,55 @@ impl<F: PciFunction, C: Clock> Driver for Ioat<F, C> {
         let desc = Descriptor::copy(src, dst, size32)
             .with_next(at)
             .with_completion_write();
-        self.region
-            .write_bytes(layout::COPY_DESC, &desc.to_bytes())?;
-        self.kick(at, count16)?;
-        self.pending = Pending::Memcpy;
+        let (desc, ctrl) = match mode {
+            WaitMode::Poll => (desc, START_CHANCTRL),
+            // The interrupt is armed once per start (CHANCTRL bit 0), so the self-linked
+            // descriptor raises it once: at the first execution. `memcpy_wait` confirms the rest
+            // from CHANSTS and the write-back.
+            WaitMode::Interrupt => (desc.with_interrupt(), START_CHANCTRL_IRQ),
+        };
+        self.region.write(layout::COPY_DESC, &desc)?;
+        self.kick(at, count16, ctrl)?;
+        self.pending = Pending::Memcpy(mode);
         Ok(())
     }
 
-    fn memcpy_wait(&mut self, timeout_ns: u64) -> Result<(), DriverError> {
-        if self.pending != Pending::Memcpy {
-            return Err(DriverError::OutOfOrder {
-                op: "memcpy_wait",
-                state: DriverState::Ready,
-            });
-        }
-        self.pending = Pending::None;
+    fn memcpy_wait(&mut self, _: InOrder, timeout_ns: u64) -> Result<(), DriverError> {
+        let pending = core::mem::replace(&mut self.pending, Pending::None);
+        let Pending::Memcpy(mode) = pending else {
+            // Unreachable through CheckedDriver (the one state check); nothing to wait for.
+            return Ok(());
+        };
         let at = self.iova(layout::COPY_DESC)?;
-        self.wait_done(at, timeout_ns)
+        let start = self.clock.now_ns();
+        if mode == WaitMode::Interrupt {
+            let slept = wait_interrupt(
+                &self.function,
+                NAME,
+                IrqKind::MsiX,
+                u32::from(MSI_VECTOR),
+                timeout_ns,
+                || {
+                    let s = self.chansts();
+                    s.is(ChanState::Done) || s.is(ChanState::Halted)
+                },
+            );
+            if let Err(e) = slept {
+                // Finish the bookkeeping without waiting any longer: a finished chain is checked
+                // and the channel suspended as usual, an unfinished one is reset.
+                let _ = self.wait_done(at, 0);
+                return Err(e);
+            }
+        }
+        let left = timeout_ns.saturating_sub(self.clock.now_ns().wrapping_sub(start));
+        self.wait_done(at, left)
     }
 
-    fn send_msi(&mut self) -> Result<(), DriverError> {
-        self.refuse_busy("send_msi")?;
+    fn send_msi(&mut self, _: InOrder) -> Result<(), DriverError> {
         let at = self.iova(layout::NULL_DESC)?;
         let desc = Descriptor::null_interrupt().with_next(at);
-        self.region
-            .write_bytes(layout::NULL_DESC, &desc.to_bytes())?;
-        self.kick(at, 1)?;
+        self.region.write(layout::NULL_DESC, &desc)?;
+        self.kick(at, 1, START_CHANCTRL)?;
         self.wait_done(at, SEND_MSI_TIMEOUT_NS)
     }
 }

@@ -13,7 +13,7 @@ use passthru_models::function::ModelFunction;
 use passthru_models::iommu::{HostMemory, Iommu};
 use passthru_models::StdClock;
 
-type Drv = Dsa<ModelFunction<DsaModel>, StdClock>;
+type Drv<'r> = Dsa<'r, ModelFunction<DsaModel>, StdClock>;
 
 const REGION_IOVA: u64 = 0x1000_0000;
 const DATA_IOVA: u64 = 0x2000_0000;
@@ -31,7 +31,7 @@ struct Rig {
     model: Arc<DsaModel>,
     data: Arc<HostMemory>,
     _region: Arc<HostMemory>,
-    drv: CheckedDriver<Drv>,
+    drv: CheckedDriver<'static, Drv<'static>>,
 }
 
 fn rig_with(mode: ExecMode) -> Rig {
@@ -43,7 +43,7 @@ fn rig_with(mode: ExecMode) -> Rig {
     iommu.map_all(DATA_IOVA, &data).unwrap();
     // SAFETY: `region` is kept alive in the rig for as long as the driver uses it, and the test
     // never forms references into it.
-    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    let dma = unsafe { region.dma_region_unbounded(REGION_IOVA) };
     let mut drv = CheckedDriver::<Drv>::new(model.function(), StdClock::new(), dma).unwrap();
     drv.init().unwrap();
     Rig {
@@ -377,7 +377,7 @@ impl passthru_core::mmio::Clock for VirtualClock {
     }
 }
 
-type VDrv = Dsa<ModelFunction<DsaModel>, VirtualClock>;
+type VDrv<'r> = Dsa<'r, ModelFunction<DsaModel>, VirtualClock>;
 
 #[test]
 fn stuck_command_unit_is_a_bounded_timeout() {
@@ -385,8 +385,7 @@ fn stuck_command_unit_is_a_bounded_timeout() {
     let model = DsaModel::new(Arc::clone(&iommu), ExecMode::Immediate);
     let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
     iommu.map_all(REGION_IOVA, &region).unwrap();
-    // SAFETY: `region` outlives every driver below; no references into it are formed.
-    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    let dma = region.dma_region(REGION_IOVA);
     model.set_command_stuck(true);
     let clock = VirtualClock::default();
     let e = VDrv::init(model.function(), clock.clone(), dma).unwrap_err();
@@ -403,7 +402,8 @@ fn stuck_command_unit_is_a_bounded_timeout() {
     assert_eq!(value, 1 << 31, "CMDSTS still Active");
     assert!(waited_ns >= passthru_drivers::dsa::COMMAND_TIMEOUT_NS);
     model.set_command_stuck(false);
-    let mut d = VDrv::init(model.function(), clock, dma).unwrap();
+    let mut d = CheckedDriver::<VDrv>::new(model.function(), clock, dma).unwrap();
+    d.init().unwrap();
     // send_msi on a stuck engine: bounded by the command timeout, then the device works again.
     model.set_stuck(true);
     let e = d.send_msi().unwrap_err();
@@ -541,8 +541,7 @@ mod robustness {
             let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
             iommu.map_all(REGION_IOVA, &region).unwrap();
             // Start from an initialised device so descriptors really execute.
-            // SAFETY: region outlives the driver, no references into it.
-            let dma = unsafe { region.dma_region(REGION_IOVA) };
+            let dma = region.dma_region(REGION_IOVA);
             let drv = Drv::init(model.function(), StdClock::new(), dma).unwrap();
             let f = model.function();
             let bar0 = f.bar(0).unwrap();
@@ -578,16 +577,22 @@ mod robustness {
 
 fn init_on(
     p: passthru_models::dsa::DsaProfile,
-) -> (Arc<DsaModel>, Arc<HostMemory>, Arc<HostMemory>, Drv) {
+) -> (
+    Arc<DsaModel>,
+    Arc<HostMemory>,
+    Arc<HostMemory>,
+    CheckedDriver<'static, Drv<'static>>,
+) {
     let iommu = Iommu::new();
     let model = DsaModel::with_profile(p, Arc::clone(&iommu), ExecMode::Immediate);
     let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
     let data = HostMemory::pages(DATA_LEN).unwrap();
     iommu.map_all(REGION_IOVA, &region).unwrap();
     iommu.map_all(DATA_IOVA, &data).unwrap();
-    // SAFETY: the caller keeps `region` alive as long as the driver; no references into it.
-    let dma = unsafe { region.dma_region(REGION_IOVA) };
-    let d = Drv::init(model.function(), StdClock::new(), dma).unwrap();
+    // SAFETY: the caller keeps `region` (returned with the driver) alive as long as the driver.
+    let dma = unsafe { region.dma_region_unbounded(REGION_IOVA) };
+    let mut d = CheckedDriver::new(model.function(), StdClock::new(), dma).unwrap();
+    d.init().unwrap();
     (model, region, data, d)
 }
 
@@ -596,7 +601,7 @@ fn small_wq_bounds_max_batches() {
     let mut p = passthru_models::dsa::DsaProfile::SPR;
     p.wqcap = (p.wqcap & !0xffff) | 4; // 4 WQ entries in total
     let (model, _region, _data, mut d) = init_on(p);
-    assert_eq!(d.limits().max_memcpy_count, 4 * 1024);
+    assert_eq!(d.limits().unwrap().max_memcpy_count, 4 * 1024);
     assert_eq!(model.wq_config(0).unwrap().wq_size(), 4);
     d.memcpy_start(SRC, DST, 64, 4 * 1024).unwrap();
     d.memcpy_wait(TIMEOUT_NS).unwrap();
@@ -612,7 +617,7 @@ fn batch_shift_zero_limits_count_to_one() {
     let mut p = passthru_models::dsa::DsaProfile::SPR;
     p.gencap &= !(0xf << 21); // max batch size 2^0 = 1: batching impossible
     let (_model, _region, _data, mut d) = init_on(p);
-    assert_eq!(d.limits().max_memcpy_count, 1);
+    assert_eq!(d.limits().unwrap().max_memcpy_count, 1);
     assert!(matches!(
         d.memcpy_start(SRC, DST, 64, 2),
         Err(DriverError::BeyondLimits { .. })
@@ -651,17 +656,13 @@ fn refuses_read_only_configuration() {
     let iommu = Iommu::new();
     let model = DsaModel::with_profile(p, Arc::clone(&iommu), ExecMode::Immediate);
     let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
-    // SAFETY: `region` outlives the init call; no references into it.
-    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    let dma = region.dma_region(REGION_IOVA);
     let e = Drv::init(model.function(), StdClock::new(), dma).unwrap_err();
     assert!(
         matches!(e, DriverError::Unsupported { device: "dsa", .. }),
         "{e:?}"
     );
-    // SAFETY: as above.
-    let small = unsafe { region.dma_region(REGION_IOVA) }
-        .subregion(0, 4096)
-        .unwrap();
+    let small = region.dma_region(REGION_IOVA).subregion(0, 4096).unwrap();
     let e = Drv::init(model.function(), StdClock::new(), small).unwrap_err();
     assert!(matches!(e, DriverError::RegionTooSmall { .. }), "{e:?}");
 }
@@ -701,8 +702,7 @@ fn init_refuses_int_handle_devices_even_without_probe() {
     p.cmdcap = 0x1ffe | 1 << 13;
     let m = DsaModel::with_profile(p, iommu, ExecMode::Immediate);
     let region = HostMemory::pages(layout::REGION_SIZE.next_multiple_of(4096)).unwrap();
-    // SAFETY: `region` outlives the init call; no references into it.
-    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    let dma = region.dma_region(REGION_IOVA);
     let e = Drv::init(m.function(), StdClock::new(), dma).unwrap_err();
     assert!(
         matches!(e, DriverError::Unsupported { device: "dsa", .. }),
@@ -715,7 +715,7 @@ fn batch_size_two_odd_count_uses_a_trailing_memmove() {
     let mut p = passthru_models::dsa::DsaProfile::SPR;
     p.gencap = (p.gencap & !(0xf << 21)) | 1 << 21; // max batch size 2
     let (model, _region, data, mut d) = init_on(p);
-    assert_eq!(d.limits().max_memcpy_count, 32 * 2);
+    assert_eq!(d.limits().unwrap().max_memcpy_count, 32 * 2);
     data.fill(0, 64, 7).unwrap();
     d.memcpy_start(SRC, DST, 64, 5).unwrap();
     d.memcpy_wait(TIMEOUT_NS).unwrap();

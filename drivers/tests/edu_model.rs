@@ -15,7 +15,7 @@ use passthru_models::function::ModelFunction;
 use passthru_models::iommu::{HostMemory, Iommu, Perm};
 use passthru_models::StdClock;
 
-type Driver = CheckedDriver<Edu<ModelFunction<EduModel>, StdClock>>;
+type Driver = CheckedDriver<'static, Edu<ModelFunction<EduModel>, StdClock>>;
 
 /// IOVAs as an allocator would hand them out: above 4 GiB (edu's dma_mask widened, as in the
 /// QEMU rig).
@@ -45,7 +45,7 @@ impl Fixture {
         iommu.map_all(MEMCPY_IOVA, &memcpy).unwrap();
         let model = EduModel::with_dma_mask(iommu, mode, u64::MAX);
         // SAFETY: driver_mem lives in the fixture as long as the driver; nothing references it.
-        let region = unsafe { driver_mem.dma_region(DRIVER_IOVA) };
+        let region = unsafe { driver_mem.dma_region_unbounded(DRIVER_IOVA) };
         let mut driver = Driver::new(model.function(), StdClock::new(), region).unwrap();
         assert_eq!(driver.matched().name, "edu");
         let limits = driver.init().unwrap();
@@ -266,10 +266,11 @@ fn dropping_an_initialised_driver_removes_it() {
     let iommu = Iommu::new();
     let mem = HostMemory::pages(4096).unwrap();
     let model = EduModel::new(iommu, ExecMode::Immediate);
-    // SAFETY: mem outlives the driver below.
-    let region = unsafe { mem.dma_region(0x1000) };
+    let region = mem.dma_region(0x1000);
     {
-        let mut d = Driver::new(model.function(), StdClock::new(), region).unwrap();
+        let mut d =
+            CheckedDriver::<Edu<_, StdClock>>::new(model.function(), StdClock::new(), region)
+                .unwrap();
         d.init().unwrap();
         assert!(model.function().msi().enabled_kind().is_some());
     }
@@ -385,8 +386,7 @@ fn init_checks_identity_liveness_and_msi() {
         bar_read,
         hide_capabilities,
     };
-    // SAFETY: mem outlives every use of the region in this test.
-    let region = unsafe { mem.dma_region(0x1000) };
+    let region = mem.dma_region(0x1000);
     let init = |f: Tampered| Edu::init(f, StdClock::new(), region).map(|_| ());
 
     assert!(Edu::<Tampered, StdClock>::probe(&make(None, false)).is_some());

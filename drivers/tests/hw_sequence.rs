@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use passthru_core::driver::Driver;
+use passthru_core::driver::CheckedDriver;
 use passthru_core::mmio::{FunctionError, IrqKind, PciFunction, PortalError, RegisterIo};
 use passthru_drivers::dsa::{self, Dsa};
 use passthru_drivers::ioat::{self, Ioat};
@@ -187,7 +187,7 @@ struct DsaRig {
     model: Arc<DsaModel>,
     region: Arc<HostMemory>,
     data: Arc<HostMemory>,
-    drv: Dsa<Rec<ModelFunction<DsaModel>>, StdClock>,
+    drv: CheckedDriver<'static, Dsa<'static, Rec<ModelFunction<DsaModel>>, StdClock>>,
 }
 
 fn dsa_rig() -> (DsaRig, Vec<Ev>) {
@@ -199,13 +199,15 @@ fn dsa_rig() -> (DsaRig, Vec<Ev>) {
     iommu.map_all(DATA_IOVA, &data).unwrap();
     // SAFETY: `region` stays alive in the rig while the driver uses it; the test reads it only
     // through HostMemory's copying accessors.
-    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    let dma = unsafe { region.dma_region_unbounded(REGION_IOVA) };
     let log: Log = Arc::default();
     let f = Rec {
         inner: model.function(),
         log: Arc::clone(&log),
     };
-    let drv = <Dsa<_, _> as Driver>::init(f, StdClock::new(), dma).unwrap();
+    let mut drv = CheckedDriver::new(f, StdClock::new(), dma).unwrap();
+    take(&log); // the probe's reads
+    drv.init().unwrap();
     let init = take(&log);
     (
         DsaRig {
@@ -466,7 +468,7 @@ struct IoatRig {
     log: Log,
     model: Arc<CbdmaModel>,
     region: Arc<HostMemory>,
-    drv: Ioat<Rec<ModelFunction<CbdmaModel>>, StdClock>,
+    drv: CheckedDriver<'static, Ioat<'static, Rec<ModelFunction<CbdmaModel>>, StdClock>>,
 }
 
 fn ioat_rig() -> (IoatRig, Vec<Ev>) {
@@ -475,15 +477,17 @@ fn ioat_rig() -> (IoatRig, Vec<Ev>) {
     let buf = HostMemory::pages(1 << 16).unwrap();
     iommu.map_all(REGION_IOVA, &region).unwrap();
     iommu.map_all(DATA_IOVA, &buf).unwrap();
-    // SAFETY: `region` lives in the rig while the driver uses it.
-    let dma = unsafe { region.dma_region(REGION_IOVA) };
+    // SAFETY: `region` stays alive in the rig while the driver uses it.
+    let dma = unsafe { region.dma_region_unbounded(REGION_IOVA) };
     let model = CbdmaModel::new(iommu, CbdmaConfig::default());
     let log: Log = Arc::default();
     let f = Rec {
         inner: ModelFunction::new(Arc::clone(&model)),
         log: Arc::clone(&log),
     };
-    let drv = <Ioat<_, _> as Driver>::init(f, StdClock::new(), dma).unwrap();
+    let mut drv = CheckedDriver::new(f, StdClock::new(), dma).unwrap();
+    take(&log); // the probe's reads
+    drv.init().unwrap();
     let init = take(&log);
     (
         IoatRig {

@@ -259,6 +259,15 @@ impl<M: DeviceModel> PciFunction for ModelFunction<M> {
         self.model.reset();
         Ok(())
     }
+    /// The interrupt hook on the model's MSI sink: waits (condition variable) for a delivered
+    /// raise of `vector` and takes the count, like a VFIO eventfd.
+    fn irq_wait(&self, kind: IrqKind, vector: u32, timeout_ns: u64) -> Result<u64, FunctionError> {
+        let msi = &self.model.pci().msi;
+        if !msi.is_enabled(kind, vector) {
+            return Err(FunctionError::NoSuchVector { kind, vector });
+        }
+        Ok(msi.wait_take(vector, std::time::Duration::from_nanos(timeout_ns)))
+    }
 }
 
 fn check_cfg(offset: u16, width: u16) -> Result<(), FunctionError> {

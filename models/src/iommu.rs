@@ -81,14 +81,21 @@ impl HostMemory {
         self.ptr.as_ptr()
     }
 
-    /// A [`DmaRegion`] over all of this memory, as a device sees it at `iova`.
+    /// A [`DmaRegion`] over all of this memory, as a device sees it at `iova`, borrowing it.
+    pub fn dma_region(&self, iova: u64) -> DmaRegion<'_> {
+        // SAFETY: the allocation is valid for volatile reads and writes of `len` bytes while
+        // self lives, which the borrow guarantees; no reference into it is ever formed.
+        unsafe { DmaRegion::from_raw_parts(iova, self.ptr, self.len()) }
+    }
+
+    /// [`HostMemory::dma_region`] for a caller-chosen lifetime, for holders that keep the memory
+    /// (an `Arc`) next to the driver using the region.
     ///
     /// # Safety
-    /// The returned region (and its copies) must not be used after this `HostMemory` is dropped.
-    pub unsafe fn dma_region(&self, iova: u64) -> DmaRegion {
-        // SAFETY: the allocation is valid for reads and writes of `len` bytes while self lives,
-        // which the caller guarantees for every use of the region.
-        unsafe { DmaRegion::new(iova, self.ptr, self.len()) }
+    /// The memory must stay alive (some `Arc` of it held) for all of `'a`.
+    pub unsafe fn dma_region_unbounded<'a>(&self, iova: u64) -> DmaRegion<'a> {
+        // SAFETY: valid while the allocation lives, which the caller guarantees for 'a.
+        unsafe { DmaRegion::from_raw_parts(iova, self.ptr, self.len()) }
     }
 
     /// Copy `src` into the memory at `offset` (test setup; bounds-checked).

@@ -82,6 +82,12 @@ impl MsiSink {
         }
     }
 
+    /// True if `vector` of `kind` is enabled (connected).
+    pub fn is_enabled(&self, kind: IrqKind, vector: u32) -> bool {
+        let s = self.lock();
+        s.kind == Some(kind) && vector >= s.first && vector - s.first < s.count
+    }
+
     /// The enabled kind, if any.
     pub fn enabled_kind(&self) -> Option<IrqKind> {
         self.lock().kind

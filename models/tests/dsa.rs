@@ -873,8 +873,7 @@ fn record_fields_are_visible_before_the_status_byte() {
     // address and progress written before it must already be there.
     let t = setup_profile(DsaProfile::SPR, ExecMode::Threaded);
     t.enable();
-    // SAFETY: `t.mem` outlives the region; only volatile accesses are made through it.
-    let region = unsafe { t.mem.dma_region(MEM) };
+    let region = t.mem.dma_region(MEM);
     let end = MEM + MEM_LEN as u64;
     for i in 0..200u64 {
         region.fill(0, 32, 0).unwrap();
@@ -890,7 +889,9 @@ fn record_fields_are_visible_before_the_status_byte() {
         };
         std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
         assert_eq!(status, 0x83);
-        assert_eq!(region.read_u32(4).unwrap(), done as u32);
-        assert_eq!(region.read_u64(8).unwrap(), end);
+        let record: passthru_core::idxd::completion::CompletionRecord = region.read(0).unwrap();
+        assert_eq!(record.status, 0x83);
+        assert_eq!(record.bytes_completed.get(), done as u32);
+        assert_eq!(record.fault_addr.get(), end);
     }
 }

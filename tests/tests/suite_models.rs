@@ -95,17 +95,41 @@ cases! {
     edu_threaded_send_msi => "edu.threaded.send_msi",
     edu_threaded_mix_and_match => "edu.threaded.mix_and_match",
     edu_threaded_memcpy_storm => "edu.threaded.memcpy_storm",
+    // Every memcpy waited for by interrupt (not upstream).
+    dsa_irq_init_remove => "dsa.irq.init_remove",
+    dsa_irq_memcpy_success => "dsa.irq.memcpy_success",
+    dsa_irq_memcpy_from_unmapped_iova => "dsa.irq.memcpy_from_unmapped_iova",
+    dsa_irq_memcpy_to_unmapped_iova => "dsa.irq.memcpy_to_unmapped_iova",
+    dsa_irq_send_msi => "dsa.irq.send_msi",
+    dsa_irq_mix_and_match => "dsa.irq.mix_and_match",
+    dsa_irq_memcpy_storm => "dsa.irq.memcpy_storm",
+    ioat_irq_init_remove => "ioat.irq.init_remove",
+    ioat_irq_memcpy_success => "ioat.irq.memcpy_success",
+    ioat_irq_memcpy_from_unmapped_iova => "ioat.irq.memcpy_from_unmapped_iova",
+    ioat_irq_memcpy_to_unmapped_iova => "ioat.irq.memcpy_to_unmapped_iova",
+    ioat_irq_send_msi => "ioat.irq.send_msi",
+    ioat_irq_mix_and_match => "ioat.irq.mix_and_match",
+    ioat_irq_memcpy_storm => "ioat.irq.memcpy_storm",
+    edu_irq_init_remove => "edu.irq.init_remove",
+    edu_irq_memcpy_success => "edu.irq.memcpy_success",
+    edu_irq_memcpy_from_unmapped_iova => "edu.irq.memcpy_from_unmapped_iova",
+    edu_irq_memcpy_to_unmapped_iova => "edu.irq.memcpy_to_unmapped_iova",
+    edu_irq_send_msi => "edu.irq.send_msi",
+    edu_irq_mix_and_match => "edu.irq.mix_and_match",
+    edu_irq_memcpy_storm => "edu.irq.memcpy_storm",
 }
 
-/// The listing has exactly 3 models × 2 modes × 7 cases, with stable names, in order.
+/// The listing has exactly 3 models × 3 variants (immediate, threaded, irq) × 7 cases, with
+/// stable names, in order.
 #[test]
 fn listing_names_are_stable() {
     let names = suite().names();
-    assert_eq!(names.len(), 42);
+    assert_eq!(names.len(), 63);
     assert_eq!(names[0], "dsa.init_remove");
     assert_eq!(names[7], "dsa.threaded.init_remove");
-    assert_eq!(names[14], "ioat.init_remove");
-    assert_eq!(names[41], "edu.threaded.memcpy_storm");
+    assert_eq!(names[14], "dsa.irq.init_remove");
+    assert_eq!(names[21], "ioat.init_remove");
+    assert_eq!(names[62], "edu.irq.memcpy_storm");
     let (code, out, _) = run(&["-l"]);
     assert_eq!(code, KSFT_PASS);
     for n in &names {
@@ -133,7 +157,7 @@ fn filters_select_and_seed_is_printed() {
     assert_eq!(code, KSFT_PASS);
     assert_eq!(
         out.lines().filter(|l| l.contains("ioat.")).count(),
-        14,
+        21,
         "{out}"
     );
 }

@@ -15,7 +15,7 @@ use std::vec::Vec;
 
 use core::ptr::NonNull;
 
-use passthru_core::driver::{CheckedDriver, Driver, DriverError, DriverState};
+use passthru_core::driver::{CheckedDriver, Driver, DriverError, DriverState, WaitMode};
 use passthru_core::igb as hw;
 use passthru_core::mmio::{Clock, DmaRegion, FunctionError, IrqKind, PciFunction, RegisterIo};
 use passthru_core::pci;
@@ -43,9 +43,15 @@ struct Behaviour {
     loopback: bool,
     /// Bytes the loopback adds to each frame (a CRC left in place).
     extra_len: usize,
+    /// Interrupts of vector 0 to lose on the way (an interrupt-remapping fault, say).
+    drop_interrupts: u32,
 }
 
 struct State {
+    /// Vector 0 unmasked (EIMS bit 0 set, not since cleared by EIMC or auto-masked).
+    vector0_unmasked: Cell<bool>,
+    /// Vector 0 interrupts delivered and not yet taken by `irq_wait`.
+    vector0_count: Cell<u64>,
     regs: RefCell<Vec<u32>>,
     log: RefCell<Vec<Op>>,
     config: RefCell<[u8; 256]>,
@@ -75,6 +81,22 @@ impl State {
     }
     fn reg(&self, r: usize) -> u32 {
         self.regs.borrow()[r / 4]
+    }
+    /// A cause of vector 0: an MSI-X message if the vector is unmasked, auto-masked after it when
+    /// EIAM says so (the 82576's extended interrupt auto-mask).
+    fn interrupt(&self) {
+        if !self.vector0_unmasked.get() {
+            return;
+        }
+        if self.reg(hw::EIAM) & 1 != 0 {
+            self.vector0_unmasked.set(false);
+        }
+        let mut b = self.behaviour.borrow_mut();
+        if b.drop_interrupts > 0 {
+            b.drop_interrupts -= 1;
+            return;
+        }
+        self.vector0_count.set(self.vector0_count.get() + 1);
     }
     fn set(&self, r: usize, v: u32) {
         self.regs.borrow_mut()[r / 4] = v;
@@ -112,6 +134,7 @@ impl State {
             self.mem_write(tx_base + t * 16, &tw);
             self.set(hw::TDH0, ((t + 1) as usize % entries) as u32);
             self.set(hw::RDH0, ((r + 1) as usize % entries) as u32);
+            self.interrupt();
         }
     }
 }
@@ -125,6 +148,8 @@ impl Fake {
         config[0..2].copy_from_slice(&hw::VENDOR_ID.to_le_bytes());
         config[2..4].copy_from_slice(&hw::DEVICE_ID.to_le_bytes());
         Fake(Rc::new(State {
+            vector0_unmasked: Cell::new(false),
+            vector0_count: Cell::new(0),
             regs: RefCell::new(vec![0; 0x8000 / 4]),
             log: RefCell::new(Vec::new()),
             config: RefCell::new(config),
@@ -132,11 +157,21 @@ impl Fake {
             mem: RefCell::new(vec![0; MEM / 8]),
         }))
     }
-    fn region(&self) -> DmaRegion {
+    /// The fake's DMA memory, borrowing the fake.
+    fn region(&self) -> DmaRegion<'_> {
+        // SAFETY: the memory lives as long as the Rc, which `self` keeps alive for the borrow.
+        unsafe { self.region_unbounded() }
+    }
+
+    /// The fake's DMA memory for a driver that holds a clone of this fake as its function.
+    ///
+    /// # Safety
+    /// Some clone of this fake (an `Rc` of the memory) must live for all of `'a`.
+    unsafe fn region_unbounded<'a>(&self) -> DmaRegion<'a> {
         let p = NonNull::new(self.0.mem_ptr()).unwrap();
-        // SAFETY: the vector lives as long as the Rc, which every test keeps alive past the
-        // region's last use; no references into it are formed while the driver runs.
-        unsafe { DmaRegion::new(IOVA_BASE, p, MEM) }
+        // SAFETY: the vector lives as long as the Rc (the caller's contract for 'a); no
+        // references into it are formed while the driver runs.
+        unsafe { DmaRegion::from_raw_parts(IOVA_BASE, p, MEM) }
     }
     fn writes(&self) -> Vec<(usize, u32)> {
         self.0
@@ -210,6 +245,12 @@ impl RegisterIo for Fake {
                 drop(b);
                 s.transmit();
             }
+            hw::EIMS if value & 1 != 0 => s.vector0_unmasked.set(true),
+            hw::EIMC if value & 1 != 0 => s.vector0_unmasked.set(false),
+            hw::EICS if value & 1 != 0 => {
+                drop(b);
+                s.interrupt();
+            }
             _ => s.set(offset, value),
         }
     }
@@ -265,7 +306,16 @@ impl PciFunction for Fake {
     fn reset(&self) -> Result<(), FunctionError> {
         self.0.log.borrow_mut().push(Op::Reset);
         self.0.regs.borrow_mut().fill(0);
+        self.0.vector0_unmasked.set(false);
         Ok(())
+    }
+    /// The test double of the interrupt hook: takes vector 0's count (no blocking: the fake
+    /// delivers synchronously, so nothing can arrive later).
+    fn irq_wait(&self, kind: IrqKind, vector: u32, _: u64) -> Result<u64, FunctionError> {
+        if (kind, vector) != (IrqKind::MsiX, 0) {
+            return Err(FunctionError::NoSuchVector { kind, vector });
+        }
+        Ok(self.0.vector0_count.replace(0))
     }
 }
 
@@ -283,9 +333,15 @@ impl Clock for FakeClock {
     }
 }
 
-fn init(b: Behaviour) -> (Fake, Igb<Fake, FakeClock>) {
+type Checked = CheckedDriver<'static, Igb<'static, Fake, FakeClock>>;
+
+fn init(b: Behaviour) -> (Fake, Checked) {
     let fake = Fake::new(b);
-    let igb = Igb::init(fake.clone(), FakeClock::default(), fake.region()).unwrap();
+    // SAFETY: the driver owns a clone of the fake (its function), which keeps the memory alive
+    // for as long as the driver exists.
+    let region = unsafe { fake.region_unbounded() };
+    let mut igb = Checked::new(fake.clone(), FakeClock::default(), region).unwrap();
+    igb.init().unwrap();
     (fake, igb)
 }
 
@@ -302,7 +358,10 @@ fn probe_matches_only_82576() {
 #[test]
 fn init_follows_the_reference_sequence_on_qemu() {
     let (fake, igb) = init(Behaviour::default());
-    assert!(igb.mac_loopback(), "no AUTO_RD: QEMU, so MAC loopback");
+    assert!(
+        igb.driver().unwrap().mac_loopback(),
+        "no AUTO_RD: QEMU, so MAC loopback"
+    );
     let w = fake.writes();
     // Reset first, then interrupts masked.
     assert_eq!(w[0], (hw::CTRL, hw::ctrl::RST));
@@ -344,7 +403,7 @@ fn init_follows_the_reference_sequence_on_qemu() {
     let cmd = fake.0.config.borrow()[4];
     assert_eq!(cmd & 0b110, 0b110);
     assert_eq!(
-        igb.limits(),
+        igb.limits().unwrap(),
         Limits {
             max_memcpy_size: 1024,
             max_memcpy_count: 4095,
@@ -359,7 +418,7 @@ fn real_hardware_uses_phy_loopback_only() {
         auto_rd: true,
         ..Behaviour::default()
     });
-    assert!(!igb.mac_loopback());
+    assert!(!igb.driver().unwrap().mac_loopback());
     assert_eq!(fake.writes_to(hw::RCTL), vec![0x0400_801a]);
 }
 
@@ -408,7 +467,7 @@ fn memcpy_posts_descriptors_and_copies_through_loopback() {
     });
     let region = fake.region();
     let data: Vec<u8> = (0..100u8).collect();
-    region.write_bytes(SRC, &data).unwrap();
+    region.copy_from_slice(SRC, &data).unwrap();
     region.fill(DST, 100, 0xee).unwrap();
     fake.clear_log();
     let (src, dst) = (IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64);
@@ -422,7 +481,7 @@ fn memcpy_posts_descriptors_and_copies_through_loopback() {
     // we cannot see them; check the RX ones' buffer and the TX write-back instead).
     igb.memcpy_wait(1_000_000_000).unwrap();
     let mut out = vec![0u8; 100];
-    region.read_bytes(DST, &mut out).unwrap();
+    region.copy_to_slice(DST, &mut out).unwrap();
     assert_eq!(out, data);
     for i in 0..3 {
         let wb = region.read_u32(RX_RING_OFFSET + i * 16 + 8).unwrap();
@@ -518,7 +577,7 @@ fn limits_and_minimum_frame() {
 
 #[test]
 fn remove_quiesces() {
-    let (fake, igb) = init(Behaviour::default());
+    let (fake, mut igb) = init(Behaviour::default());
     fake.clear_log();
     igb.remove().unwrap();
     assert_eq!(fake.writes_to(hw::RCTL), vec![0]);
@@ -580,4 +639,128 @@ fn wrong_received_length_is_reported() {
     igb.memcpy_start(IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64, 64, 1)
         .unwrap();
     igb.memcpy_wait(1_000_000_000).unwrap();
+}
+
+#[test]
+fn wait_without_copy_and_start_while_busy_are_refused() {
+    let (fake, mut igb) = init(Behaviour {
+        loopback: true,
+        ..Behaviour::default()
+    });
+    assert_eq!(
+        igb.memcpy_wait(1_000_000_000),
+        Err(DriverError::OutOfOrder {
+            op: "memcpy_wait",
+            state: DriverState::Ready
+        })
+    );
+    fake.clear_log();
+    let (src, dst) = (IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64);
+    igb.memcpy_start(src, dst, 64, 1).unwrap();
+    assert_eq!(
+        igb.memcpy_start(src, dst, 64, 2),
+        Err(DriverError::OutOfOrder {
+            op: "memcpy_start",
+            state: DriverState::Busy
+        })
+    );
+    assert_eq!(
+        fake.writes_to(hw::RDT0),
+        vec![1],
+        "the refused start posted nothing"
+    );
+    igb.memcpy_wait(1_000_000_000).unwrap();
+    assert_eq!(
+        igb.memcpy_wait(1_000_000_000),
+        Err(DriverError::OutOfOrder {
+            op: "memcpy_wait",
+            state: DriverState::Ready
+        })
+    );
+}
+
+#[test]
+fn interrupt_wait_copies_and_consumes_the_interrupt() {
+    let (fake, mut igb) = init(Behaviour {
+        loopback: true,
+        ..Behaviour::default()
+    });
+    let region = fake.region();
+    let (src, dst) = (IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64);
+    for (seed, count) in [(1u8, 1u64), (2, 3)] {
+        let data: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(seed)).collect();
+        region.copy_from_slice(SRC, &data).unwrap();
+        region.fill(DST, 100, 0xee).unwrap();
+        fake.clear_log();
+        igb.memcpy_start_with(src, dst, 100, count, WaitMode::Interrupt)
+            .unwrap();
+        // Unmask (not mask) before the tails: the RX write-back is to raise vector 0.
+        assert_eq!(
+            &fake.writes()[..3],
+            &[
+                (hw::EIMS, 1),
+                (hw::RDT0, fake.0.reg(hw::RDT0)),
+                (hw::TDT0, fake.0.reg(hw::TDT0))
+            ]
+        );
+        igb.memcpy_wait(1_000_000_000).unwrap();
+        assert_eq!(region.first_mismatch(DST, &data).unwrap(), None);
+        assert_eq!(fake.0.vector0_count.get(), 0, "the wait took the interrupt");
+    }
+    // Polled copies still raise nothing.
+    igb.memcpy(src, dst, 100, 1_000_000_000).unwrap();
+    assert_eq!(fake.0.vector0_count.get(), 0);
+}
+
+#[test]
+fn interrupt_wait_times_out_clearly_when_the_interrupt_is_dropped() {
+    let (fake, mut igb) = init(Behaviour {
+        loopback: true,
+        drop_interrupts: 1,
+        ..Behaviour::default()
+    });
+    let (src, dst) = (IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64);
+    let e = igb
+        .memcpy_with(src, dst, 64, 1_000_000, WaitMode::Interrupt)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        DriverError::InterruptTimeout {
+            device: "igb",
+            kind: IrqKind::MsiX,
+            vector: 0,
+            waited_ns: 1_000_000,
+            completed: true,
+        }
+    );
+    assert_eq!(igb.state(), DriverState::Ready);
+    // Completed copies need no recovery; the next interrupt-driven copy works.
+    assert!(fake.0.log.borrow().iter().all(|o| *o != Op::Reset));
+    igb.memcpy_with(src, dst, 64, 1_000_000, WaitMode::Interrupt)
+        .unwrap();
+}
+
+#[test]
+fn interrupt_wait_on_a_stuck_device_recovers_it() {
+    let (fake, mut igb) = init(Behaviour::default()); // no loopback: nothing completes
+    let (src, dst) = (IOVA_BASE + SRC as u64, IOVA_BASE + DST as u64);
+    fake.clear_log();
+    let e = igb
+        .memcpy_with(src, dst, 64, 1_000_000, WaitMode::Interrupt)
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DriverError::InterruptTimeout {
+                device: "igb",
+                completed: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    fake.position(Op::Reset);
+    fake.0.behaviour.borrow_mut().loopback = true;
+    igb.memcpy_with(src, dst, 64, 1_000_000, WaitMode::Interrupt)
+        .unwrap();
 }

@@ -101,11 +101,10 @@ fn iterations_for(size: u64, budget: u64) -> u64 {
 }
 
 fn model_bps<E: Env>(env: &mut E, size: u64, iterations: u64) -> Result<f64, String> {
-    let region = env.memcpy_region();
-    let src = region.iova();
+    let src = env.memcpy_region().iova();
     let dst = src + size;
-    super::fill_bytes(&region, 0, size as usize, 0x5a);
-    super::fill_bytes(&region, size as usize, size as usize, 0);
+    super::fill_bytes(env.memcpy_region(), 0, size as usize, 0x5a);
+    super::fill_bytes(env.memcpy_region(), size as usize, size as usize, 0);
     let copy = |env: &mut E| {
         env.driver()
             .memcpy(src, dst, size, 10_000_000_000)
@@ -117,7 +116,7 @@ fn model_bps<E: Env>(env: &mut E, size: u64, iterations: u64) -> Result<f64, Str
         copy(env)?;
     }
     let secs = t.elapsed().as_secs_f64();
-    if let Some(off) = first_difference(&region, 0, size as usize, size as usize) {
+    if let Some(off) = first_difference(env.memcpy_region(), 0, size as usize, size as usize) {
         return Err(format!("copy of {size:#x} wrong at byte {off:#x}"));
     }
     Ok((size * iterations) as f64 / secs.max(1e-9))
@@ -198,7 +197,7 @@ pub fn dsa_batch_cost() -> Result<BatchCost, String> {
     })
 }
 
-impl<D: Driver<Function: Clone, Clock: Clone>> ModelEnv<D> {
+impl<D: Driver<'static, Function: Clone, Clock: Clone>> ModelEnv<D> {
     fn finish_driver(&mut self) -> Result<(), String> {
         self.driver().remove().map_err(|e| e.to_string())
     }

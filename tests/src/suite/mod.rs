@@ -27,7 +27,9 @@ pub mod vfio;
 
 use std::time::{Duration, Instant};
 
-use passthru_core::driver::{CheckedDriver, DeviceError, Driver, DriverError, DriverState, Limits};
+use passthru_core::driver::{
+    CheckedDriver, DeviceError, Driver, DriverError, DriverState, Limits, WaitMode,
+};
 use passthru_core::idxd::completion::{CompletionStatus, StatusByte};
 use passthru_core::ioat::ChanErr;
 use passthru_core::mmio::DmaRegion;
@@ -137,17 +139,18 @@ pub struct IommuFault {
 /// IOVA and an MSI observer. Implemented for the models and for VFIO.
 pub trait Env {
     /// The driver type.
-    type Driver: Driver<Function: Clone, Clock: Clone>;
+    type Driver: Driver<'static, Function: Clone, Clock: Clone>;
 
     /// The driver, initialised at setup.
-    fn driver(&mut self) -> &mut CheckedDriver<Self::Driver>;
+    fn driver(&mut self) -> &mut CheckedDriver<'static, Self::Driver>;
 
     /// The driver, for reading.
-    fn driver_ref(&self) -> &CheckedDriver<Self::Driver>;
+    fn driver_ref(&self) -> &CheckedDriver<'static, Self::Driver>;
 
     /// The memcpy region: host memory mapped for the device at its IOVA (not the driver's own
-    /// region). The suite writes and compares it only while no copy is in flight.
-    fn memcpy_region(&self) -> DmaRegion;
+    /// region), lent for as long as the environment is borrowed. The suite writes and compares
+    /// it only while no copy is in flight.
+    fn memcpy_region(&self) -> DmaRegion<'_>;
 
     /// An IOVA block of at least the memcpy size that is never mapped.
     fn unmapped_iova(&self) -> u64;
@@ -161,6 +164,13 @@ pub trait Env {
 
     /// What a faulting memcpy must return here.
     fn fault_policy(&self) -> FaultPolicy;
+
+    /// How every memcpy of the suite waits: [`WaitMode::Poll`] (upstream) or
+    /// [`WaitMode::Interrupt`] (the wait sleeps on the completion interrupt and consumes it, so
+    /// the "no MSI pending" checks hold in both modes).
+    fn wait_mode(&self) -> WaitMode {
+        WaitMode::Poll
+    }
 
     /// The IOMMU faults recorded since the last call, if this environment can observe them.
     fn take_iommu_faults(&mut self) -> Option<Vec<IommuFault>> {
@@ -244,7 +254,6 @@ struct Setup {
     size: u64,
     src: u64,
     dst: u64,
-    region: DmaRegion,
 }
 
 impl Setup {
@@ -264,7 +273,6 @@ impl Setup {
             size,
             src: region.iova(),
             dst: region.iova() + size,
-            region,
         })
     }
 
@@ -278,39 +286,34 @@ impl Setup {
 
     /// Fill src with data derived from `rng` and dst with a different byte, so a successful
     /// copy is visible.
-    fn fill(&self, rng: &mut Rng) {
+    fn fill(&self, region: DmaRegion<'_>, rng: &mut Rng) {
         let n = self.size as usize;
         if n <= 16 << 20 {
             let mut buf = vec![0u8; n];
             rng.fill(&mut buf);
-            write_bytes(&self.region, self.src_off(), &buf);
+            write_bytes(region, self.src_off(), &buf);
             // A dst byte never equal to src byte 0, so dst != src before the copy.
             let d = buf[0] ^ 0xa5;
-            fill_bytes(&self.region, self.dst_off(), n, d);
+            fill_bytes(region, self.dst_off(), n, d);
         } else {
             // Large (VFIO) regions: upstream's 'x' / 'y' fill plus random head and tail.
-            fill_bytes(&self.region, self.src_off(), n, b'x');
-            fill_bytes(&self.region, self.dst_off(), n, b'y');
+            fill_bytes(region, self.src_off(), n, b'x');
+            fill_bytes(region, self.dst_off(), n, b'y');
             let mut head = [0u8; 4096];
             rng.fill(&mut head);
-            write_bytes(&self.region, self.src_off(), &head);
+            write_bytes(region, self.src_off(), &head);
             rng.fill(&mut head);
-            write_bytes(&self.region, self.src_off() + n - head.len(), &head);
+            write_bytes(region, self.src_off() + n - head.len(), &head);
         }
     }
 
     /// The first offset where src and dst differ.
-    fn first_difference(&self) -> Option<usize> {
-        first_difference(
-            &self.region,
-            self.src_off(),
-            self.dst_off(),
-            self.size as usize,
-        )
+    fn first_difference(&self, region: DmaRegion<'_>) -> Option<usize> {
+        first_difference(region, self.src_off(), self.dst_off(), self.size as usize)
     }
 
-    fn check_copied(&self) -> TestResult {
-        match self.first_difference() {
+    fn check_copied(&self, region: DmaRegion<'_>) -> TestResult {
+        match self.first_difference(region) {
             None => Ok(()),
             Some(off) => Err(TestError::fail(format!(
                 "dst differs from src at byte {off:#x} of {:#x} (src IOVA {:#x}, dst IOVA {:#x})",
@@ -320,49 +323,26 @@ impl Setup {
     }
 }
 
-fn bounds(region: &DmaRegion, off: usize, len: usize) {
-    assert!(
-        off.checked_add(len).is_some_and(|e| e <= region.len()),
-        "suite bug: access {off:#x}+{len:#x} beyond the memcpy region {:#x}",
-        region.len()
-    );
-}
+// The suite's own offsets are derived from the region's length, so an out-of-range access is a
+// suite bug: these panic with the region's error rather than report a test failure.
 
-fn write_bytes(region: &DmaRegion, off: usize, src: &[u8]) {
-    bounds(region, off, src.len());
-    // SAFETY: off..off+len lies inside the region (checked above), whose memory is valid for
-    // writes while the environment lives; no copy is in flight, and no reference is formed.
-    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), region.as_ptr().add(off), src.len()) };
-}
-
-fn fill_bytes(region: &DmaRegion, off: usize, len: usize, value: u8) {
-    bounds(region, off, len);
-    // SAFETY: as in `write_bytes`.
-    unsafe { std::ptr::write_bytes(region.as_ptr().add(off), value, len) };
-}
-
-fn first_difference(region: &DmaRegion, a: usize, b: usize, len: usize) -> Option<usize> {
-    bounds(region, a, len);
-    bounds(region, b, len);
-    const CHUNK: usize = 1 << 20;
-    let mut x = vec![0u8; CHUNK.min(len)];
-    let mut y = vec![0u8; CHUNK.min(len)];
-    let mut done = 0;
-    while done < len {
-        let n = CHUNK.min(len - done);
-        // SAFETY: both ranges lie inside the region (checked above) and no copy is in flight;
-        // raw copies into our own buffers, no reference into DMA memory is formed.
-        unsafe {
-            std::ptr::copy_nonoverlapping(region.as_ptr().add(a + done), x.as_mut_ptr(), n);
-            std::ptr::copy_nonoverlapping(region.as_ptr().add(b + done), y.as_mut_ptr(), n);
-        }
-        if x[..n] != y[..n] {
-            let i = x[..n].iter().zip(&y[..n]).position(|(p, q)| p != q);
-            return Some(done + i.unwrap_or(0));
-        }
-        done += n;
+fn write_bytes(region: DmaRegion<'_>, off: usize, src: &[u8]) {
+    if let Err(e) = region.copy_from_slice(off, src) {
+        panic!("suite bug: memcpy region write: {e}");
     }
-    None
+}
+
+fn fill_bytes(region: DmaRegion<'_>, off: usize, len: usize, value: u8) {
+    if let Err(e) = region.fill(off, len, value) {
+        panic!("suite bug: memcpy region fill: {e}");
+    }
+}
+
+fn first_difference(region: DmaRegion<'_>, a: usize, b: usize, len: usize) -> Option<usize> {
+    match region.first_difference(a, b, len) {
+        Ok(d) => d,
+        Err(e) => panic!("suite bug: memcpy region compare: {e}"),
+    }
 }
 
 fn check_no_msi<E: Env>(env: &E, vector: u16, after: &str) -> TestResult {
@@ -375,16 +355,18 @@ fn check_no_msi<E: Env>(env: &E, vector: u16, after: &str) -> TestResult {
     Ok(())
 }
 
+/// A copy that must succeed, waited for in the environment's [`Env::wait_mode`].
 fn good_memcpy<E: Env>(env: &mut E, t: &Setup, rng: &mut Rng, what: &str) -> TestResult {
-    t.fill(rng);
-    if t.first_difference().is_none() {
+    let mode = env.wait_mode();
+    t.fill(env.memcpy_region(), rng);
+    if t.first_difference(env.memcpy_region()).is_none() {
         return Err(TestError::fail("fill left src equal to dst"));
     }
     let timeout = env.memcpy_timeout_ns();
     env.driver()
-        .memcpy(t.src, t.dst, t.size, timeout)
+        .memcpy_with(t.src, t.dst, t.size, timeout, mode)
         .map_err(|e| drv_fail(what, e))?;
-    t.check_copied()?;
+    t.check_copied(env.memcpy_region())?;
     check_no_msi(env, t.limits.msi_vector, what)
 }
 
@@ -554,7 +536,8 @@ fn faulting_memcpy<E: Env>(env: &mut E, ctx: &Ctx, t: &Setup, side: FaultSide) -
         FaultSide::Destination => (t.src, unmapped),
     };
     let timeout = env.memcpy_timeout_ns();
-    let r = env.driver().memcpy(src, dst, t.size, timeout);
+    let mode = env.wait_mode();
+    let r = env.driver().memcpy_with(src, dst, t.size, timeout, mode);
     if env.driver().state() != DriverState::Ready {
         return Err(TestError::fail(format!(
             "driver state after a faulting memcpy is {:?}",
@@ -567,10 +550,10 @@ fn faulting_memcpy<E: Env>(env: &mut E, ctx: &Ctx, t: &Setup, side: FaultSide) -
 
 fn memcpy_unmapped<E: Env>(env: &mut E, ctx: &Ctx, t: &mut Setup, side: FaultSide) -> TestResult {
     let mut rng = ctx.rng();
-    t.fill(&mut rng);
+    t.fill(env.memcpy_region(), &mut rng);
     check_no_msi(env, t.limits.msi_vector, "setup")?;
     faulting_memcpy(env, ctx, t, side)?;
-    if side == FaultSide::Source && t.first_difference().is_none() {
+    if side == FaultSide::Source && t.first_difference(env.memcpy_region()).is_none() {
         return Err(TestError::fail(
             "dst equals src after a copy from an unmapped source",
         ));
@@ -651,7 +634,7 @@ pub fn storm_count(total: u64, size: u64, max_count: u64) -> u64 {
 
 fn memcpy_storm<E: Env>(env: &mut E, ctx: &Ctx, t: &Setup) -> TestResult {
     let mut rng = ctx.rng();
-    t.fill(&mut rng);
+    t.fill(env.memcpy_region(), &mut rng);
     let total = env.storm_bytes();
     let count = storm_count(total, t.size, t.limits.max_memcpy_count);
     let bytes = count.saturating_mul(t.size);
@@ -664,8 +647,9 @@ fn memcpy_storm<E: Env>(env: &mut E, ctx: &Ctx, t: &Setup) -> TestResult {
         t.size
     ));
     let start = Instant::now();
+    let mode = env.wait_mode();
     env.driver()
-        .memcpy_start(t.src, t.dst, t.size, count)
+        .memcpy_start_with(t.src, t.dst, t.size, count, mode)
         .map_err(|e| drv_fail("memcpy_start (storm)", e))?;
     env.driver()
         .memcpy_wait(timeout_ns)
@@ -676,7 +660,7 @@ fn memcpy_storm<E: Env>(env: &mut E, ctx: &Ctx, t: &Setup) -> TestResult {
         secs,
         bytes as f64 / secs.max(1e-9) / 1e9
     ));
-    t.check_copied()?;
+    t.check_copied(env.memcpy_region())?;
     check_no_msi(env, t.limits.msi_vector, "memcpy storm")
 }
 

@@ -7,10 +7,11 @@
 //! |---|---|
 //! | `dsa.<test>`, `ioat.<test>`, `edu.<test>` | the model in immediate mode |
 //! | `dsa.threaded.<test>`, `ioat.threaded.<test>`, `edu.threaded.<test>` | the model in threaded mode |
+//! | `dsa.irq.<test>`, `ioat.irq.<test>`, `edu.irq.<test>` | threaded mode, every memcpy waited for by interrupt (`WaitMode::Interrupt`; not upstream) |
 //!
 //! where `<test>` is one of upstream's seven (`init_remove`, `memcpy_success`,
 //! `memcpy_from_unmapped_iova`, `memcpy_to_unmapped_iova`, `send_msi`, `mix_and_match`,
-//! `memcpy_storm`). Filters work as in every harness program: `-f ioat`, `-v threaded`,
+//! `memcpy_storm`). Filters work as in every harness program: `-f ioat`, `-v threaded`, `-v irq`,
 //! `-t send_msi`, `-r dsa.threaded.mix_and_match`.
 //!
 //! Setup per test: the driver's region (its `Match::region_size`, page-rounded) and a 2 MiB
@@ -21,7 +22,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use passthru_core::driver::{CheckedDriver, Driver};
+use passthru_core::driver::{CheckedDriver, Driver, WaitMode};
 use passthru_core::mmio::DmaRegion;
 use passthru_drivers::dsa::Dsa;
 use passthru_drivers::edu::Edu;
@@ -51,9 +52,9 @@ pub const UNMAPPED_IOVA: u64 = 0x2_0000_0000;
 pub const DEFAULT_STORM_BYTES: u64 = 64 << 20;
 
 /// The DSA driver on the DSA model.
-pub type DsaOnModel = Dsa<ModelFunction<DsaModel>, StdClock>;
+pub type DsaOnModel = Dsa<'static, ModelFunction<DsaModel>, StdClock>;
 /// The CBDMA driver on the CBDMA model.
-pub type IoatOnModel = Ioat<ModelFunction<CbdmaModel>, StdClock>;
+pub type IoatOnModel = Ioat<'static, ModelFunction<CbdmaModel>, StdClock>;
 /// The edu driver on the edu model.
 pub type EduOnModel = Edu<ModelFunction<EduModel>, StdClock>;
 
@@ -83,9 +84,9 @@ impl ModelKind {
 }
 
 /// A driver on a model, with its memory and MSI sink.
-pub struct ModelEnv<D: Driver> {
+pub struct ModelEnv<D: Driver<'static>> {
     // Field order is drop order: the driver goes before the memory it uses.
-    driver: CheckedDriver<D>,
+    driver: CheckedDriver<'static, D>,
     msi: Arc<MsiSink>,
     memcpy: Arc<HostMemory>,
     _driver_mem: Arc<HostMemory>,
@@ -95,6 +96,7 @@ pub struct ModelEnv<D: Driver> {
     faults_seen: usize,
     storm_bytes: u64,
     msi_timeout: Duration,
+    wait_mode: WaitMode,
 }
 
 /// Map the driver and memcpy regions and build the env around `function`.
@@ -106,7 +108,7 @@ fn build<D>(
     memcpy_bytes: usize,
 ) -> TestResult<ModelEnv<D>>
 where
-    D: Driver<Clock = StdClock>,
+    D: Driver<'static, Clock = StdClock>,
     D::Function: Clone,
 {
     let fail = |what: &str, e: &dyn std::fmt::Display| TestError::fail(format!("{what}: {e}"));
@@ -122,8 +124,9 @@ where
     iommu
         .map_all(MEMCPY_IOVA, &memcpy)
         .map_err(|e| fail("map memcpy region", &e))?;
-    // SAFETY: driver_mem lives in the env as long as the driver (dropped after it).
-    let region = unsafe { driver_mem.dma_region(DRIVER_IOVA) };
+    // SAFETY: driver_mem lives in the env as long as the driver (dropped after it), and the
+    // driver's region never leaves the env.
+    let region = unsafe { driver_mem.dma_region_unbounded(DRIVER_IOVA) };
     let mut driver = CheckedDriver::<D>::new(function, StdClock::new(), region)
         .map_err(|e| fail("probe", &e))?;
     driver.init().map_err(|e| fail("init", &e))?;
@@ -138,6 +141,7 @@ where
         faults_seen: 0,
         storm_bytes: super::storm_bytes(DEFAULT_STORM_BYTES),
         msi_timeout: super::MSI_TIMEOUT,
+        wait_mode: WaitMode::Poll,
     })
 }
 
@@ -208,7 +212,7 @@ impl ModelEnv<EduOnModel> {
     }
 }
 
-impl<D: Driver> ModelEnv<D> {
+impl<D: Driver<'static>> ModelEnv<D> {
     /// The model IOMMU.
     pub fn iommu(&self) -> &Arc<Iommu> {
         &self.iommu
@@ -233,22 +237,26 @@ impl<D: Driver> ModelEnv<D> {
     pub fn set_storm_bytes(&mut self, bytes: u64) {
         self.storm_bytes = bytes;
     }
+
+    /// Make every memcpy of the suite wait as `mode` says.
+    pub fn set_wait_mode(&mut self, mode: WaitMode) {
+        self.wait_mode = mode;
+    }
 }
 
-impl<D: Driver<Function: Clone, Clock: Clone>> Env for ModelEnv<D> {
+impl<D: Driver<'static, Function: Clone, Clock: Clone>> Env for ModelEnv<D> {
     type Driver = D;
 
-    fn driver(&mut self) -> &mut CheckedDriver<D> {
+    fn driver(&mut self) -> &mut CheckedDriver<'static, D> {
         &mut self.driver
     }
 
-    fn driver_ref(&self) -> &CheckedDriver<D> {
+    fn driver_ref(&self) -> &CheckedDriver<'static, D> {
         &self.driver
     }
 
-    fn memcpy_region(&self) -> DmaRegion {
-        // SAFETY: the memory lives as long as self; the suite uses the region only through self.
-        unsafe { self.memcpy.dma_region(MEMCPY_IOVA) }
+    fn memcpy_region(&self) -> DmaRegion<'_> {
+        self.memcpy.dma_region(MEMCPY_IOVA)
     }
 
     fn unmapped_iova(&self) -> u64 {
@@ -281,14 +289,27 @@ impl<D: Driver<Function: Clone, Clock: Clone>> Env for ModelEnv<D> {
     fn msi_timeout(&self) -> Duration {
         self.msi_timeout
     }
+
+    fn wait_mode(&self) -> WaitMode {
+        self.wait_mode
+    }
 }
 
 /// A fresh environment for `kind` in `mode`, type-erased.
 pub fn env(kind: ModelKind, mode: ExecMode) -> TestResult<Box<dyn DynEnv>> {
+    env_waiting(kind, mode, WaitMode::Poll)
+}
+
+/// [`env`] whose copies wait as `wait` says.
+pub fn env_waiting(kind: ModelKind, mode: ExecMode, wait: WaitMode) -> TestResult<Box<dyn DynEnv>> {
+    fn with<D: Driver<'static>>(mut e: ModelEnv<D>, wait: WaitMode) -> ModelEnv<D> {
+        e.set_wait_mode(wait);
+        e
+    }
     Ok(match kind {
-        ModelKind::Dsa => Box::new(ModelEnv::dsa(mode)?.0),
-        ModelKind::Ioat => Box::new(ModelEnv::ioat(mode)?.0),
-        ModelKind::Edu => Box::new(ModelEnv::edu(mode)?.0),
+        ModelKind::Dsa => Box::new(with(ModelEnv::dsa(mode)?.0, wait)),
+        ModelKind::Ioat => Box::new(with(ModelEnv::ioat(mode)?.0, wait)),
+        ModelKind::Edu => Box::new(with(ModelEnv::edu(mode)?.0, wait)),
     })
 }
 
@@ -303,8 +324,8 @@ fn with_cases<V: Send + Sync + 'static>(
     f.teardown(|_, _, mut env| env.finish())
 }
 
-/// The suite on the models: `dsa.*`, `dsa.threaded.*`, `ioat.*`, `ioat.threaded.*`, `edu.*`,
-/// `edu.threaded.*`.
+/// The suite on the models: `dsa.*`, `dsa.threaded.*`, `dsa.irq.*`, and the same for `ioat` and
+/// `edu`.
 pub fn suite() -> Suite {
     let mut s = Suite::new("passthru test").devices(DeviceSelector::none());
     for kind in ModelKind::ALL {
@@ -312,8 +333,12 @@ pub fn suite() -> Suite {
             env(kind, ExecMode::Immediate)
         })));
         s = s.fixture(with_cases(
-            Fixture::with_setup(kind.name(), move |_, mode: &ExecMode| env(kind, *mode))
-                .variant("threaded", ExecMode::Threaded),
+            Fixture::with_setup(
+                kind.name(),
+                move |_, (mode, wait): &(ExecMode, WaitMode)| env_waiting(kind, *mode, *wait),
+            )
+            .variant("threaded", (ExecMode::Threaded, WaitMode::Poll))
+            .variant("irq", (ExecMode::Threaded, WaitMode::Interrupt)),
         ));
     }
     s

@@ -85,14 +85,17 @@ impl PciFunction for SharedDevice {
     fn reset(&self) -> Result<(), FunctionError> {
         PciFunction::reset(&*self.0)
     }
+    fn irq_wait(&self, kind: IrqKind, vector: u32, timeout_ns: u64) -> Result<u64, FunctionError> {
+        PciFunction::irq_wait(&*self.0, kind, vector, timeout_ns)
+    }
 }
 
 /// The DSA driver over VFIO.
-pub type VfioDsa = Dsa<SharedDevice, MonotonicClock>;
+pub type VfioDsa = Dsa<'static, SharedDevice, MonotonicClock>;
 /// The CBDMA driver over VFIO.
-pub type VfioIoat = Ioat<SharedDevice, MonotonicClock>;
+pub type VfioIoat = Ioat<'static, SharedDevice, MonotonicClock>;
 /// The igb driver over VFIO.
-pub type VfioIgb = Igb<SharedDevice, MonotonicClock>;
+pub type VfioIgb = Igb<'static, SharedDevice, MonotonicClock>;
 /// The edu driver over VFIO.
 pub type VfioEdu = Edu<SharedDevice, MonotonicClock>;
 
@@ -124,10 +127,11 @@ pub fn probe(dev: &SharedDevice) -> Option<(DriverKind, Match)> {
 }
 
 /// A driver on a VFIO device with upstream's fixture memory.
-pub struct VfioEnv<D: Driver<Function: Clone, Clock: Clone>> {
+pub struct VfioEnv<D: Driver<'static, Function: Clone, Clock: Clone>> {
     // Field order is drop order: driver, then mappings/buffers, then device and IOMMU.
-    driver: CheckedDriver<D>,
-    memcpy_region: DmaRegion,
+    driver: CheckedDriver<'static, D>,
+    /// The memcpy region (a view of one of `_buffers`; lent out borrowing `self`).
+    memcpy_region: DmaRegion<'static>,
     unmapped_iova: u64,
     mapped: Vec<(u64, u64)>,
     _buffers: Vec<DmaBuffer>,
@@ -136,7 +140,7 @@ pub struct VfioEnv<D: Driver<Function: Clone, Clock: Clone>> {
     storm_bytes: u64,
 }
 
-impl<D: Driver<Function: Clone, Clock: Clone>> Drop for VfioEnv<D> {
+impl<D: Driver<'static, Function: Clone, Clock: Clone>> Drop for VfioEnv<D> {
     fn drop(&mut self) {
         // Quiesce the device before its memory goes (the fixture teardown normally removed the
         // driver already; this covers setups and tests that failed half-way).
@@ -162,7 +166,7 @@ fn region_bytes(min: u64, want: u64) -> u64 {
 
 impl<D> VfioEnv<D>
 where
-    D: Driver<Function = SharedDevice, Clock = MonotonicClock>,
+    D: Driver<'static, Function = SharedDevice, Clock = MonotonicClock>,
 {
     fn new(
         device: Arc<VfioPciDevice>,
@@ -183,8 +187,9 @@ where
             .map_buffer(&drv_buf, drv_iova)
             .map_err(|e| os("map driver region", e))?;
         mapped.push((drv_iova, drv_buf.len() as u64));
-        // SAFETY: the buffer is kept in the env (dropped after the driver).
-        let drv_region = unsafe { drv_buf.region(drv_iova) };
+        // SAFETY: the buffer is kept in the env (dropped after the driver), and the region
+        // never leaves the env.
+        let drv_region = unsafe { drv_buf.region_unbounded(drv_iova) };
         buffers.push(drv_buf);
 
         let shared = SharedDevice(Arc::clone(&device));
@@ -197,7 +202,7 @@ where
         } else {
             region_bytes(MIN_DRIVER_REGION, limits.max_memcpy_size.saturating_mul(2))
         };
-        let setup = (|| -> TestResult<(DmaRegion, u64)> {
+        let setup = (|| -> TestResult<(DmaRegion<'static>, u64)> {
             let buf =
                 DmaBuffer::anonymous_shared(memcpy_len).map_err(|e| os("memcpy region", e))?;
             let iova = alloc
@@ -207,8 +212,9 @@ where
                 .map_buffer(&buf, iova)
                 .map_err(|e| os("map memcpy region", e))?;
             mapped.push((iova, buf.len() as u64));
-            // SAFETY: the buffer is kept in the env for as long as the region is used.
-            let region = unsafe { buf.region(iova) };
+            // SAFETY: the buffer is kept in the env for as long as the region is used; the env
+            // lends it out only borrowing itself.
+            let region = unsafe { buf.region_unbounded(iova) };
             buffers.push(buf);
             let unmapped = alloc
                 .alloc(UNMAPPED_BLOCK)
@@ -236,7 +242,7 @@ where
     }
 }
 
-impl<D: Driver<Function: Clone, Clock: Clone>> VfioEnv<D> {
+impl<D: Driver<'static, Function: Clone, Clock: Clone>> VfioEnv<D> {
     fn irq_kind(&self, vector: u16) -> IrqKind {
         if self
             .device
@@ -250,18 +256,18 @@ impl<D: Driver<Function: Clone, Clock: Clone>> VfioEnv<D> {
     }
 }
 
-impl<D: Driver<Function: Clone, Clock: Clone>> Env for VfioEnv<D> {
+impl<D: Driver<'static, Function: Clone, Clock: Clone>> Env for VfioEnv<D> {
     type Driver = D;
 
-    fn driver(&mut self) -> &mut CheckedDriver<D> {
+    fn driver(&mut self) -> &mut CheckedDriver<'static, D> {
         &mut self.driver
     }
 
-    fn driver_ref(&self) -> &CheckedDriver<D> {
+    fn driver_ref(&self) -> &CheckedDriver<'static, D> {
         &self.driver
     }
 
-    fn memcpy_region(&self) -> DmaRegion {
+    fn memcpy_region(&self) -> DmaRegion<'_> {
         self.memcpy_region
     }
 
