@@ -4,8 +4,9 @@
 //! `<program>-<label>`, as soon as the case is printed (so a crash keeps the earlier results).
 //! After each program the rig's own rules ([`crate::rig::report::judge_boot`]) add the
 //! problems KTAP cannot show — fewer cases than the plan, an unexpected exit status, the
-//! per-program timeout — as failing cases with the rig's names (`missing-results`,
-//! `exit-status`, `timeout`, ...). Lines starting with [`MARK`] tell the host-side check which
+//! per-program timeout, a kernel WARNING/BUG/oops logged while the program ran (read from
+//! `/dev/kmsg` without clearing it, when readable) — as failing cases with the rig's names
+//! (`missing-results`, `exit-status`, `timeout`, `kernel-warning`, ...). Lines starting with [`MARK`] tell the host-side check which
 //! sets to expect and that the runner finished.
 
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use super::log::MARK;
 use crate::rig::report::{judge_boot, HostOutcome};
-use crate::rig::serial::{parse_boot_log, parse_result_line, Outcome};
+use crate::rig::serial::{is_kernel_trouble, parse_boot_log, parse_result_line, Outcome};
 
 /// One program run: device label, environment, program, arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +187,7 @@ pub fn run_one(
         run.label,
         run.args.join(" ")
     );
+    let mut kmsg = open_kmsg();
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
         .arg("exec timeout -s KILL \"$@\" 2>&1")
@@ -226,11 +228,26 @@ pub fn run_one(
         }
     };
     text.push_str(&format!(
-        "=== END {} {} rc={rc} secs={:.1}\n=== RIG DONE runs=1 errors=0\n",
+        "=== END {} {} rc={rc} secs={:.1}\n",
         run.program,
         run.label,
         started.elapsed().as_secs_f64()
     ));
+    // The kernel's messages while the program ran: a WARNING/BUG/oops fails the run, as in
+    // the rig (which reads them with `dmesg -c`; here the ring buffer is left alone).
+    if let Some(f) = kmsg.as_mut() {
+        let lines = drain_kmsg(f);
+        text.push_str(&format!("=== DMESG {} {}\n", run.program, run.label));
+        for l in &lines {
+            if is_kernel_trouble(l) {
+                let _ = writeln!(out, "# passthru lava cases: kernel: {l}");
+            }
+            text.push_str(l);
+            text.push('\n');
+        }
+        text.push_str("=== END DMESG\n");
+    }
+    text.push_str("=== RIG DONE runs=1 errors=0\n");
     let log = parse_boot_log(&text);
     let host = HostOutcome {
         timed_out: false,
@@ -252,6 +269,50 @@ pub fn run_one(
     }
     report(Report::SetStop);
     outcomes
+}
+
+/// `/dev/kmsg` opened non-blocking and positioned after the last record, if readable (root).
+fn open_kmsg() -> Option<std::fs::File> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .ok()?;
+    f.seek(SeekFrom::End(0)).ok()?;
+    Some(f)
+}
+
+/// The messages logged since the last read (one record per `read`, until `EAGAIN`).
+fn drain_kmsg(f: &mut std::fs::File) -> Vec<String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some(m) = kmsg_message(&String::from_utf8_lossy(&buf[..n])) {
+                    out.push(m.to_string());
+                }
+            }
+            // EPIPE: records were overwritten before we read them; keep reading.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+        if out.len() > 10_000 {
+            break;
+        }
+    }
+    out
+}
+
+/// The message of one `/dev/kmsg` record, `PRI,SEQ,USEC,FLAGS[,...];MESSAGE` followed by
+/// ` KEY=VALUE` continuation lines (dropped).
+pub fn kmsg_message(record: &str) -> Option<&str> {
+    let (_, rest) = record.split_once(';')?;
+    Some(rest.lines().next().unwrap_or("").trim_end())
 }
 
 /// Where a program is: next to the running `passthru` if it is there, else its name (`PATH`).
@@ -387,6 +448,20 @@ mod tests {
         let d = default_runs(&["0000:6a:01.0".to_string()]);
         assert_eq!(d.len(), 7);
         assert_eq!(d[0].set_name(), "vfio_pci_device_test-0000_6a_01.0");
+    }
+
+    #[test]
+    fn kmsg_records_give_their_message() {
+        let m = kmsg_message(
+            "4,1234,5678901,-;WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2\n SUBSYSTEM=pci\n",
+        );
+        assert_eq!(m, Some("WARNING: CPU: 0 PID: 1 at x.c:1 f+0x1/0x2"));
+        assert!(is_kernel_trouble(m.unwrap()));
+        assert_eq!(
+            kmsg_message("6,1,2,-;vfio-pci 0000:00:03.0: enabling device"),
+            Some("vfio-pci 0000:00:03.0: enabling device")
+        );
+        assert_eq!(kmsg_message("garbage"), None);
     }
 
     #[test]
