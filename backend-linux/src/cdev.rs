@@ -11,14 +11,14 @@ use vfio_bindings::bindings::vfio as vb;
 use crate::bdf::Bdf;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::group::{check_bound_to_vfio_at, lookup, parse_bdf, sysfs_error, SYSFS_PCI_DEVICES};
+use crate::group::{check_bound_to_vfio_at, lookup, sysfs_error, SYSFS_PCI_DEVICES};
 use crate::sys::{ioctl_plain, nr, Errno, Sys, SysFd};
 use crate::token::VfToken;
 
 /// `/dev/vfio/devices/<vfioN>` for a device, found by scanning its sysfs `vfio-dev/` directory
 /// for the first entry (in name order) whose name starts with `vfio`.
-pub fn cdev_path(sys: &dyn Sys, bdf: &str) -> Result<PathBuf> {
-    cdev_path_at(sys, parse_bdf(bdf)?, bdf)
+pub fn cdev_path(sys: &dyn Sys, bdf: Bdf) -> Result<PathBuf> {
+    cdev_path_at(sys, bdf, &bdf.canonical_string())
 }
 
 /// [`cdev_path`] for an already parsed `b` (spelled `bdf` in errors).
@@ -45,30 +45,22 @@ pub struct Cdev {
 
 impl Cdev {
     /// Find and open the cdev of `bdf` (checks the device exists and is bound to vfio-pci).
-    pub fn open(sys: Arc<dyn Sys>, bdf: &str) -> Result<Cdev> {
-        Self::open_at(sys, parse_bdf(bdf)?)
-    }
-
-    /// [`Cdev::open`] for a parsed BDF.
-    pub(crate) fn open_at(sys: Arc<dyn Sys>, b: Bdf) -> Result<Cdev> {
+    pub fn open(sys: Arc<dyn Sys>, b: Bdf) -> Result<Cdev> {
         let canonical = b.canonical_string();
         let bdf = canonical.as_str();
         check_bound_to_vfio_at(&*sys, b, bdf)?;
         let path = cdev_path_at(&*sys, b, bdf)?;
-        let raw = sys
-            .open(&path, false)
+        let fd = SysFd::open(&sys, &path, false)
             .map_err(|e| Error::open_node(&path, "CONFIG_VFIO_DEVICE_CDEV", Some(bdf), e))?;
-        Ok(Cdev {
-            fd: SysFd::new(sys, raw),
-            bdf: canonical,
-        })
+        Ok(Cdev { fd, bdf: canonical })
     }
 
     /// Adopt an already-open cdev fd (for example one preserved across a live update).
-    pub fn from_fd(sys: Arc<dyn Sys>, bdf: &str, fd: OwnedFd) -> Cdev {
+    pub fn from_fd(sys: Arc<dyn Sys>, bdf: Bdf, fd: OwnedFd) -> Cdev {
         Cdev {
-            fd: SysFd::new(sys, fd.into_raw_fd()),
-            bdf: bdf.to_string(),
+            // SAFETY: `into_raw_fd` hands over the OwnedFd's ownership of an open fd.
+            fd: unsafe { SysFd::from_raw(sys, fd.into_raw_fd()) },
+            bdf: bdf.canonical_string(),
         }
     }
 
@@ -135,10 +127,7 @@ impl Cdev {
 /// Open `/dev/iommu` without allocating anything (for step-by-step negative tests).
 pub fn open_iommufd(sys: Arc<dyn Sys>) -> Result<SysFd> {
     let path = Path::new(crate::iommu::IOMMUFD_PATH);
-    let raw = sys
-        .open(path, false)
-        .map_err(|e| Error::open_node(path, "CONFIG_IOMMUFD", None, e))?;
-    Ok(SysFd::new(sys, raw))
+    SysFd::open(&sys, path, false).map_err(|e| Error::open_node(path, "CONFIG_IOMMUFD", None, e))
 }
 
 /// VFIO_DEVICE_ATTACH_IOMMUFD_PT on a bound cdev fd; returns the output pt_id or the errno.

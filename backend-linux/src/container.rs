@@ -112,21 +112,19 @@ pub unsafe fn map_dma(
     unsafe { ioctl_plain(sys, fd, nr::VFIO_IOMMU_MAP_DMA, &mut map) }.map(|_| ())
 }
 
-/// Size of struct vfio_iommu_type1_dma_unmap without its flexible data: argsz, flags, iova,
-/// size.
-const UNMAP_SIZE: usize = 24;
-
 fn unmap_raw(sys: &dyn Sys, fd: RawFd, flags: u32, iova: u64, size: u64) -> Result<u64, Errno> {
-    let mut buf = [0u8; UNMAP_SIZE];
-    write_plain(&mut buf, 0, &(UNMAP_SIZE as u32));
-    write_plain(&mut buf, 4, &flags);
-    write_plain(&mut buf, 8, &iova);
-    write_plain(&mut buf, 16, &size);
-    // SAFETY: `buf` is a vfio_iommu_type1_dma_unmap without a dirty bitmap (flags has no
-    // GET_DIRTY_BITMAP), so it embeds no pointers.
-    unsafe { sys.ioctl(fd, nr::VFIO_IOMMU_UNMAP_DMA, IoctlArg::Buf(&mut buf)) }?;
+    let mut unmap = vb::vfio_iommu_type1_dma_unmap {
+        argsz: std::mem::size_of::<vb::vfio_iommu_type1_dma_unmap>() as u32,
+        flags,
+        iova,
+        size,
+        ..Default::default()
+    };
+    // SAFETY: a vfio_iommu_type1_dma_unmap without a dirty bitmap (flags has no
+    // GET_DIRTY_BITMAP), so it embeds no pointers and has no trailing data.
+    unsafe { ioctl_plain(sys, fd, nr::VFIO_IOMMU_UNMAP_DMA, &mut unmap) }?;
     // The kernel writes the number of bytes unmapped back into `size`.
-    Ok(read_plain::<u64>(&buf, 16).unwrap_or(0))
+    Ok(unmap.size)
 }
 
 /// VFIO_IOMMU_UNMAP_DMA of `iova..iova+size`; returns the bytes unmapped.

@@ -698,7 +698,9 @@ impl State {
     }
 }
 
-impl Sys for FakeSys {
+// SAFETY: the fake hands out fresh fake descriptor numbers and its `close` only forgets the
+// number it is given; no real descriptor is ever touched.
+unsafe impl Sys for FakeSys {
     fn open(&self, path: &Path, _nonblock: bool) -> Result<RawFd, Errno> {
         let mut st = self.st();
         if let Some(e) = st.fail_open.get(path) {
@@ -727,7 +729,7 @@ impl Sys for FakeSys {
         Ok(st.new_fd(node))
     }
 
-    fn close(&self, fd: RawFd) {
+    unsafe fn close(&self, fd: RawFd) {
         let mut st = self.st();
         if let Some(node) = st.fds.remove(&fd) {
             if matches!(node, Node::Device { cdev: true, .. }) {

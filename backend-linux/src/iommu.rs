@@ -208,10 +208,8 @@ impl Iommu {
         let backend = match mode.container_path() {
             Some(p) => {
                 let path = PathBuf::from(p);
-                let raw = sys
-                    .open(&path, false)
+                let fd = SysFd::open(&sys, &path, false)
                     .map_err(|e| Error::open_node(&path, mode.kernel_config(), None, e))?;
-                let fd = SysFd::new(sys.clone(), raw);
                 let v = container::api_version(&*sys, fd.raw())
                     .map_err(|e| Error::os(p, "VFIO_GET_API_VERSION", e))?;
                 if v != vb::VFIO_API_VERSION as i32 {
@@ -226,10 +224,8 @@ impl Iommu {
             }
             None => {
                 let path = Path::new(IOMMUFD_PATH);
-                let raw = sys
-                    .open(path, false)
+                let fd = SysFd::open(&sys, path, false)
                     .map_err(|e| Error::open_node(path, mode.kernel_config(), None, e))?;
-                let fd = SysFd::new(sys.clone(), raw);
                 let ioas_id = iommufd::ioas_alloc(&*sys, fd.raw())
                     .map_err(|e| Error::os(IOMMUFD_PATH, "IOMMU_IOAS_ALLOC", e))?;
                 Backend::Iommufd { fd, ioas_id }

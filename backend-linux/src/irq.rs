@@ -1,8 +1,8 @@
 //! Interrupts: VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS with eventfds (INTx, MSI, MSI-X),
 //! software triggering, INTx unmask, re-enable after reset, and eventfd read helpers.
 //!
-//! Unlike upstream (selftests defect §3.6 item 8), disabling one index closes only that index's
-//! eventfds.
+//! Unlike upstream's `vfio_pci_irq_disable` (`tools/testing/selftests/vfio/lib/vfio_pci_device.c`), which closes the
+//! eventfds of every index, disabling one index closes only that index's eventfds.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use vfio_bindings::bindings::vfio as vb;
 
 use crate::device::VfioPciDevice;
 use crate::error::{Error, Result};
-use crate::sys::{ioctl_plain, nr, write_plain, Errno, IoctlArg, Sys, SysFd};
+use crate::sys::{ioctl_plain, nr, with_data, Errno, IoctlArg, Sys, SysFd};
 
 /// VFIO IRQ index of an interrupt kind (VFIO_PCI_INTX/MSI/MSIX_IRQ_INDEX).
 pub const fn irq_index(kind: IrqKind) -> u32 {
@@ -87,9 +87,6 @@ pub fn get_irq_info(sys: &dyn Sys, fd: RawFd, index: u32) -> Result<IrqInfo, Err
     })
 }
 
-/// Size of struct vfio_irq_set without its data.
-const IRQ_SET_HDR: usize = 20;
-
 /// VFIO_DEVICE_SET_IRQS with `flags`, `index`, `start`, `count` and `data` (eventfds as
 /// native-endian i32s, bools as u8s, or nothing).
 pub fn set_irqs(
@@ -101,14 +98,15 @@ pub fn set_irqs(
     count: u32,
     data: &[u8],
 ) -> Result<(), Errno> {
-    let mut buf = vec![0u8; IRQ_SET_HDR + data.len()];
-    let argsz = buf.len() as u32;
-    write_plain(&mut buf, 0, &argsz);
-    write_plain(&mut buf, 4, &flags);
-    write_plain(&mut buf, 8, &index);
-    write_plain(&mut buf, 12, &start);
-    write_plain(&mut buf, 16, &count);
-    buf[IRQ_SET_HDR..].copy_from_slice(data);
+    let header = vb::vfio_irq_set {
+        argsz: (std::mem::size_of::<vb::vfio_irq_set>() + data.len()) as u32,
+        flags,
+        index,
+        start,
+        count,
+        ..Default::default()
+    };
+    let mut buf = with_data(&header, data);
     // SAFETY: a vfio_irq_set header followed by its data array; no pointers.
     unsafe { sys.ioctl(fd, nr::VFIO_DEVICE_SET_IRQS, IoctlArg::Buf(&mut buf)) }.map(|_| ())
 }
@@ -207,10 +205,7 @@ impl VfioPciDevice {
         }
         let mut new = Vec::with_capacity(count as usize);
         for _ in 0..count {
-            let raw = sys
-                .eventfd()
-                .map_err(|e| Error::os(self.bdf(), "eventfd", e))?;
-            new.push(SysFd::new(sys.clone(), raw));
+            new.push(SysFd::eventfd(&sys).map_err(|e| Error::os(self.bdf(), "eventfd", e))?);
         }
         let raws: Vec<RawFd> = new.iter().map(SysFd::raw).collect();
         set_irqs(

@@ -139,10 +139,8 @@ impl DmaBuffer {
             Backing::Hugetlb2M => MapKind::Hugetlb2M,
             Backing::Hugetlb1G => MapKind::Hugetlb1G,
             Backing::Memfd => {
-                let raw = sys
-                    .memfd_create("passthru-dma")
+                let fd = SysFd::memfd(&sys, "passthru-dma")
                     .map_err(|e| Error::os("memfd", "memfd_create", e))?;
-                let fd = SysFd::new(sys.clone(), raw);
                 sys.ftruncate(fd.raw(), rounded as u64)
                     .map_err(|e| Error::os("memfd", "ftruncate", e))?;
                 let k = MapKind::Shared {

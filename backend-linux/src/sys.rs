@@ -6,7 +6,11 @@
 //! injects errnos, so every error path is exercised without `/dev/vfio`.
 //!
 //! File descriptors cross the seam as plain numbers ([`RawFd`]) and are owned by [`SysFd`], which
-//! closes them through the same `Sys` when dropped.
+//! closes them through the same `Sys` when dropped. Ownership follows `std`'s `OwnedFd` rules:
+//! a `SysFd` is made safely only from an fd its `Sys` just created ([`SysFd::open`],
+//! [`SysFd::eventfd`], [`SysFd::memfd`]); adopting any other number is `unsafe`
+//! ([`SysFd::from_raw`]), and so is [`Sys::close`]. Safe code therefore cannot close an fd it
+//! does not own.
 //!
 //! ioctl arguments cross the seam as byte buffers ([`IoctlArg::Buf`]): the argument structure
 //! serialised in native layout. Struct-to-bytes conversion is done by [`Plain`] helpers, which are
@@ -101,11 +105,22 @@ pub struct MmapRequest {
 }
 
 /// The system calls used by this crate. See the module documentation.
-pub trait Sys: Send + Sync + fmt::Debug {
-    /// open(2) with `O_RDWR | O_CLOEXEC` (plus `O_NONBLOCK` if asked).
+///
+/// # Safety
+/// Implementations must return from [`Sys::open`], [`Sys::eventfd`] and [`Sys::memfd_create`]
+/// only descriptors that are new and owned by the caller (nothing else uses or closes them), and
+/// [`Sys::close`] must close exactly the descriptor it is given. [`SysFd`]'s safe constructors
+/// rely on this.
+pub unsafe trait Sys: Send + Sync + fmt::Debug {
+    /// open(2) with `O_RDWR | O_CLOEXEC` (plus `O_NONBLOCK` if asked). The caller owns the
+    /// returned fd; prefer [`SysFd::open`], which takes that ownership.
     fn open(&self, path: &Path, nonblock: bool) -> Result<RawFd, Errno>;
     /// close(2).
-    fn close(&self, fd: RawFd);
+    ///
+    /// # Safety
+    /// The caller must own `fd` and must not use it (or let anything else use it) afterwards,
+    /// as for `std::os::fd::OwnedFd`'s drop.
+    unsafe fn close(&self, fd: RawFd);
     /// ioctl(2). Returns the kernel's non-negative return value.
     ///
     /// # Safety
@@ -181,7 +196,9 @@ fn check_size(ret: libc::ssize_t) -> Result<usize, Errno> {
     }
 }
 
-impl Sys for RealSys {
+// SAFETY: open, eventfd and memfd_create return the kernel's new descriptors unchanged, and
+// close closes exactly its argument.
+unsafe impl Sys for RealSys {
     fn open(&self, path: &Path, nonblock: bool) -> Result<RawFd, Errno> {
         let c = cpath(path)?;
         let mut flags = libc::O_RDWR | libc::O_CLOEXEC;
@@ -192,8 +209,8 @@ impl Sys for RealSys {
         check(unsafe { libc::open(c.as_ptr(), flags) })
     }
 
-    fn close(&self, fd: RawFd) {
-        // SAFETY: the caller owns `fd` (SysFd closes each fd exactly once).
+    unsafe fn close(&self, fd: RawFd) {
+        // SAFETY: the caller owns `fd` and never uses it again (this function's contract).
         unsafe { libc::close(fd) };
     }
 
@@ -343,6 +360,21 @@ fn io_errno(e: std::io::Error) -> Errno {
 }
 
 /// A file descriptor owned through a [`Sys`]; closed on drop.
+///
+/// Like `std::os::fd::OwnedFd`, it cannot be made from a bare number in safe code:
+///
+/// ```compile_fail,E0133
+/// use passthru_linux::sys::{RealSys, SysFd};
+/// // Would close stdin on drop: adopting a raw fd needs `unsafe`.
+/// let _stdin = SysFd::from_raw(RealSys::shared(), 0);
+/// ```
+///
+/// and its `Sys` can close a descriptor only in `unsafe` code:
+///
+/// ```compile_fail,E0133
+/// use passthru_linux::sys::{RealSys, Sys};
+/// RealSys.close(0);
+/// ```
 pub struct SysFd {
     sys: Arc<dyn Sys>,
     fd: RawFd,
@@ -356,8 +388,34 @@ impl fmt::Debug for SysFd {
 
 impl SysFd {
     /// Take ownership of `fd` (it will be closed through `sys`).
-    pub fn new(sys: Arc<dyn Sys>, fd: RawFd) -> Self {
+    ///
+    /// # Safety
+    /// `fd` must be an open descriptor owned by the caller, which gives that ownership up: nothing
+    /// else may close it or use it after this `SysFd` is dropped (as for
+    /// `std::os::fd::FromRawFd::from_raw_fd`); and `sys` must be the seam it belongs to.
+    pub unsafe fn from_raw(sys: Arc<dyn Sys>, fd: RawFd) -> Self {
         Self { sys, fd }
+    }
+
+    /// open(2) `path` through `sys` (see [`Sys::open`]) and own the new fd.
+    pub fn open(sys: &Arc<dyn Sys>, path: &Path, nonblock: bool) -> Result<Self, Errno> {
+        let fd = sys.open(path, nonblock)?;
+        // SAFETY: a `Sys` returns only new descriptors owned by the caller (trait contract).
+        Ok(unsafe { Self::from_raw(Arc::clone(sys), fd) })
+    }
+
+    /// A new eventfd (see [`Sys::eventfd`]), owned.
+    pub fn eventfd(sys: &Arc<dyn Sys>) -> Result<Self, Errno> {
+        let fd = sys.eventfd()?;
+        // SAFETY: as in `open`.
+        Ok(unsafe { Self::from_raw(Arc::clone(sys), fd) })
+    }
+
+    /// A new memfd (see [`Sys::memfd_create`]), owned.
+    pub fn memfd(sys: &Arc<dyn Sys>, name: &str) -> Result<Self, Errno> {
+        let fd = sys.memfd_create(name)?;
+        // SAFETY: as in `open`.
+        Ok(unsafe { Self::from_raw(Arc::clone(sys), fd) })
     }
     /// The descriptor number.
     pub fn raw(&self) -> RawFd {
@@ -371,82 +429,171 @@ impl SysFd {
 
 impl Drop for SysFd {
     fn drop(&mut self) {
-        self.sys.close(self.fd);
+        // SAFETY: this SysFd owns the fd (constructor contracts) and is the last use of it.
+        unsafe { self.sys.close(self.fd) };
     }
 }
 
-/// Plain-old-data structures that may be copied to and from byte buffers.
+/// uAPI structures that may be copied to and from byte buffers, checked by `zerocopy`.
 ///
-/// # Safety
-/// Implementors must be `repr(C)` structures of integer fields (or arrays of them) for which
-/// every bit pattern is valid.
-pub unsafe trait Plain: Copy + Default {}
+/// The bindings' structures cannot derive `zerocopy`'s traits (they are foreign types), so each
+/// implementation names a local mirror, [`Plain::Bytes`], with the same fields in the same order,
+/// deriving `IntoBytes` and `FromBytes` — which refuse to compile for a structure with padding or
+/// with a field that is not plain data. Compile-time assertions check that the binding and its
+/// mirror have the same size, alignment and field offsets, and the conversion into the binding
+/// is an exhaustive struct expression (a field left out does not compile), so the binding is
+/// exactly as plain as its mirror. Conversion is field by field: no `unsafe`.
+///
+/// A mirror with padding is refused at compile time:
+///
+/// ```compile_fail
+/// #[repr(C)]
+/// #[derive(zerocopy::IntoBytes, zerocopy::Immutable)]
+/// struct Padded {
+///     a: u8,
+///     b: u32, // three padding bytes before it
+/// }
+/// ```
+pub trait Plain: Default {
+    /// The `zerocopy`-checked mirror (for integers, the integer itself).
+    type Bytes: zerocopy::FromBytes + zerocopy::IntoBytes + zerocopy::Immutable;
+    /// The mirror of `self`.
+    fn to_mirror(&self) -> Self::Bytes;
+    /// The value of a mirror.
+    fn from_mirror(m: Self::Bytes) -> Self;
+}
 
-macro_rules! plain {
+macro_rules! plain_int {
     ($($t:ty),* $(,)?) => { $(
-        // SAFETY: a bindgen `repr(C)` struct whose fields are all integers; any bit pattern is
-        // a valid value.
-        unsafe impl Plain for $t {}
+        impl Plain for $t {
+            type Bytes = $t;
+            fn to_mirror(&self) -> $t {
+                *self
+            }
+            fn from_mirror(m: $t) -> $t {
+                m
+            }
+        }
+    )* };
+}
+
+plain_int!(u8, i32, u16, u32, u64);
+
+/// `plain!(path::to::binding as Mirror { field: type, ... } $(+ flexible_array_field)?)`: a
+/// `zerocopy` mirror of `binding` and its [`Plain`] implementation (see the trait docs). A
+/// trailing `+ field` names a zero-sized flexible-array member, which the mirror leaves out.
+macro_rules! plain {
+    ($($b:ty as $m:ident { $($f:ident : $t:ty),* $(,)? } $(+ $flex:ident)?;)*) => { $(
+        #[doc = concat!("`zerocopy` mirror of `", stringify!($b), "` (see [`Plain`]).")]
+        #[repr(C)]
+        #[derive(
+            Debug, Clone, Copy, Default, zerocopy::FromBytes, zerocopy::IntoBytes,
+            zerocopy::Immutable, zerocopy::KnownLayout,
+        )]
+        #[allow(missing_docs)]
+        pub struct $m {
+            $(pub $f: $t,)*
+        }
+        const _: () = {
+            assert!(std::mem::size_of::<$b>() == std::mem::size_of::<$m>());
+            assert!(std::mem::align_of::<$b>() == std::mem::align_of::<$m>());
+            $(assert!(std::mem::offset_of!($b, $f) == std::mem::offset_of!($m, $f));)*
+            $(assert!(std::mem::offset_of!($b, $flex) == std::mem::size_of::<$m>());)?
+        };
+        impl Plain for $b {
+            type Bytes = $m;
+            fn to_mirror(&self) -> $m {
+                $m { $($f: self.$f,)* }
+            }
+            fn from_mirror(m: $m) -> Self {
+                // Exhaustive: a binding field missing from the list fails to compile.
+                Self { $($f: m.$f,)* $($flex: Default::default(),)? }
+            }
+        }
     )* };
 }
 
 use iommufd_bindings as ifd;
 use vfio_bindings::bindings::vfio as vb;
 
-plain!(
-    u8,
-    i32,
-    u16,
-    u32,
-    u64,
-    vb::vfio_info_cap_header,
-    vb::vfio_group_status,
-    vb::vfio_device_info,
-    vb::vfio_region_info,
-    vb::vfio_region_sparse_mmap_area,
-    vb::vfio_irq_info,
-    vb::vfio_device_attach_iommufd_pt,
-    vb::vfio_device_detach_iommufd_pt,
-    vb::vfio_device_bind_iommufd,
-    vb::vfio_iommu_type1_info,
-    vb::vfio_iova_range,
-    vb::vfio_iommu_type1_dma_map,
-    ifd::iommu_ioas_alloc,
-    ifd::iommu_ioas_iova_ranges,
-    ifd::iommu_iova_range,
-    ifd::iommu_ioas_map,
-    ifd::iommu_ioas_unmap,
-    ifd::iommu_destroy,
-);
+/// `zerocopy` mirrors of the uAPI structures this crate passes to ioctls.
+pub mod mirror {
+    use super::{ifd, vb, Plain};
+
+    plain! {
+        vb::vfio_info_cap_header as VfioInfoCapHeader { id: u16, version: u16, next: u32 };
+        vb::vfio_group_status as VfioGroupStatus { argsz: u32, flags: u32 };
+        vb::vfio_device_info as VfioDeviceInfo {
+            argsz: u32, flags: u32, num_regions: u32, num_irqs: u32, cap_offset: u32, pad: u32
+        };
+        vb::vfio_region_info as VfioRegionInfo {
+            argsz: u32, flags: u32, index: u32, cap_offset: u32, size: u64, offset: u64
+        };
+        vb::vfio_region_sparse_mmap_area as VfioRegionSparseMmapArea { offset: u64, size: u64 };
+        vb::vfio_irq_info as VfioIrqInfo { argsz: u32, flags: u32, index: u32, count: u32 };
+        vb::vfio_irq_set as VfioIrqSet {
+            argsz: u32, flags: u32, index: u32, start: u32, count: u32
+        } + data;
+        vb::vfio_device_feature as VfioDeviceFeature { argsz: u32, flags: u32 } + data;
+        vb::vfio_device_attach_iommufd_pt as VfioDeviceAttachIommufdPt {
+            argsz: u32, flags: u32, pt_id: u32, pasid: u32
+        };
+        vb::vfio_device_detach_iommufd_pt as VfioDeviceDetachIommufdPt {
+            argsz: u32, flags: u32, pasid: u32
+        };
+        vb::vfio_device_bind_iommufd as VfioDeviceBindIommufd {
+            argsz: u32, flags: u32, iommufd: i32, out_devid: u32, token_uuid_ptr: u64
+        };
+        vb::vfio_iommu_type1_info as VfioIommuType1Info {
+            argsz: u32, flags: u32, iova_pgsizes: u64, cap_offset: u32, pad: u32
+        };
+        vb::vfio_iova_range as VfioIovaRange { start: u64, end: u64 };
+        vb::vfio_iommu_type1_dma_map as VfioIommuType1DmaMap {
+            argsz: u32, flags: u32, vaddr: u64, iova: u64, size: u64
+        };
+        vb::vfio_iommu_type1_dma_unmap as VfioIommuType1DmaUnmap {
+            argsz: u32, flags: u32, iova: u64, size: u64
+        } + data;
+        ifd::iommu_ioas_alloc as IommuIoasAlloc { size: u32, flags: u32, out_ioas_id: u32 };
+        ifd::iommu_ioas_iova_ranges as IommuIoasIovaRanges {
+            size: u32, ioas_id: u32, num_iovas: u32, __reserved: u32, allowed_iovas: u64,
+            out_iova_alignment: u64
+        };
+        ifd::iommu_iova_range as IommuIovaRange { start: u64, last: u64 };
+        ifd::iommu_ioas_map as IommuIoasMap {
+            size: u32, flags: u32, ioas_id: u32, __reserved: u32, user_va: u64, length: u64,
+            iova: u64
+        };
+        ifd::iommu_ioas_unmap as IommuIoasUnmap { size: u32, ioas_id: u32, iova: u64, length: u64 };
+        ifd::iommu_destroy as IommuDestroy { size: u32, id: u32 };
+    }
+}
 
 /// Read a `T` at byte `offset` of `buf`, or `None` if it does not fit.
 pub fn read_plain<T: Plain>(buf: &[u8], offset: usize) -> Option<T> {
-    let end = offset.checked_add(std::mem::size_of::<T>())?;
-    if end > buf.len() {
-        return None;
-    }
-    // SAFETY: offset..end is inside `buf` (checked above); the read is unaligned-safe and `T`
-    // accepts any bit pattern (Plain contract).
-    Some(unsafe { std::ptr::read_unaligned(buf.as_ptr().add(offset).cast::<T>()) })
+    let bytes = buf.get(offset..)?;
+    let (m, _) = <T::Bytes as zerocopy::FromBytes>::read_from_prefix(bytes).ok()?;
+    Some(T::from_mirror(m))
 }
 
 /// Write `value` at byte `offset` of `buf`; false if it does not fit.
 pub fn write_plain<T: Plain>(buf: &mut [u8], offset: usize, value: &T) -> bool {
-    let Some(end) = offset.checked_add(std::mem::size_of::<T>()) else {
+    let Some(bytes) = buf.get_mut(offset..) else {
         return false;
     };
-    if end > buf.len() {
-        return false;
-    }
-    // SAFETY: offset..end is inside `buf` (checked above); the write is unaligned-safe.
-    unsafe { std::ptr::write_unaligned(buf.as_mut_ptr().add(offset).cast::<T>(), *value) };
-    true
+    zerocopy::IntoBytes::write_to_prefix(&value.to_mirror(), bytes).is_ok()
 }
 
 /// The bytes of a `Plain` value.
 pub fn to_bytes<T: Plain>(value: &T) -> Vec<u8> {
-    let mut v = vec![0u8; std::mem::size_of::<T>()];
-    write_plain(&mut v, 0, value);
+    zerocopy::IntoBytes::as_bytes(&value.to_mirror()).to_vec()
+}
+
+/// A flexible-array uAPI structure (`vfio_irq_set`, `vfio_device_feature`,
+/// `vfio_iommu_type1_dma_unmap`): `header` (its `argsz` set by the caller) followed by `data`.
+pub fn with_data<T: Plain>(header: &T, data: &[u8]) -> Vec<u8> {
+    let mut v = to_bytes(header);
+    v.extend_from_slice(data);
     v
 }
 
@@ -690,6 +837,48 @@ mod tests {
         assert_eq!(read_plain::<u64>(&buf, 3), None);
         assert!(!write_plain(&mut buf, 7, &0u32));
         assert_eq!(read_plain::<u32>(&buf, usize::MAX), None);
+    }
+
+    #[test]
+    fn flexible_structures_are_built_from_the_bindings() {
+        let irq = vb::vfio_irq_set {
+            argsz: 20 + 8,
+            flags: vb::VFIO_IRQ_SET_DATA_EVENTFD | vb::VFIO_IRQ_SET_ACTION_TRIGGER,
+            index: 2,
+            start: 1,
+            count: 2,
+            ..Default::default()
+        };
+        let b = with_data(&irq, &[7, 0, 0, 0, 9, 0, 0, 0]);
+        let words: Vec<u32> = b
+            .chunks(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        assert_eq!(words, [28, 0x24, 2, 1, 2, 7, 9]);
+        let back: vb::vfio_irq_set = read_plain(&b, 0).unwrap();
+        assert_eq!((back.index, back.start, back.count), (2, 1, 2));
+
+        let unmap = vb::vfio_iommu_type1_dma_unmap {
+            argsz: 24,
+            flags: 0,
+            iova: 0x1000,
+            size: 0x2000,
+            ..Default::default()
+        };
+        let b = to_bytes(&unmap);
+        assert_eq!(b.len(), 24);
+        assert_eq!(read_plain::<u64>(&b, 16), Some(0x2000), "size at offset 16");
+
+        let feat = vb::vfio_device_feature {
+            argsz: 24,
+            flags: vb::VFIO_DEVICE_FEATURE_SET | vb::VFIO_DEVICE_FEATURE_PCI_VF_TOKEN,
+            ..Default::default()
+        };
+        let b = with_data(&feat, &[0xab; 16]);
+        assert_eq!(b.len(), 24);
+        assert_eq!(read_plain::<u32>(&b, 0), Some(24));
+        assert_eq!(&b[8..], &[0xab; 16]);
+        assert!(!write_plain(&mut [0u8; 7], 0, &feat), "does not fit");
     }
 
     fn hdr(buf: &mut [u8], off: usize, id: u16, next: u32) {

@@ -46,7 +46,9 @@ mod x86 {
         features() & ENQCMD != 0
     }
 
-    pub fn movdir64b(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
+    /// # Safety
+    /// As for [`super::movdir64b`].
+    pub unsafe fn movdir64b(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
         if !has_movdir64b() {
             return Err(PortalError::Unsupported);
         }
@@ -55,9 +57,9 @@ mod x86 {
                 offset: dst as usize,
             });
         }
-        // SAFETY: CPUID reported MOVDIR64B; `dst` is 64-byte aligned and, per the caller (a BAR
-        // mapping bounds-checked by `VolatileBar`), 64 writable bytes of device memory; `src` is
-        // a valid 64-byte buffer. The instruction reads src and writes dst only.
+        // SAFETY: CPUID reported MOVDIR64B; `dst` is 64-byte aligned and, by this function's
+        // contract, 64 bytes of a device portal mapping that nothing else treats as Rust memory;
+        // `src` is a valid 64-byte buffer. The instruction reads src and writes dst only.
         unsafe {
             core::arch::asm!(
                 "movdir64b {dst}, [{src}]",
@@ -69,7 +71,9 @@ mod x86 {
         Ok(())
     }
 
-    pub fn enqcmd(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
+    /// # Safety
+    /// As for [`super::enqcmd`].
+    pub unsafe fn enqcmd(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
         if !has_enqcmd() {
             return Err(PortalError::Unsupported);
         }
@@ -79,8 +83,8 @@ mod x86 {
             });
         }
         let retry: u8;
-        // SAFETY: CPUID reported ENQCMD; `dst` is an aligned portal address inside a mapping
-        // (bounds-checked by the caller), `src` a valid 64-byte buffer. ENQCMD sets ZF when the
+        // SAFETY: CPUID reported ENQCMD; `dst` is an aligned address of a device portal mapping
+        // (this function's contract), `src` a valid 64-byte buffer. ENQCMD sets ZF when the
         // device refuses the descriptor; `setz` captures it.
         unsafe {
             core::arch::asm!(
@@ -131,13 +135,27 @@ pub fn has_enqcmd() -> bool {
 
 /// Store 64 bytes from `src` to the device portal `dst` as one non-torn write (MOVDIR64B).
 ///
-/// `dst` must point at 64 bytes of a device mapping; callers go through
-/// [`crate::mmio::VolatileBar`], which checks that. Returns [`PortalError::Unsupported`] when the
-/// CPU lacks the instruction.
-pub fn movdir64b(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
+/// Safe code reaches this through [`crate::mmio::VolatileBar`], whose mapping proves the
+/// portal. Returns [`PortalError::Unsupported`] when the CPU lacks the instruction and
+/// [`PortalError::Misaligned`] when `dst` is not 64-byte aligned (nothing is written then).
+///
+/// Safe code cannot aim it at arbitrary memory:
+///
+/// ```compile_fail,E0133
+/// let x = [0u8; 64];
+/// // Would overwrite an immutable binding: calling movdir64b needs `unsafe`.
+/// let _ = passthru_core::arch::movdir64b(x.as_ptr() as *mut u8, &[1; 64]);
+/// ```
+///
+/// # Safety
+/// `dst..dst + 64` must be valid for a 64-byte write and must not be memory that Rust code
+/// accesses through references or non-volatile accesses (it must be a device portal or other
+/// memory the caller owns exclusively for this store): the instruction writes all 64 bytes.
+pub unsafe fn movdir64b(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
     #[cfg(target_arch = "x86_64")]
     {
-        x86::movdir64b(dst, src)
+        // SAFETY: forwarded caller contract.
+        unsafe { x86::movdir64b(dst, src) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -148,10 +166,15 @@ pub fn movdir64b(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
 
 /// Submit 64 bytes to a shared work queue portal with ENQCMD; [`PortalError::Retry`] when the
 /// device refuses (queue full).
-pub fn enqcmd(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
+///
+/// # Safety
+/// `dst` must be a 64-byte-aligned address inside a mapped device portal (ENQCMD is a
+/// non-posted write of 64 bytes to it); as for [`movdir64b`], it must not be Rust-owned memory.
+pub unsafe fn enqcmd(dst: *mut u8, src: &[u8; 64]) -> Result<(), PortalError> {
     #[cfg(target_arch = "x86_64")]
     {
-        x86::enqcmd(dst, src)
+        // SAFETY: forwarded caller contract.
+        unsafe { x86::enqcmd(dst, src) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -185,7 +208,9 @@ mod tests {
         let mut buf = [0u8; 128];
         let base = buf.as_mut_ptr();
         let aligned = ((base as usize + 63) & !63) as *mut u8;
-        let r = super::movdir64b(aligned, &[0x5a; 64]);
+        // SAFETY: aligned..aligned+64 lies inside `buf`, which is only read through raw
+        // pointers until the store is done.
+        let r = unsafe { super::movdir64b(aligned, &[0x5a; 64]) };
         if super::has_movdir64b() {
             assert_eq!(r, Ok(()));
             // SAFETY: aligned points inside buf.
@@ -195,10 +220,9 @@ mod tests {
             assert!(buf.iter().all(|b| *b == 0));
         }
         if !super::has_enqcmd() {
-            assert_eq!(
-                super::enqcmd(aligned, &[0; 64]),
-                Err(crate::mmio::PortalError::Unsupported)
-            );
+            // SAFETY: without ENQCMD the call returns before issuing any store.
+            let r = unsafe { super::enqcmd(aligned, &[0; 64]) };
+            assert_eq!(r, Err(crate::mmio::PortalError::Unsupported));
         }
     }
 }

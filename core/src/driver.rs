@@ -402,7 +402,14 @@ pub trait Driver<'r>: Sized {
 
     /// Make the device raise interrupt [`Limits::msi_vector`] exactly once. Called only when
     /// nothing is in flight.
+    ///
+    /// A driver whose device cannot be made to interrupt sets [`Driver::HAS_SEND_MSI`] to false
+    /// and implements this as an error; it is then never called through [`CheckedDriver`].
     fn send_msi(&mut self, token: InOrder) -> Result<(), DriverError>;
+
+    /// Whether [`Driver::send_msi`] exists (upstream's `send_msi` op became optional in Linux
+    /// 7.3; test programs skip `send_msi` and the stray-MSI checks for drivers without it).
+    const HAS_SEND_MSI: bool = true;
 }
 
 /// Where a [`CheckedDriver`] stands.
@@ -611,8 +618,20 @@ where
         self.memcpy_wait(timeout_ns)
     }
 
-    /// Fire the driver's MSI once; refused unless ready.
+    /// Whether the driver has `send_msi` ([`Driver::HAS_SEND_MSI`]).
+    pub fn has_send_msi(&self) -> bool {
+        D::HAS_SEND_MSI
+    }
+
+    /// Fire the driver's MSI once; refused unless ready, and refused with
+    /// [`DriverError::Unsupported`] for a driver without `send_msi`.
     pub fn send_msi(&mut self) -> Result<(), DriverError> {
+        if !D::HAS_SEND_MSI {
+            return Err(DriverError::Unsupported {
+                device: self.matched.name,
+                reason: "the driver has no send_msi",
+            });
+        }
         if self.state() != DriverState::Ready {
             return self.refuse("send_msi");
         }
@@ -1024,6 +1043,60 @@ mod tests {
         d.init().unwrap();
         d.remove().unwrap();
         assert_eq!(h.calls(), ["init", "remove", "init", "remove"]);
+    }
+
+    /// A driver without `send_msi` (like upstream's nv_falcon).
+    struct NoMsiDriver(FakeDriver);
+
+    impl<'r> Driver<'r> for NoMsiDriver {
+        type Function = FakeFunction;
+        type Clock = FakeClock;
+        const HAS_SEND_MSI: bool = false;
+
+        fn probe(function: &FakeFunction) -> Option<Match> {
+            <FakeDriver as Driver<'r>>::probe(function)
+        }
+        fn init(f: FakeFunction, c: FakeClock, r: DmaRegion<'r>) -> Result<Self, DriverError> {
+            FakeDriver::init(f, c, r).map(NoMsiDriver)
+        }
+        fn remove(self) -> Result<(), DriverError> {
+            self.0.remove()
+        }
+        fn limits(&self) -> Limits {
+            self.0.limits()
+        }
+        fn memcpy_start(
+            &mut self,
+            token: InOrder,
+            s: u64,
+            d: u64,
+            n: u64,
+            c: u64,
+            mode: WaitMode,
+        ) -> Result<(), DriverError> {
+            self.0.memcpy_start(token, s, d, n, c, mode)
+        }
+        fn memcpy_wait(&mut self, token: InOrder, t: u64) -> Result<(), DriverError> {
+            self.0.memcpy_wait(token, t)
+        }
+        fn send_msi(&mut self, token: InOrder) -> Result<(), DriverError> {
+            self.0.send_msi(token)
+        }
+    }
+
+    #[test]
+    fn send_msi_of_a_driver_without_it_is_refused_and_never_called() {
+        let h = Harness::new();
+        let mut d: CheckedDriver<NoMsiDriver> =
+            CheckedDriver::new(FakeFunction(Rc::clone(&h.script)), FakeClock, h.region()).unwrap();
+        assert!(!d.has_send_msi());
+        assert!(h.checked().has_send_msi());
+        d.init().unwrap();
+        assert!(matches!(
+            d.send_msi(),
+            Err(DriverError::Unsupported { device: "fake", .. })
+        ));
+        assert_eq!(h.calls(), vec!["init"]);
     }
 
     #[test]

@@ -829,12 +829,15 @@ impl RegisterIo for VolatileBar {
 
     fn submit64(&self, offset: usize, descriptor: &[u8; 64]) -> Result<(), PortalError> {
         let dst = self.portal(offset)?;
-        crate::arch::movdir64b(dst, descriptor)
+        // SAFETY: `portal` checked that dst..dst+64 lies inside this BAR mapping, which
+        // `VolatileBar::new`'s contract makes device memory never accessed through references.
+        unsafe { crate::arch::movdir64b(dst, descriptor) }
     }
 
     fn enqcmd(&self, offset: usize, descriptor: &[u8; 64]) -> Result<(), PortalError> {
         let dst = self.portal(offset)?;
-        crate::arch::enqcmd(dst, descriptor)
+        // SAFETY: as in `submit64`: an aligned 64-byte range inside the device mapping.
+        unsafe { crate::arch::enqcmd(dst, descriptor) }
     }
 }
 

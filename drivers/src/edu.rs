@@ -200,6 +200,8 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Edu<F, C> {
     }
 
     fn init(function: F, clock: C, _region: DmaRegion<'r>) -> Result<Self, DriverError> {
+        // Registers answer only with memory decode on (otherwise reads are all ones).
+        pci::update_command(&function, Command::MEMORY_SPACE, Command::empty())?;
         let bar = function.bar(0)?;
         if bar.len() < MIN_BAR_LEN {
             return Err(register_fault("BAR0 length", bar.len() as u64));
@@ -225,7 +227,7 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Edu<F, C> {
             bar,
             job: None,
         };
-        // QEMU drops DMA unless bus mastering is on (qemu-rig.md §7).
+        // QEMU drops DMA unless bus mastering is on (pci_dma_rw checks the master enable bit).
         edu.set_bus_master(true)?;
         edu.wait_idle(IDLE_TIMEOUT_NS)?;
         edu.function.irq_enable(IrqKind::Msi, 0, 1)?;

@@ -115,6 +115,8 @@ fn probe_refuses_other_ids_and_int_handle_devices() {
     p.gencap |= 1 << 4; // cmd_cap
     p.cmdcap = 1 << 13; // REQUEST_INT_HANDLE
     let m = DsaModel::with_profile(p, Arc::clone(&iommu), ExecMode::Immediate);
+    // With memory decode off BAR0 reads all ones, so probe cannot see CMDCAP (init checks).
+    m.function().config_write16(0x04, 0x2).unwrap();
     assert!(Drv::probe(&m.function()).is_none());
     let mut p = passthru_models::dsa::DsaProfile::SPR;
     p.device_id = 0x11fb; // GNR-D: matched
@@ -643,10 +645,25 @@ fn oversized_wqcfg_stride_is_written_within_the_known_layout() {
     let mut p = passthru_models::dsa::DsaProfile::SPR;
     p.wqcap |= 2 << 24; // 128-byte stride: only the 64-byte layout is written
     let (model, _region, _data, mut d) = init_on(p);
-    assert_eq!(model.wq_config(0).unwrap().wq_size(), 128);
-    assert_eq!(model.wq_config(1).unwrap().wq_size(), 0);
+    // A driver using a 64-byte (or any wrong) stride writes WQ 1's dwords into bytes 64..127
+    // of WQ 0's 128-byte entry; the model counts such writes.
+    assert_eq!(
+        model.stats().wqcfg_beyond_layout_writes,
+        0,
+        "wrong WQCFG stride"
+    );
+    let wq0 = model.wq_config(0).unwrap();
+    assert_eq!(wq0.wq_size(), 128);
+    assert!(wq0.dedicated() && wq0.priority() == 1);
+    for wq in 1..8 {
+        assert_eq!(model.wq_config(wq).unwrap().wq_size(), 0, "WQ {wq}");
+    }
     d.memcpy_start(SRC, DST, 64, 1).unwrap();
     d.memcpy_wait(TIMEOUT_NS).unwrap();
+    // The check can fail: a write where a stride-64 driver would put WQ 1 is counted.
+    let bar0 = model.function().bar(0).unwrap();
+    passthru_core::mmio::RegisterIo::write32(&bar0, 0x400 + 64, 0);
+    assert_eq!(model.stats().wqcfg_beyond_layout_writes, 1);
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! A spec-faithful model of an Intel CBDMA (I/OAT v3.3) function: 8086:2021, CBVER 0x33, one
-//! channel per function by default (`dsa-cbdma.md` part B and §C.3).
+//! channel per function by default (facts from Linux `drivers/dma/ioat/registers.h`, `hw.h` and
+//! `dma.c`, and SPDK's `include/spdk/ioat_spec.h`).
 //!
 //! # What it does
 //!
@@ -25,7 +26,7 @@
 //!   wedge a channel (no progress, ignores SUSPEND/ABORT; RESET cures it), keep CHANCMD.RESET set
 //!   for a number of reads, latch CHANERR_INT / DMAUNCERRSTS in configuration space.
 //!
-//! # Modelling choices (not confirmed by a primary source, `dsa-cbdma.md` §D)
+//! # Modelling choices (not confirmed by a primary source: neither the Linux driver nor SPDK says)
 //!
 //! * An unreadable source IOVA raises CHANERR bit 8 (read data error), an unwritable destination
 //!   bit 9 (write data error), following the sheet's recommendation (Linux recovers those two);
@@ -40,7 +41,14 @@
 //!   completed (its data movement may be partial).
 //! * ATTNSTATUS is not cleared by reading; a channel's bit clears when it is re-armed.
 //! * DMA needs COMMAND.bus_master: without it an ACTIVE channel makes no progress.
-//! * MMIO is answered whether or not COMMAND.memory is set (like a function vfio-pci enabled).
+//! * The strict choices where drivers are known to go wrong: a channel RESET keeps CHANERR
+//!   (software clears it by writing it back); a HALTED channel with unmasked CHANERR bits does not
+//!   arm on a CHAINADDR write; committing CHAINADDR zeroes the completed-descriptor address in
+//!   CHANSTS (nothing of the new chain has completed, so no write-back names the old chain);
+//!   CHAINADDR written while ACTIVE is refused with CHANERR bit 4 and halts the channel; a
+//!   CHANCMP that is not 8-byte aligned fails the write-back with CHANERR bit 12.
+//! * With COMMAND.memory clear, BAR0 reads all ones and ignores writes (master abort; done by
+//!   the [`crate::function::ModelBar`] adapter for every model).
 //! * INTRDELAY's delay field is stored but interrupts are not coalesced (bit 15 reads 0).
 //! * DMA_COMP reads 0x0002 (v2-compatible register layout).
 //! * A zero-size copy or fill moves nothing and succeeds.
@@ -499,13 +507,28 @@ impl CbdmaModel {
                         c.is(ChanState::Active)
                     }
                     ChanReg::ChainAddr => {
+                        if c.is(ChanState::Active) {
+                            // Moving the chain under a running channel (modelling choice): the
+                            // write is refused, CHANERR bit 4 latched and the channel halts.
+                            c.chanerr |= ChanErr::CHAIN_ADDR_VALUE_ERR.bits() & !c.chanerr_mask;
+                            c.set_state(ChanState::Halted);
+                            return false;
+                        }
                         c.chainaddr = merge(c.chainaddr);
                         // The high dword (or a full 64-bit write) commits.
-                        if mask & 0xFFFF_FFFF_0000_0000 != 0 && !c.is(ChanState::Active) {
+                        if mask & 0xFFFF_FFFF_0000_0000 != 0 {
+                            if c.is(ChanState::Halted) && c.chanerr & !c.chanerr_mask != 0 {
+                                // A halted channel with unacknowledged errors does not arm
+                                // (modelling choice): software must clear CHANERR first.
+                                return false;
+                            }
                             c.next_desc = c.chainaddr;
                             c.first_fetch = true;
                             c.consumed = 0;
-                            c.set_state(ChanState::Armed);
+                            // A new chain: nothing of it has completed yet, so CHANSTS (and any
+                            // error write-back) names no descriptor of the previous chain.
+                            c.chansts = ChanSts::new(0, ChanState::Armed).0;
+                            c.cdar = 0;
                         }
                         false
                     }
@@ -541,7 +564,11 @@ impl CbdmaModel {
             return false;
         };
         if cmd == ChanCmd::RESET {
+            // CHANERR survives a channel reset (modelling choice; software clears it by writing
+            // it back, as every reference driver does before resetting).
+            let chanerr = c.chanerr;
             *c = c.after_reset();
+            c.chanerr = chanerr;
             c.reset_reads_left = reset_delay;
             if self.config.cbver < CbVer::V3_3.0 {
                 self.pci.config().set32(usize::from(ioat::CHANERR_INT), 0);
@@ -749,9 +776,9 @@ impl CbdmaModel {
             (consumed, ChanSts::new(addr, state).0, c.chancmp)
         };
         if flags.contains(DescFlags::COMPL_WRITE) {
-            // Data first, then the write-back.
+            // Data first, then the write-back. CHANCMP must be 8-byte aligned.
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-            if self.iommu.write_u64(cmp, sts).is_err() {
+            if !cmp.is_multiple_of(8) || self.iommu.write_u64(cmp, sts).is_err() {
                 self.fail(st, n, ChanErr::COMPLETION_ADDR_ERR.bits(), false);
                 return;
             }
@@ -813,7 +840,7 @@ impl CbdmaModel {
         c.set_state(ChanState::Halted);
         let sts = c.chansts;
         let cmp = c.chancmp;
-        if ctrl.contains(ChanCtrl::ERR_COMPLETION_EN) {
+        if ctrl.contains(ChanCtrl::ERR_COMPLETION_EN) && cmp.is_multiple_of(8) {
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
             // A failing write-back cannot be reported any further.
             let _ = self.iommu.write_u64(cmp, sts);

@@ -1,13 +1,20 @@
 //! A software model of Intel DSA (8086:0b25 profile, Sapphire Rapids capability values).
 //!
-//! What it models (dsa-cbdma.md §A and the checklist §C.2):
+//! What it models (register and descriptor facts from Linux `drivers/dma/idxd/registers.h`,
+//! `include/uapi/linux/idxd.h` and the Intel DSA Architecture Specification):
 //!
 //! * BAR0 registers with their widths and access types, readable and writable at 8/16/32/64 bits
 //!   (64-bit accesses are split into two dword accesses, low first, so lo/hi split accesses behave
 //!   the same). Unknown offsets read 0 and ignore writes.
 //! * The administrative command state machine: CMDSTS Active/error/result, the documented error
 //!   codes, INTCAUSE bit 1 and MSI-X vector 0 when CMD bit 31 asks for it, SWERR 0x52 when CMD is
-//!   written while a command is active, 0x01 for unsupported commands.
+//!   written while a command is active, 0x01 for unsupported commands. Commands stay Active for
+//!   a configurable delay ([`DsaModel::set_command_delay`]; [`DEFAULT_THREADED_COMMAND_DELAY`] in
+//!   threaded mode, so a driver that does not poll CMDSTS fails), with GENSTS in the drain state
+//!   while a RESET_DEVICE runs; a delayed command with CMD bit 31 interrupts without any
+//!   register access, as Linux's sleeping `idxd_cmd_exec` needs.
+//! * With PCI memory decode off, BAR0 reads all ones and writes and portal submissions are
+//!   dropped (master abort).
 //! * WQCFG/GRPCFG tables (writable only while the WQ / device is disabled), validation at
 //!   ENABLE_DEVICE and ENABLE_WQ, WQ state in WQCFG dword 6.
 //! * Dedicated-WQ portal submission through BAR2 (WQ = offset >> 14, page = (offset >> 12) & 3).
@@ -15,11 +22,23 @@
 //!   COPY_CRC and CACHE_FLUSH through the IOVA table; completion records written with the status
 //!   byte last; RCI → MSI-X vector `int_handle`; errors without a usable record → SWERR
 //!   (+ INTCAUSE bit 0, vector 0 if GENCTRL bit 0).
-//! * Unmapped IOVA → status 0x03 (bit 7 for a write fault), bytes_completed and fault_addr.
+//! * Unmapped IOVA → status 0x03 (bit 7 for a write fault), bytes_completed and fault_addr;
+//!   bytes_completed counts only bytes written to the destination, so resubmitting from
+//!   `src/dst + bytes_completed` (or, after a descending copy, with the size reduced) leaves no
+//!   hole.
+//! * MEMMOVE copies in the direction that is safe for overlapping buffers (descending when the
+//!   destination starts inside the source), however many mappings the buffers span, and reports
+//!   the direction in the record's result byte (0 ascending, 1 descending); overlapping buffers
+//!   without GENCAP bit 1 give 0x16.
+//! * Block-on-fault (GENCAP bit 0, WQCFG bit and descriptor flag): a fault becomes a page request
+//!   to the handler set with [`DsaModel::set_page_request_handler`]; if it maps the page the
+//!   descriptor continues where it stopped, otherwise (or with no handler, as without a
+//!   page-request service) it completes with 0x04 and the progress made.
 //! * Error injection: force the next descriptor's status, rewrite the next descriptor, drop
 //!   descriptors, stick the engine (never completes), stick the command unit, halt the device.
 //!
-//! Modelling choices where the fact sheet has no answer (each also named in the tests):
+//! Modelling choices where neither the DSA specification nor the Linux driver answers (each
+//! also named in the tests):
 //!
 //! * A MOVDIR64B to a disabled WQ, a full WQ, a shared WQ, a nonexistent WQ, or while the device
 //!   is not enabled is dropped and reported through SWERR with code
@@ -43,6 +62,10 @@
 //!   batch count (0x14) and list alignment (0x18), dualcast address bits (0x17).
 //! * CACHE_FLUSH checks that the range translates (0x03 otherwise); it moves no data.
 //! * RCI fires after every completion that requested it, success or failure.
+//! * The MEMMOVE result byte carries the direction in every record, not only on a page fault.
+//! * After a resolved page request, operations other than MEMMOVE run again from the start
+//!   (they are idempotent over their range); MEMMOVE resumes. At most
+//!   [`MAX_PAGE_REQUESTS_PER_DESCRIPTOR`] page requests are made per descriptor.
 //! * Without GENCAP.cmd_cap the supported commands are 1..12; with it, CMDCAP decides.
 //!   REQUEST_INT_HANDLE returns handle = MSI-X index (1..vectors); IMS indices are refused (0x41).
 //!   The DSA 2.0 commands 15..17 are unsupported (0x01).
@@ -52,7 +75,9 @@
 //!   by the [`crate::irq::MsiSink`]).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use passthru_core::idxd::regs::offset;
 use passthru_core::idxd::tables::{GRPCFG_STRIDE, WQCFG_DWORDS};
@@ -75,6 +100,20 @@ pub const SWERR_SUBMISSION_DROPPED: u8 = 0x30;
 pub const MSIX_TABLE_OFFSET: u32 = 0x2000;
 /// BAR0 offset of the MSI-X PBA in this model.
 pub const MSIX_PBA_OFFSET: u32 = 0x3000;
+
+/// How long an administrative command stays Active in [`ExecMode::Threaded`] unless
+/// [`DsaModel::set_command_delay`] says otherwise (real hardware takes tens of µs to ms).
+pub const DEFAULT_THREADED_COMMAND_DELAY: Duration = Duration::from_micros(20);
+
+/// Page requests one block-on-fault descriptor may make before the model gives up with status
+/// 0x04 (a handler that claims success without mapping the page would otherwise loop forever).
+pub const MAX_PAGE_REQUESTS_PER_DESCRIPTOR: u32 = 64;
+
+/// Answers a block-on-fault page request: `(iova, write)` of the faulting access; return true
+/// once the page is mapped (the descriptor continues where it stopped), false for an invalid
+/// response (the descriptor completes with status 0x04). It runs on the model's execution
+/// thread with the model busy: it may change the [`Iommu`] but must not call the model.
+pub type PageRequestHandler = Box<dyn FnMut(u64, bool) -> bool + Send>;
 
 /// Capability values and sizes of a modelled DSA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +141,7 @@ pub struct DsaProfile {
 }
 
 impl DsaProfile {
-    /// Sapphire Rapids values from the fact sheet: VERSION 0x100, GENCAP 0x40915F010F,
+    /// Sapphire Rapids values (group A.5 of core/FACT_SHEET_COVERAGE.md): VERSION 0x100, GENCAP 0x40915F010F,
     /// WQCAP 0x3F000000080080 (8 WQs, 128 entries, 32-byte WQCFG), GRPCAP 0x36004, ENGCAP 4,
     /// OPCAP qword 0 0x1003F03FF, TABLE_OFFSET grpcfg 3 / wqcfg 4 / msix_perm 2 / perfmon 0x10.
     pub const SPR: DsaProfile = DsaProfile {
@@ -188,6 +227,11 @@ pub struct DsaStats {
     pub records: u64,
     /// Administrative commands executed.
     pub commands: u64,
+    /// Block-on-fault page requests made.
+    pub page_requests: u64,
+    /// Writes that landed in a WQCFG entry beyond its 64-byte layout (only possible when
+    /// WQCAP declares a larger stride): the signature of a driver using a wrong stride.
+    pub wqcfg_beyond_layout_writes: u64,
 }
 
 struct State {
@@ -204,6 +248,8 @@ struct State {
     queues: Vec<VecDeque<Queued>>,
     inj: Injection,
     stats: DsaStats,
+    /// A command written to CMD that completes at this instant (delayed commands).
+    pending_cmd: Option<Instant>,
 }
 
 impl State {
@@ -222,6 +268,7 @@ impl State {
             queues: vec![VecDeque::new(); p.num_wqs()],
             inj: Injection::default(),
             stats: DsaStats::default(),
+            pending_cmd: None,
         }
     }
 
@@ -248,6 +295,9 @@ pub struct DsaModel {
     iommu: Arc<Iommu>,
     exec: Executor,
     state: Mutex<State>,
+    /// Command completion delay in nanoseconds.
+    command_delay_ns: AtomicU64,
+    page_request: Mutex<Option<PageRequestHandler>>,
 }
 
 impl std::fmt::Debug for DsaModel {
@@ -376,6 +426,12 @@ impl DsaModel {
             iommu,
             exec: Executor::new(mode),
             state: Mutex::new(State::new(&profile)),
+            command_delay_ns: AtomicU64::new(if mode == ExecMode::Threaded {
+                DEFAULT_THREADED_COMMAND_DELAY.as_nanos() as u64
+            } else {
+                0
+            }),
+            page_request: Mutex::new(None),
         });
         model.exec.start(Arc::downgrade(&model));
         model
@@ -396,8 +452,36 @@ impl DsaModel {
         &self.iommu
     }
 
+    /// Lock the state, first completing a delayed command whose time has come (so every
+    /// register access, submission and inspection sees it finished once it is due).
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.pending_cmd.is_some_and(|due| Instant::now() >= due) {
+            st.pending_cmd = None;
+            self.finish_command(&mut st);
+        }
+        st
+    }
+
+    /// Keep each administrative command Active for `delay` after the CMD write (0: commands
+    /// complete inside the write). During a delayed RESET_DEVICE, GENSTS reads the drain state
+    /// (2). Defaults: [`DEFAULT_THREADED_COMMAND_DELAY`] in threaded mode, 0 otherwise.
+    pub fn set_command_delay(&self, delay: Duration) {
+        self.command_delay_ns.store(
+            u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The command completion delay.
+    pub fn command_delay(&self) -> Duration {
+        Duration::from_nanos(self.command_delay_ns.load(Ordering::Relaxed))
+    }
+
+    /// Answer block-on-fault page requests with `handler` (`None`: every page request gets an
+    /// invalid response, as without a page-request service, so BOF faults complete with 0x04).
+    pub fn set_page_request_handler(&self, handler: Option<PageRequestHandler>) {
+        *self.page_request.lock().unwrap_or_else(|e| e.into_inner()) = handler;
     }
 
     // ------------------------------------------------------------ injection and inspection
@@ -431,14 +515,8 @@ impl DsaModel {
     pub fn set_command_stuck(&self, stuck: bool) {
         let mut st = self.lock();
         st.inj.command_stuck = stuck;
-        if !stuck && CmdSts(st.cmdsts).active() {
-            let cmd = Cmd(st.cmd);
-            let (err, result) = self.execute_command(&mut st, cmd);
-            st.cmdsts = CmdSts::done(err as u8, result).raw();
-            if cmd.int_req() {
-                st.intcause |= IntCause::COMMAND_COMPLETED.bits();
-                self.pci.raise(0);
-            }
+        if !stuck && CmdSts(st.cmdsts).active() && st.pending_cmd.is_none() {
+            self.finish_command(&mut st);
         }
     }
 
@@ -650,7 +728,11 @@ impl DsaModel {
                 let stride = p.wqcap().wqcfg_stride();
                 if let Some((w, o)) = table_index(off, t.wqcfg_offset(), stride, p.num_wqs()) {
                     let d = o / 4;
-                    if st.wqcfg[w].state() != WqState::Disabled || d >= WQCFG_DWORDS {
+                    if d >= WQCFG_DWORDS {
+                        st.stats.wqcfg_beyond_layout_writes += 1;
+                        return;
+                    }
+                    if st.wqcfg[w].state() != WqState::Disabled {
                         return;
                     }
                     let prs = if p.wqcap().wq_prs_support() {
@@ -697,7 +779,26 @@ impl DsaModel {
             st.cmdsts = CmdSts::ACTIVE;
             return;
         }
-        let cmd = Cmd(value);
+        let delay = self.command_delay();
+        if delay.is_zero() {
+            self.finish_command(st);
+            return;
+        }
+        st.cmdsts = CmdSts::ACTIVE;
+        if Cmd(value).command() == Ok(Command::ResetDevice)
+            && st.gensts.state() != DeviceState::Halted
+        {
+            // The device drains while it resets [V].
+            st.gensts = GenSts::new(DeviceState::Drain, st.gensts.reset_type());
+        }
+        let due = Instant::now() + delay;
+        st.pending_cmd = Some(due);
+        self.exec.wake_at(due);
+    }
+
+    /// Execute the command in CMD and publish its status (CMDSTS, INTCAUSE, vector 0).
+    fn finish_command(&self, st: &mut State) {
+        let cmd = Cmd(st.cmd);
         let (err, result) = self.execute_command(st, cmd);
         st.cmdsts = CmdSts::done(err as u8, result).raw();
         if cmd.int_req() {
@@ -1088,13 +1189,93 @@ impl DsaModel {
         }
         let src = d.src.get();
         let dst = d.dst.get();
+        let bof = flags & DescriptorFlags::BLOCK_ON_FAULT.bits() != 0;
+        if op == Opcode::MemMove {
+            return self.memmove(st, src, dst, size, bof);
+        }
+        // Every other operation is idempotent over its range: after a resolved page request it
+        // runs again from the start.
+        let mut requests = 0;
+        loop {
+            let o = self.operate(st, wq, d, op, size);
+            let fault = o.status & 0x7f == CompletionStatus::PageFaultNoBof as u8;
+            if !bof || !fault {
+                return o;
+            }
+            let f = DmaFault {
+                iova: o.fault_addr,
+                done: u64::from(o.bytes_completed),
+                write: o.status & 0x80 != 0,
+            };
+            if !self.page_request(st, &f, &mut requests) {
+                return Outcome {
+                    status: CompletionStatus::PageFaultInvalidResponse as u8 | (o.status & 0x80),
+                    ..o
+                };
+            }
+        }
+    }
+
+    /// Ask the page-request handler to resolve `f`; false for an invalid response.
+    fn page_request(&self, st: &mut State, f: &DmaFault, requests: &mut u32) -> bool {
+        if *requests >= MAX_PAGE_REQUESTS_PER_DESCRIPTOR {
+            return false;
+        }
+        *requests += 1;
+        st.stats.page_requests += 1;
+        let mut h = self.page_request.lock().unwrap_or_else(|e| e.into_inner());
+        h.as_mut().is_some_and(|h| h(f.iova, f.write))
+    }
+
+    /// MEMMOVE: copy in the direction that is safe for overlap, report the direction in the
+    /// result byte (0 ascending, 1 descending) and, on a fault, only the bytes written. With
+    /// block-on-fault, a resolved page request continues the copy where it stopped.
+    fn memmove(&self, st: &mut State, src: u64, dst: u64, size: u64, bof: bool) -> Outcome {
+        let overlap = src < dst.saturating_add(size) && dst < src.saturating_add(size);
+        if overlap && !self.profile.gencap().overlapping_copy() {
+            return Outcome::status(CompletionStatus::OverlappingBuffers);
+        }
+        let descending = dst > src && dst - src < size;
+        let mut done = 0u64;
+        let mut requests = 0;
+        loop {
+            let r = if descending {
+                self.iommu.copy_in_direction(src, dst, size - done, true)
+            } else {
+                self.iommu
+                    .copy_in_direction(src + done, dst + done, size - done, false)
+            };
+            let mut o = match r {
+                Ok(()) => Outcome::success(),
+                Err(f) => {
+                    let f = DmaFault {
+                        done: done + f.done,
+                        ..f
+                    };
+                    if bof && self.page_request(st, &f, &mut requests) {
+                        done = f.done;
+                        continue;
+                    }
+                    let mut o = Outcome::fault(f);
+                    if bof {
+                        o.status = CompletionStatus::PageFaultInvalidResponse as u8
+                            | if f.write { 0x80 } else { 0 };
+                    }
+                    o
+                }
+            };
+            o.result = u8::from(descending);
+            return o;
+        }
+    }
+
+    /// Run one non-MEMMOVE operation once.
+    fn operate(&self, st: &mut State, wq: usize, d: &Descriptor, op: Opcode, size: u64) -> Outcome {
+        let src = d.src.get();
+        let dst = d.dst.get();
         match op {
             Opcode::Noop | Opcode::Drain => Outcome::success(),
             Opcode::Batch => self.batch(st, wq, d),
-            Opcode::MemMove => match self.iommu.copy(src, dst, size) {
-                Ok(()) => Outcome::success(),
-                Err(f) => Outcome::fault(f),
-            },
             Opcode::Fill => match self.iommu.fill(dst, size, &src.to_le_bytes()) {
                 Ok(()) => Outcome::success(),
                 Err(f) => Outcome::fault(f),

@@ -2,7 +2,7 @@
 //! its own like real hardware.
 
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How a model executes submitted work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,6 +28,8 @@ pub trait Engine: Send + Sync + 'static {
 struct Signal {
     kicks: u64,
     stop: bool,
+    /// Threaded mode: run the engine at this time even without a kick (delayed completions).
+    wake_at: Option<Instant>,
 }
 
 /// Schedules an [`Engine`] according to an [`ExecMode`].
@@ -70,8 +72,17 @@ impl Executor {
                     let (m, cv) = &*signal;
                     let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
                     while s.kicks == 0 && !s.stop {
+                        let now = Instant::now();
+                        if s.wake_at.is_some_and(|t| t <= now) {
+                            s.wake_at = None;
+                            break;
+                        }
+                        let wait = s
+                            .wake_at
+                            .map_or(Duration::from_millis(50), |t| t - now)
+                            .min(Duration::from_millis(50));
                         s = cv
-                            .wait_timeout(s, Duration::from_millis(50))
+                            .wait_timeout(s, wait)
                             .unwrap_or_else(|e| e.into_inner())
                             .0;
                         if Weak::strong_count(&engine) == 0 {
@@ -108,6 +119,18 @@ impl Executor {
                 cv.notify_one();
             }
         }
+    }
+
+    /// Threaded mode: run the engine at `at` (or soon after) even if nothing kicks it; the
+    /// earliest pending wake-up wins. Other modes: nothing (work there runs on access or step).
+    pub fn wake_at(&self, at: Instant) {
+        if self.mode != ExecMode::Threaded {
+            return;
+        }
+        let (m, cv) = &*self.signal;
+        let mut s = m.lock().unwrap_or_else(|e| e.into_inner());
+        s.wake_at = Some(s.wake_at.map_or(at, |t| t.min(at)));
+        cv.notify_one();
     }
 
     /// Manual mode: run one unit of work; returns whether anything ran.

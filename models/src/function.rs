@@ -46,6 +46,9 @@ impl PciState {
 
 /// A software device: registers per BAR, 64-byte portal writes, reset.
 ///
+/// The adapter ([`ModelBar`]) answers for every model while COMMAND.memory is clear: reads return
+/// all ones (master abort) and writes and portal submissions are dropped, as on a PCI bus.
+///
 /// Accesses must never panic and never touch host memory outside the model's own state and what
 /// its [`crate::iommu::Iommu`] translates.
 pub trait DeviceModel: Send + Sync + 'static {
@@ -140,12 +143,17 @@ impl<M: DeviceModel> ModelBar<M> {
     fn ok(&self, offset: usize, width: usize) -> bool {
         offset.is_multiple_of(width) && offset.checked_add(width).is_some_and(|e| e <= self.len)
     }
+    /// COMMAND.memory: with memory decode off the function does not claim the access, so a
+    /// read completes as a master abort (all ones) and a write goes nowhere.
+    fn decodes(&self) -> bool {
+        self.model.pci().config().memory_enabled()
+    }
     fn read(&self, offset: usize, width: Width) -> Option<u64> {
-        self.ok(offset, usize::from(width))
+        (self.ok(offset, usize::from(width)) && self.decodes())
             .then(|| self.model.mmio_read(self.index, offset, width))
     }
     fn write(&self, offset: usize, width: Width, value: u64) {
-        if self.ok(offset, usize::from(width)) {
+        if self.ok(offset, usize::from(width)) && self.decodes() {
             self.model.mmio_write(self.index, offset, width, value);
         }
     }
@@ -188,6 +196,10 @@ impl<M: DeviceModel> RegisterIo for ModelBar<M> {
                 offset,
                 len: self.len,
             });
+        }
+        if !self.decodes() {
+            // Posted write to an address nobody claims: dropped, as on a real bus.
+            return Ok(());
         }
         self.model.portal_write(self.index, offset, descriptor)
     }
@@ -340,6 +352,14 @@ mod tests {
         assert!(f.config_read8(4096).is_err());
         assert!(matches!(f.bar(1), Err(FunctionError::NoSuchBar(1))));
         let bar = f.bar(0).unwrap();
+        // Memory decode off (COMMAND = 0 at power-on): master abort, writes and portals dropped.
+        bar.write64(8, 0xdead);
+        assert_eq!(bar.read64(8), u64::MAX);
+        assert_eq!(bar.read8(8), u8::MAX);
+        bar.submit64(0, &[1; 64]).unwrap();
+        assert!(m.portal.lock().unwrap().is_empty());
+        assert_eq!(m.reg.load(Ordering::SeqCst), 0);
+        f.config_write16(0x04, 0x2).unwrap();
         bar.write64(8, 0xdead);
         assert_eq!(bar.read64(8), 0xdead);
         assert_eq!(bar.read32(0x1000), u32::MAX, "out of range reads all ones");

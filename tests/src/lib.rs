@@ -10,4 +10,5 @@ pub mod harness;
 pub mod lava;
 pub mod programs;
 pub mod rig;
+pub mod state;
 pub mod suite;

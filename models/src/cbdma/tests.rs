@@ -53,6 +53,12 @@ impl T {
         self.bar.write16(C0 + chan::CHANCTRL, ctrl.bits());
         self.bar.write16(C0 + chan::DMACOUNT, count);
     }
+    /// What every reference driver does before reusing a channel: acknowledge CHANERR (a
+    /// channel reset keeps it), then reset.
+    fn ack_reset(&self) {
+        self.bar.write32(C0 + chan::CHANERR, self.chanerr());
+        self.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    }
     fn sts(&self) -> ChanSts {
         ChanSts(self.bar.read64(C0 + chan::CHANSTS))
     }
@@ -153,7 +159,7 @@ fn chainaddr_split_write_commits_on_the_high_dword() {
     t.bar.write32(C0 + chan::CHAINADDR_HIGH, (d >> 32) as u32);
     assert!(t.sts().is(ChanState::Armed));
     // A 64-bit write commits as well.
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     t.bar.write64(C0 + chan::CHAINADDR, d);
     assert!(t.sts().is(ChanState::Armed));
     t.bar.write64(C0 + chan::CHANCMP, CMP);
@@ -280,7 +286,7 @@ fn reset_delay_and_reset_effects() {
     t.model.set_reset_delay_reads(2);
     t.model.inject_chanerr_int(0x3);
     t.model.inject_stuck(0, true);
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     assert_eq!(t.bar.read8(C0 + chan::CHANCMD), 0x20);
     assert_eq!(t.bar.read8(C0 + chan::CHANCMD), 0x20);
     assert_eq!(t.bar.read8(C0 + chan::CHANCMD), 0);
@@ -298,7 +304,7 @@ fn reset_delay_and_reset_effects() {
 
     let t = rig();
     t.model.inject_chanerr_int(0x3);
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     assert_eq!(
         t.f.config_read32(ioat::CHANERR_INT).unwrap(),
         3,
@@ -309,7 +315,7 @@ fn reset_delay_and_reset_effects() {
 }
 
 fn fault_case(t: &T, d: Descriptor, expect: ChanErr) {
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     let at = t.put(0x400, d.with_next(MEM_IOVA + 0x400));
     t.mem.write(0xF000, &[0xEE; 8]).unwrap();
     t.start(at, ABORT, 1);
@@ -380,7 +386,7 @@ fn chain_faults_modelling_choice() {
     assert_eq!(t.chanerr(), ChanErr::CHAIN_ADDR_VALUE_ERR.bits());
     assert!(t.sts().is(ChanState::Halted));
     // Misaligned next → bit 3, after the first descriptor completed.
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     let a = t.put(
         0,
         Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8).with_next(MEM_IOVA + 0x48),
@@ -390,11 +396,11 @@ fn chain_faults_modelling_choice() {
     assert_eq!(t.sts().completed_address(), a, "last good descriptor");
     assert_eq!(t.wb(), ChanSts::new(a, ChanState::Halted).0);
     // Unreadable descriptor → bit 2.
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     t.start(0x4000_0000, ABORT, 1);
     assert_eq!(t.chanerr(), ChanErr::NEXT_ADDR_ERR.bits());
     // Unwritable completion address → bit 12.
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     let a = t.put(
         0,
         Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8)
@@ -423,7 +429,7 @@ fn read_only_mapping_faults_the_write_side_modelling_choice() {
         ChanErr::WRITE_DATA_ERR,
     );
     // Reading from it is fine.
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     let d = t.put(
         0,
         Descriptor::copy(0x9000_0000, MEM_IOVA + 0x1000, 8).with_next(MEM_IOVA),
@@ -465,7 +471,7 @@ fn masked_errors_are_not_latched_modelling_choice() {
     assert_eq!(t.chanerr(), 0);
     assert!(t.sts().is(ChanState::Done));
     // A masked completion-address error: the descriptor counts once, the chain goes on.
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     t.bar
         .write32(C0 + chan::CHANERR_MASK, ChanErr::COMPLETION_ADDR_ERR.bits());
     let w = t.put(
@@ -516,7 +522,7 @@ fn interrupts_are_one_shot_and_per_channel_vector() {
     t.model.inject_chanerr_next(0, ChanErr::LENGTH_ERR);
     t.start(n, ABORT, 1);
     assert_eq!(t.f.msi().take(0), 0);
-    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    t.ack_reset();
     t.model.inject_chanerr_next(0, ChanErr::LENGTH_ERR);
     t.start(n, ChanCtrl::RUN, 1);
     assert_eq!(t.f.msi().take(0), 1);
@@ -592,11 +598,135 @@ fn function_reset_restores_defaults() {
     );
     t.start(d, ABORT, 1);
     t.f.reset().unwrap();
+    assert_eq!(t.f.config_read16(0x04).unwrap(), 0);
+    assert_eq!(
+        t.bar.read8(0x03),
+        0xff,
+        "memory decode off after FLR: master abort"
+    );
+    t.f.config_write16(0x04, 0x0002).unwrap();
     assert_eq!(t.bar.read8(0x03), 0);
     assert!(t.sts().is(ChanState::Halted));
     assert_eq!(t.bar.read64(C0 + chan::CHANCMP), 0);
-    assert_eq!(t.f.config_read16(0x04).unwrap(), 0);
     assert_eq!(t.f.config_read32(ioat::DMAUNCERRSTS).unwrap(), 0);
+}
+
+#[test]
+fn restart_after_suspend_leaves_no_stale_completion_state() {
+    let t = manual();
+    let unmapped = 0x8000_0000u64;
+    let d1 = t.put(
+        0,
+        Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8)
+            .with_next(MEM_IOVA)
+            .with_completion_write(),
+    );
+    t.start(d1, ABORT, 3);
+    assert!(t.model.step());
+    assert_eq!(t.wb(), ChanSts::new(d1, ChanState::Active).0);
+    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::SUSPEND.bits());
+    assert!(t.sts().is(ChanState::Suspended));
+    // A new chain whose first descriptor faults.
+    let d2 = t.put(
+        0x400,
+        Descriptor::copy(unmapped, MEM_IOVA + 0x2000, 8).with_next(MEM_IOVA + 0x400),
+    );
+    t.bar.write64(C0 + chan::CHAINADDR, d2);
+    assert_eq!(
+        t.sts().0,
+        ChanSts::new(0, ChanState::Armed).0,
+        "a new chain has completed nothing"
+    );
+    t.bar.write16(C0 + chan::DMACOUNT, 1);
+    assert!(t.model.step());
+    assert!(t.sts().is(ChanState::Halted));
+    assert_eq!(t.chanerr(), ChanErr::READ_DATA_ERR.bits());
+    assert_eq!(
+        t.wb(),
+        ChanSts::new(0, ChanState::Halted).0,
+        "the error write-back must not name the previous chain's descriptor"
+    );
+}
+
+/// No source says whether a channel reset clears CHANERR or whether a halted channel with
+/// CHANERR set arms; the model takes the strict reading of both, so a driver that forgets to
+/// acknowledge CHANERR fails here as it may on hardware.
+#[test]
+fn channel_reset_keeps_chanerr_and_halted_channel_does_not_rearm_modelling_choice() {
+    let t = rig();
+    let d = t.put(
+        0,
+        Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8).with_next(MEM_IOVA),
+    );
+    t.model.inject_chanerr_next(0, ChanErr::READ_DATA_ERR);
+    t.start(d, ABORT, 1);
+    assert!(t.sts().is(ChanState::Halted));
+    t.bar.write8(C0 + chan::CHANCMD, ChanCmd::RESET.bits());
+    assert_eq!(
+        t.chanerr(),
+        ChanErr::READ_DATA_ERR.bits(),
+        "reset keeps CHANERR"
+    );
+    let before = t.model.completed_descriptors(0);
+    t.start(d, ABORT, 1);
+    assert!(
+        t.sts().is(ChanState::Halted),
+        "CHAINADDR does not arm a channel with CHANERR set"
+    );
+    assert_eq!(t.model.completed_descriptors(0), before, "nothing ran");
+    // Acknowledging CHANERR lets the channel arm and run.
+    t.bar.write32(C0 + chan::CHANERR, t.chanerr());
+    t.start(d, ABORT, 1);
+    assert!(t.sts().is(ChanState::Done));
+    assert_eq!(t.model.completed_descriptors(0), before + 1);
+}
+
+/// CHANCMP must be 8-byte aligned (SPDK's ioat_spec.h); which error a misaligned one gives is
+/// not documented: the model fails the write-back with CHANERR bit 12.
+#[test]
+fn misaligned_chancmp_fails_the_write_back_modelling_choice() {
+    let t = rig();
+    t.mem.write(0xF000, &[0xEE; 16]).unwrap();
+    let d = t.put(
+        0,
+        Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8)
+            .with_next(MEM_IOVA)
+            .with_completion_write(),
+    );
+    t.bar.write64(C0 + chan::CHANCMP, CMP + 4);
+    t.bar.write64(C0 + chan::CHAINADDR, d);
+    t.bar.write16(C0 + chan::CHANCTRL, ABORT.bits());
+    t.bar.write16(C0 + chan::DMACOUNT, 1);
+    assert!(t.sts().is(ChanState::Halted));
+    assert_eq!(t.chanerr(), ChanErr::COMPLETION_ADDR_ERR.bits());
+    let mut b = [0u8; 16];
+    t.mem.read(0xF000, &mut b).unwrap();
+    assert_eq!(b, [0xEE; 16], "nothing written at a misaligned CHANCMP");
+}
+
+/// Writing CHAINADDR while the channel is ACTIVE is a driver bug (it must suspend first);
+/// hardware behaviour is undocumented, the model refuses the write with CHANERR bit 4 and halts.
+#[test]
+fn chainaddr_written_while_active_is_refused_modelling_choice() {
+    let t = manual();
+    let d = t.put(
+        0,
+        Descriptor::copy(MEM_IOVA + 0x1000, MEM_IOVA + 0x2000, 8).with_next(MEM_IOVA),
+    );
+    t.start(d, ABORT, 4);
+    assert!(t.model.step());
+    assert!(t.sts().is(ChanState::Active));
+    t.bar.write64(C0 + chan::CHAINADDR, MEM_IOVA + 0x400);
+    assert_eq!(t.chanerr(), ChanErr::CHAIN_ADDR_VALUE_ERR.bits());
+    assert!(t.sts().is(ChanState::Halted));
+    assert_eq!(t.bar.read64(C0 + chan::CHAINADDR), d, "write refused");
+    assert!(!t.model.step());
+    // The split (Linux) form is refused too: the low dword alone already is.
+    let t = manual();
+    t.start(d, ABORT, 4);
+    t.bar.write32(C0 + chan::CHAINADDR, 0x400);
+    assert_eq!(t.bar.read64(C0 + chan::CHAINADDR), d);
+    assert!(t.sts().is(ChanState::Halted));
 }
 
 #[test]

@@ -12,6 +12,7 @@
 
 pub mod kconfig;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod serial;
 
@@ -298,8 +299,7 @@ fn preflight() -> Result<(), RigError> {
     let missing = missing_tools();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|(t, _)| *t).collect();
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = nix::unistd::geteuid().is_root();
         if root {
             eprintln!(
                 "rig: missing {}; running tests/vm/install-deps.sh",
@@ -445,7 +445,11 @@ fn boot(
         log_path.display()
     );
     let t = Instant::now();
-    let status = Command::new(vm_dir().join("run-qemu.sh"))
+    let spawn_err = |e: std::io::Error| RigError::Command {
+        what: "run-qemu.sh".into(),
+        detail: e.to_string(),
+    };
+    let mut child = Command::new(vm_dir().join("run-qemu.sh"))
         .arg(&kernel.bzimage)
         .arg(&initrd)
         .arg(boot.variant())
@@ -453,11 +457,24 @@ fn boot(
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
-        .status()
-        .map_err(|e| RigError::Command {
-            what: "run-qemu.sh".into(),
-            detail: e.to_string(),
-        })?;
+        .spawn()
+        .map_err(spawn_err)?;
+    // Each program × device result as the guest reports it; periodic lines off a terminal.
+    let quiet = {
+        use std::io::IsTerminal;
+        (!std::io::stderr().is_terminal()).then_some(progress::QUIET_INTERVAL)
+    };
+    let status = progress::follow(
+        &mut child,
+        &log_path,
+        progress::Progress::new(
+            format!("{} ({})", kernel.label, boot.variant()),
+            entries.len(),
+        ),
+        quiet,
+        &mut |line| eprintln!("{line}"),
+    )
+    .map_err(spawn_err)?;
     let code = status.code();
     // run-qemu.sh runs QEMU under `timeout -k 10`: 124 (137 after the SIGKILL) means the limit
     // was hit; no exit code at all means a signal killed the wrapper itself.

@@ -14,8 +14,9 @@
 //! `memcpy_storm`). Filters work as in every harness program: `-f ioat`, `-v threaded`, `-v irq`,
 //! `-t send_msi`, `-r dsa.threaded.mix_and_match`.
 //!
-//! Setup per test: the driver's region (its `Match::region_size`, page-rounded) and a 2 MiB
-//! memcpy region are mapped in the model IOMMU at fixed IOVAs above 4 GiB; a 1 GiB block is
+//! Setup per test: the driver's region (its `Match::region_size`, page-rounded) and an 8 MiB
+//! memcpy region (so the ioat model's 1 MiB `max_memcpy_size` makes ordinary copies four driver
+//! copies, as upstream's 1 GiB region does on hardware) are mapped in the model IOMMU at fixed IOVAs above 4 GiB; a 1 GiB block is
 //! never mapped; MSIs are observed on the model's `MsiSink`. The storm copies
 //! [`DEFAULT_STORM_BYTES`] unless `$PASSTHRU_STORM_BYTES` says otherwise.
 
@@ -43,8 +44,9 @@ use crate::harness::{DeviceSelector, DeviceSource, Fixture, Suite, TestError, Te
 pub const DRIVER_IOVA: u64 = 0x1_0000_0000;
 /// IOVA of the memcpy region.
 pub const MEMCPY_IOVA: u64 = 0x1_4000_0000;
-/// Size of the memcpy region (upstream maps 1 GiB on hardware; the copy size is half of it).
-pub const MEMCPY_BYTES: usize = 2 << 20;
+/// Size of the memcpy region (upstream maps 1 GiB on hardware); copies are
+/// `min(4 × max_memcpy_size, half of it)`.
+pub const MEMCPY_BYTES: usize = 8 << 20;
 /// An IOVA block (1 GiB) that is never mapped.
 pub const UNMAPPED_IOVA: u64 = 0x2_0000_0000;
 /// Storm total on the models unless `$PASSTHRU_STORM_BYTES` is set: small enough that
@@ -143,6 +145,24 @@ where
         msi_timeout: super::MSI_TIMEOUT,
         wait_mode: WaitMode::Poll,
     })
+}
+
+impl<D> ModelEnv<D>
+where
+    D: Driver<'static, Clock = StdClock>,
+    D::Function: Clone,
+{
+    /// An environment for any driver `D` on a model `function` doing DMA through `iommu`,
+    /// observing interrupts on `msi` (for drivers wrapping the passthru ones in tests).
+    pub fn with_driver(
+        iommu: Arc<Iommu>,
+        function: D::Function,
+        msi: Arc<MsiSink>,
+        policy: FaultPolicy,
+        memcpy_bytes: usize,
+    ) -> TestResult<Self> {
+        build(iommu, function, msi, policy, memcpy_bytes)
+    }
 }
 
 impl ModelEnv<DsaOnModel> {

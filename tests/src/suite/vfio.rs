@@ -1,6 +1,6 @@
 //! The suite on a real device through VFIO: the kselftest program `vfio_pci_driver_test`.
 //!
-//! As upstream (vfio-selftests.md §2.2): `main` opens the device in the default IOMMU mode
+//! As upstream (`tools/testing/selftests/vfio/vfio_pci_driver_test.c`): `main` opens the device in the default IOMMU mode
 //! (`iommufd`) and probes the drivers; with none it prints "No driver found for device" and exits
 //! with `KSFT_SKIP` (4). The fixture `vfio_pci_driver_test` has the five IOMMU modes as variants
 //! and the seven cases as tests, named exactly as upstream
@@ -11,10 +11,9 @@
 //! * the device is opened in the variant's mode; the probe tries `dsa`, `ioat`, `igb`, `edu` in
 //!   that order and **stops at the first match** (upstream lets the last match win);
 //! * the driver region is `Match::region_size` rounded up to a power of two, at least 2 MiB;
-//! * the memcpy region is 1 GiB when the driver can copy 512 MiB or more at once; otherwise it
-//!   is `2 × max_memcpy_size` (a power of two, at least 2 MiB). Upstream always maps 1 GiB, but
-//!   the copy size is `min(max_memcpy_size, region / 2)`, so memory beyond `2 × max` is never
-//!   touched; pinning it is pointless (edu copies 4 KiB, igb 1 KiB);
+//! * the memcpy region is 1 GiB, as upstream's (Linux 7.3): ordinary copies are
+//!   `min(4 × max_memcpy_size, 512 MiB)`, split into `max_memcpy_size` chunks; each storm copy
+//!   is `min(max_memcpy_size, 512 MiB)`;
 //! * both are `MAP_SHARED | MAP_ANONYMOUS` buffers at IOVAs from the allocator; a further 1 GiB
 //!   allocator block (2 MiB if the IOVA space is too small) is never mapped;
 //! * MSIs are read from the eventfd of the driver's vector (`Limits::msi_vector`, MSI-X or MSI
@@ -195,13 +194,11 @@ where
         let shared = SharedDevice(Arc::clone(&device));
         let mut driver = CheckedDriver::<D>::new(shared, MonotonicClock::new(), drv_region)
             .map_err(|e| os("probe", e))?;
-        let limits = driver.init().map_err(|e| os("driver init", e))?;
+        driver.init().map_err(|e| os("driver init", e))?;
 
-        let memcpy_len = if limits.max_memcpy_size >= UPSTREAM_MEMCPY_REGION / 2 {
-            UPSTREAM_MEMCPY_REGION
-        } else {
-            region_bytes(MIN_DRIVER_REGION, limits.max_memcpy_size.saturating_mul(2))
-        };
+        // Upstream (7.3): a 1 GiB memcpy region whatever the limits, so ordinary copies of
+        // min(4 x max_memcpy_size, 512 MiB) are split into max_memcpy_size chunks.
+        let memcpy_len = UPSTREAM_MEMCPY_REGION;
         let setup = (|| -> TestResult<(DmaRegion<'static>, u64)> {
             let buf =
                 DmaBuffer::anonymous_shared(memcpy_len).map_err(|e| os("memcpy region", e))?;
@@ -304,7 +301,7 @@ impl<D: Driver<'static, Function: Clone, Clock: Clone>> Env for VfioEnv<D> {
 pub fn env(bdf: Bdf, mode: IommuMode) -> TestResult<Box<dyn DynEnv>> {
     let name = bdf.to_string();
     let iommu = Iommu::open(mode).map_err(|e| os(mode.name(), e))?;
-    let device = Arc::new(VfioPciDevice::open(&name, &iommu).map_err(|e| os(&name, e))?);
+    let device = Arc::new(VfioPciDevice::open(bdf, &iommu).map_err(|e| os(&name, e))?);
     let Some((kind, matched)) = probe(&SharedDevice(Arc::clone(&device))) else {
         return Err(TestError::skip("No driver found for device"));
     };
@@ -337,9 +334,8 @@ pub fn selector() -> DeviceSelector {
 /// Upstream's `main` before the harness: open the device in the default mode and probe.
 /// `Ok(Some(name))` for a match, `Ok(None)` without one.
 fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, passthru_linux::Error> {
-    let name = bdf.to_string();
     let iommu = Iommu::open(IommuMode::default())?;
-    let device = VfioPciDevice::open(&name, &iommu)?;
+    let device = VfioPciDevice::open(bdf, &iommu)?;
     Ok(probe(&SharedDevice(Arc::new(device))).map(|(_, m)| m.name))
 }
 
@@ -363,14 +359,16 @@ pub fn suite() -> Suite {
                 return Err(TestError::skip("no device given"));
             };
             match probe_default(bdf) {
-                Ok(Some(name)) => {
-                    println!("# {bdf}: Driver found: {name}");
-                    Ok(())
-                }
+                Ok(Some(name)) => Ok(Some(format!("{bdf}: Driver found: {name}"))),
                 Ok(None) => Err(TestError::skip(format!(
                     "{bdf}: No driver found for device"
                 ))),
-                Err(e) if e.is_skip() => Err(TestError::skip(format!("{bdf}: {e}"))),
+                Err(e)
+                    if crate::programs::util::outcome(&e)
+                        == crate::programs::util::Outcome::Skip =>
+                {
+                    Err(TestError::skip(format!("{bdf}: {e}")))
+                }
                 Err(e) => Err(TestError::fail(format!("{bdf}: {e}"))),
             }
         })
@@ -390,6 +388,10 @@ pub fn run(args: &[String], source: &DeviceSource) -> i32 {
 
 /// The program's `main`: process arguments and environment, exit with the kselftest code.
 pub fn main() -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = crate::harness::process_args(PROGRAM);
+    if let Err(e) = super::check_storm_env() {
+        eprintln!("{PROGRAM}: {e}");
+        std::process::exit(crate::harness::KSFT_FAIL);
+    }
     std::process::exit(run(&args, &DeviceSource::from_env()))
 }
