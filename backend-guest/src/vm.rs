@@ -286,7 +286,7 @@ struct KickTimer(libc::timer_t);
 impl KickTimer {
     fn new(tid: libc::pid_t, first: Duration, interval: Duration) -> Result<Self> {
         let ts = |d: Duration| libc::timespec {
-            tv_sec: d.as_secs() as libc::time_t,
+            tv_sec: d.as_secs().try_into().unwrap_or(i32::MAX.into()),
             tv_nsec: d.subsec_nanos() as _,
         };
         // SAFETY: sigevent is a plain C struct for which all-zero is a valid value.

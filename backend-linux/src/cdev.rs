@@ -11,14 +11,14 @@ use vfio_bindings::bindings::vfio as vb;
 use crate::bdf::Bdf;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::group::{check_bound_to_vfio_at, lookup, parse_bdf, sysfs_error, SYSFS_PCI_DEVICES};
+use crate::group::{check_bound_to_vfio_at, lookup, sysfs_error, SYSFS_PCI_DEVICES};
 use crate::sys::{ioctl_plain, nr, Errno, Sys, SysFd};
 use crate::token::VfToken;
 
 /// `/dev/vfio/devices/<vfioN>` for a device, found by scanning its sysfs `vfio-dev/` directory
 /// for the first entry (in name order) whose name starts with `vfio`.
-pub fn cdev_path(sys: &dyn Sys, bdf: &str) -> Result<PathBuf> {
-    cdev_path_at(sys, parse_bdf(bdf)?, bdf)
+pub fn cdev_path(sys: &dyn Sys, bdf: Bdf) -> Result<PathBuf> {
+    cdev_path_at(sys, bdf, &bdf.canonical_string())
 }
 
 /// [`cdev_path`] for an already parsed `b` (spelled `bdf` in errors).
@@ -45,12 +45,7 @@ pub struct Cdev {
 
 impl Cdev {
     /// Find and open the cdev of `bdf` (checks the device exists and is bound to vfio-pci).
-    pub fn open(sys: Arc<dyn Sys>, bdf: &str) -> Result<Cdev> {
-        Self::open_at(sys, parse_bdf(bdf)?)
-    }
-
-    /// [`Cdev::open`] for a parsed BDF.
-    pub(crate) fn open_at(sys: Arc<dyn Sys>, b: Bdf) -> Result<Cdev> {
+    pub fn open(sys: Arc<dyn Sys>, b: Bdf) -> Result<Cdev> {
         let canonical = b.canonical_string();
         let bdf = canonical.as_str();
         check_bound_to_vfio_at(&*sys, b, bdf)?;
@@ -61,11 +56,11 @@ impl Cdev {
     }
 
     /// Adopt an already-open cdev fd (for example one preserved across a live update).
-    pub fn from_fd(sys: Arc<dyn Sys>, bdf: &str, fd: OwnedFd) -> Cdev {
+    pub fn from_fd(sys: Arc<dyn Sys>, bdf: Bdf, fd: OwnedFd) -> Cdev {
         Cdev {
             // SAFETY: `into_raw_fd` hands over the OwnedFd's ownership of an open fd.
             fd: unsafe { SysFd::from_raw(sys, fd.into_raw_fd()) },
-            bdf: bdf.to_string(),
+            bdf: bdf.canonical_string(),
         }
     }
 

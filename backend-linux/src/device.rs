@@ -10,9 +10,10 @@ use passthru_core::mmio::{
 };
 use vfio_bindings::bindings::vfio as vb;
 
+use crate::bdf::Bdf;
 use crate::cdev::Cdev;
 use crate::error::{Error, Result};
-use crate::group::{group_setup_at, parse_bdf, Group};
+use crate::group::{group_setup_at, Group};
 use crate::iommu::Iommu;
 use crate::irq::{get_irq_info, slot, IrqInfo, IrqState};
 use crate::memory::base_page_size;
@@ -457,20 +458,19 @@ fn device_fd_error(bdf: &str, op: &'static str, e: Errno) -> Error {
 impl VfioPciDevice {
     /// Open `bdf` on `iommu` (upstream's `vfio_pci_device_init`): the group path in container
     /// modes, the cdev path in iommufd mode; then query info, map the BARs and read IRQ info.
-    /// `bdf` is parsed with [`crate::bdf::Bdf`]; the device keeps its canonical spelling.
-    pub fn open(bdf: &str, iommu: &Arc<Iommu>) -> Result<VfioPciDevice> {
+    /// The device keeps the canonical spelling of `bdf` (as sysfs and the kernel name it).
+    pub fn open(bdf: Bdf, iommu: &Arc<Iommu>) -> Result<VfioPciDevice> {
         Self::open_with_token(bdf, iommu, None)
     }
 
     /// [`VfioPciDevice::open`] with an optional VF token (group path: appended to the device
     /// name; cdev path: VFIO_DEVICE_BIND_FLAG_TOKEN).
     pub fn open_with_token(
-        bdf: &str,
+        b: Bdf,
         iommu: &Arc<Iommu>,
         token: Option<&VfToken>,
     ) -> Result<VfioPciDevice> {
         // Work with the canonical spelling, which is how sysfs and the kernel name the device.
-        let b = parse_bdf(bdf)?;
         let canonical = b.canonical_string();
         let bdf = canonical.as_str();
         if iommu.mode().uses_container() {
@@ -480,7 +480,7 @@ impl VfioPciDevice {
                 .map_err(|e| device_fd_error(bdf, "VFIO_GROUP_GET_DEVICE_FD", e))?;
             Self::setup(bdf, iommu, fd, Some(group), None)
         } else {
-            let cdev = Cdev::open_at(iommu.sys().clone(), b)?;
+            let cdev = Cdev::open(iommu.sys().clone(), b)?;
             Self::from_cdev(bdf, iommu, cdev, token)
         }
     }
@@ -488,13 +488,15 @@ impl VfioPciDevice {
     /// Adopt an already-open cdev fd (upstream's `__vfio_pci_device_init(bdf, iommu, fd)`),
     /// binding and attaching it to `iommu`'s IOAS unless `already_bound`. Native iommufd only.
     pub fn from_cdev_fd(
-        bdf: &str,
+        b: Bdf,
         iommu: &Arc<Iommu>,
         fd: OwnedFd,
         already_bound: bool,
     ) -> Result<VfioPciDevice> {
         // Take ownership through the Sys seam first, so every path closes the fd the same way.
-        let cdev = Cdev::from_fd(iommu.sys().clone(), bdf, fd);
+        let cdev = Cdev::from_fd(iommu.sys().clone(), b, fd);
+        let canonical = b.canonical_string();
+        let bdf = canonical.as_str();
         if iommu.mode().uses_container() {
             return Err(Error::InvalidArgument {
                 who: bdf.to_string(),

@@ -1,22 +1,13 @@
 //! Errors of the VFIO/IOMMUFD layer.
 //!
 //! Every message is one line that names the device (or file) and says how to fix the problem.
-//! [`Error::outcome`] classifies each error as [`Outcome::Skip`] (the environment lacks something:
-//! a kernel option, hugepages, a device, a binding) or [`Outcome::Fail`] (the kernel or device
-//! misbehaved), which is what a kselftest-style program reports.
+//! [`Error::is_environment`] tells an environment that lacks something (a kernel option,
+//! hugepages, a device, a binding, a permission) from a kernel or device that misbehaved or an
+//! invalid request; a test harness maps the first to SKIP and the rest to FAIL.
 
 use std::path::PathBuf;
 
 use crate::sys::Errno;
-
-/// How a test program should report an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The environment lacks a prerequisite: report SKIP (exit 4).
-    Skip,
-    /// Something that should work did not: report FAIL (exit 1).
-    Fail,
-}
 
 /// A failure of the VFIO/IOMMUFD layer.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +25,7 @@ pub enum Error {
         bdf: String,
     },
     /// The device is bound to another driver (or none).
-    #[error("{bdf}: bound to {}, not vfio-pci; bind it first (passthru setup {bdf}, or driver_override=vfio-pci + drivers_probe)", driver.as_deref().unwrap_or("no driver"))]
+    #[error("{bdf}: bound to {}, not vfio-pci; bind it first (echo vfio-pci > /sys/bus/pci/devices/{bdf}/driver_override; echo {bdf} > /sys/bus/pci/drivers_probe)", driver.as_deref().unwrap_or("no driver"))]
     NotBoundToVfio {
         /// The device.
         bdf: String,
@@ -203,8 +194,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// Skip (the environment lacks something) or fail.
-    pub fn outcome(&self) -> Outcome {
+    /// True if the environment lacks a prerequisite (a device, a binding, an IOMMU group, a
+    /// device node, a permission, hugepages, a kernel feature); false if the kernel or device
+    /// misbehaved or the request was invalid.
+    pub fn is_environment(&self) -> bool {
         match self {
             Error::DeviceNotFound { .. }
             | Error::NotBoundToVfio { .. }
@@ -215,7 +208,7 @@ impl Error {
             | Error::HugepagesUnavailable { .. }
             | Error::BarNotMappable { .. }
             | Error::ExtensionUnsupported { .. }
-            | Error::Unsupported { .. } => Outcome::Skip,
+            | Error::Unsupported { .. } => true,
             Error::InvalidBdf { .. }
             | Error::UnknownIommuMode { .. }
             | Error::ApiVersion { .. }
@@ -225,13 +218,8 @@ impl Error {
             | Error::Malformed { .. }
             | Error::IovaExhausted { .. }
             | Error::NotMapped { .. }
-            | Error::IrqTimeout { .. } => Outcome::Fail,
+            | Error::IrqTimeout { .. } => false,
         }
-    }
-
-    /// True if [`Error::outcome`] is [`Outcome::Skip`].
-    pub fn is_skip(&self) -> bool {
-        self.outcome() == Outcome::Skip
     }
 
     /// The errno behind this error, if it came from a system call.

@@ -39,11 +39,6 @@ pub fn parse_bdf(bdf: &str) -> Result<Bdf> {
     })
 }
 
-/// Check that `bdf` is a BDF ([`parse_bdf`]).
-pub fn check_bdf(bdf: &str) -> Result<()> {
-    parse_bdf(bdf).map(|_| ())
-}
-
 /// A sysfs lookup failure about `bdf` as this layer's error.
 pub(crate) fn sysfs_error(bdf: &str, op: &'static str, e: SysfsError) -> Error {
     match e {
@@ -74,14 +69,13 @@ pub(crate) fn sysfs_error(bdf: &str, op: &'static str, e: SysfsError) -> Error {
 
 /// The driver a device is bound to (basename of its `driver` link), or `None` (also for a
 /// malformed BDF or a missing device).
-pub fn current_driver(sys: &dyn Sys, bdf: &str) -> Option<String> {
-    let bdf = Bdf::parse(bdf).ok()?;
+pub fn current_driver(sys: &dyn Sys, bdf: Bdf) -> Option<String> {
     lookup(sys).driver(bdf).ok().flatten()
 }
 
 /// Check the device exists and is bound to vfio-pci (or a vfio-pci variant driver).
-pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: &str) -> Result<()> {
-    check_bound_to_vfio_at(sys, parse_bdf(bdf)?, bdf)
+pub fn check_bound_to_vfio(sys: &dyn Sys, bdf: Bdf) -> Result<()> {
+    check_bound_to_vfio_at(sys, bdf, &bdf.canonical_string())
 }
 
 /// [`check_bound_to_vfio`] for an already parsed `b` (spelled `bdf` in errors).
@@ -97,8 +91,8 @@ pub(crate) fn check_bound_to_vfio_at(sys: &dyn Sys, b: Bdf, bdf: &str) -> Result
 }
 
 /// The IOMMU group number of a device (readlink of `iommu_group`).
-pub fn iommu_group_number(sys: &dyn Sys, bdf: &str) -> Result<u32> {
-    iommu_group_number_at(sys, parse_bdf(bdf)?, bdf)
+pub fn iommu_group_number(sys: &dyn Sys, bdf: Bdf) -> Result<u32> {
+    iommu_group_number_at(sys, bdf, &bdf.canonical_string())
 }
 
 /// [`iommu_group_number`] for an already parsed `b` (spelled `bdf` in errors).
@@ -125,10 +119,10 @@ fn iommu_group_number_at(sys: &dyn Sys, b: Bdf, bdf: &str) -> Result<u32> {
 pub fn non_vfio_group_member(
     sys: &dyn Sys,
     group: u32,
-    bdf: &str,
+    bdf: Bdf,
 ) -> Option<(String, Option<String>)> {
     let l = lookup(sys);
-    let me = Bdf::parse(bdf).ok();
+    let me = Some(bdf);
     l.iommu_group_members(group)
         .ok()?
         .into_iter()
@@ -219,8 +213,8 @@ pub fn group_status(sys: &dyn Sys, fd: std::os::fd::RawFd) -> Result<u32, Errno>
 /// `/dev/vfio/<group>` (or reuse the already-open group of this container), check it is viable,
 /// attach it to the container, check the IOMMU type extension and set the IOMMU (tolerating a
 /// racing opener's EBUSY).
-pub fn group_setup(iommu: &Arc<Iommu>, bdf: &str) -> Result<Arc<Group>> {
-    group_setup_at(iommu, parse_bdf(bdf)?, bdf)
+pub fn group_setup(iommu: &Arc<Iommu>, bdf: Bdf) -> Result<Arc<Group>> {
+    group_setup_at(iommu, bdf, &bdf.canonical_string())
 }
 
 /// [`group_setup`] for an already parsed `b` (spelled `bdf` in errors).
@@ -266,7 +260,7 @@ pub(crate) fn group_setup_at(iommu: &Arc<Iommu>, b: Bdf, bdf: &str) -> Result<Ar
         return Err(Error::GroupNotViable {
             bdf: bdf.to_string(),
             group: number,
-            culprit: non_vfio_group_member(&*sys, number, bdf),
+            culprit: non_vfio_group_member(&*sys, number, b),
         });
     }
     // From SET_CONTAINER to the group's registration the state lock is held, so a concurrent

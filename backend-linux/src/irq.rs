@@ -1,8 +1,8 @@
 //! Interrupts: VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_SET_IRQS with eventfds (INTx, MSI, MSI-X),
 //! software triggering, INTx unmask, re-enable after reset, and eventfd read helpers.
 //!
-//! Unlike upstream (selftests defect §3.6 item 8), disabling one index closes only that index's
-//! eventfds.
+//! Unlike upstream's `vfio_pci_irq_disable` (`tools/testing/selftests/vfio/lib/vfio_pci_device.c`), which closes the
+//! eventfds of every index, disabling one index closes only that index's eventfds.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 //!   [`VfioPciDevice::device_caps`] decodes the device-info capability chain.
 //! * Step functions for negative tests: [`group::group_setup`], [`group::Group::get_device_fd`],
 //!   [`cdev::Cdev`] (open, bind, attach, detach, get_info), [`Iommu::container_set_iommu`].
-//! * [`DmaBuffer`] (anonymous, hugetlb, memfd), [`MonotonicClock`], [`expectations`].
+//! * [`DmaBuffer`] (anonymous, hugetlb, memfd), [`MonotonicClock`].
 //! * Every system call goes through [`sys::Sys`], so error paths are unit-tested with injected
 //!   errnos.
 //!
@@ -51,7 +51,6 @@ pub mod container;
 pub mod debugfs;
 pub mod device;
 pub mod error;
-pub mod expectations;
 pub mod group;
 pub mod iommu;
 pub mod iommufd;
@@ -70,7 +69,7 @@ mod tests;
 
 pub use clock::MonotonicClock;
 pub use device::{Bar, DeviceCaps, DeviceInfo, VfioBar, VfioPciDevice};
-pub use error::{Error, Outcome, Result};
+pub use error::{Error, Result};
 pub use iommu::{DmaMapping, Iommu, IommuMode};
 pub use iova::{IovaAllocator, IovaRange};
 pub use irq::IrqInfo;

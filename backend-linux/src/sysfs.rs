@@ -1,4 +1,4 @@
-//! PCI functions as sysfs shows them: listing, identity, driver binding with persisted state,
+//! PCI functions as sysfs shows them: listing, identity, binding to vfio-pci and back,
 //! IOMMU groups and SR-IOV.
 //!
 //! Every path is taken relative to a configurable sysfs root (default `/sys`) and procfs root
@@ -98,14 +98,6 @@ pub enum SysfsError {
         expected: String,
         /// What is bound instead (`none` if unbound).
         found: String,
-    },
-    /// `cleanup` was asked to restore a device that has no saved state.
-    #[error("{bdf}: no saved state under {dir} (was it set up with `passthru setup`?)")]
-    NotSetUp {
-        /// The device.
-        bdf: Bdf,
-        /// The state directory that was searched.
-        dir: PathBuf,
     },
 }
 
@@ -883,7 +875,9 @@ impl Sysfs {
     }
 }
 
-/// What `setup` found before changing a device, persisted so `cleanup` can restore it.
+/// What binding to vfio-pci changes on a device: the values [`Sysfs::restore`] puts back. The
+/// caller persists it before the first write ([`Sysfs::check_vfio_setup`] returns it), so a
+/// crash or SIGINT at any point leaves enough to restore.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SavedState {
     /// The driver bound before setup, if any.
@@ -892,115 +886,6 @@ pub struct SavedState {
     pub driver_override: Option<String>,
     /// `sriov_numvfs` before setup, if the device is an SR-IOV PF.
     pub sriov_numvfs: Option<u32>,
-}
-
-/// Where setup state is persisted: one directory per device, `<dir>/<bdf>/`, holding the files
-/// `driver`, `driver_override` (empty = none) and, for SR-IOV PFs, `sriov_numvfs`. The state is
-/// written (atomically, by renaming a complete temporary directory) before the first sysfs
-/// write, so a crash or SIGINT at any point leaves enough to restore.
-#[derive(Debug, Clone)]
-pub struct StateStore {
-    dir: PathBuf,
-}
-
-impl StateStore {
-    /// A store in `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    /// `${TMPDIR:-/tmp}/passthru-devices`.
-    pub fn default_location() -> Self {
-        let tmp = std::env::var_os("TMPDIR")
-            .filter(|t| !t.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/tmp"));
-        Self::new(tmp.join("passthru-devices"))
-    }
-
-    /// The store directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// `<dir>/<bdf>`.
-    pub fn device_dir(&self, bdf: Bdf) -> PathBuf {
-        self.dir.join(bdf.to_string())
-    }
-
-    /// Devices with saved state, sorted.
-    pub fn list(&self) -> Result<Vec<Bdf>, SysfsError> {
-        let mut out: Vec<Bdf> = Sysfs::entries(&self.dir)?
-            .iter()
-            .filter_map(|n| Bdf::parse(n).ok())
-            .collect();
-        out.sort();
-        Ok(out)
-    }
-
-    /// The saved state of `bdf`, if any.
-    pub fn load(&self, bdf: Bdf) -> Result<Option<SavedState>, SysfsError> {
-        let dir = self.device_dir(bdf);
-        if !dir.is_dir() {
-            return Ok(None);
-        }
-        let non_empty = |s: Option<String>| s.filter(|v| !v.is_empty());
-        let driver = non_empty(read_optional(&dir.join("driver"))?);
-        let driver_override = non_empty(read_optional(&dir.join("driver_override"))?);
-        let numvfs_path = dir.join("sriov_numvfs");
-        let sriov_numvfs = read_optional(&numvfs_path)?
-            .map(|t| parse_dec(&numvfs_path, &t, "a decimal VF count"))
-            .transpose()?;
-        Ok(Some(SavedState {
-            driver,
-            driver_override,
-            sriov_numvfs,
-        }))
-    }
-
-    /// Persists `state` for `bdf` (all files, then one rename).
-    pub fn save(&self, bdf: Bdf, state: &SavedState) -> Result<(), SysfsError> {
-        fs::create_dir_all(&self.dir).map_err(io_err("create", &self.dir))?;
-        let tmp = self.dir.join(format!(".{bdf}.tmp.{}", std::process::id()));
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(io_err("remove", &tmp))?;
-        }
-        fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
-        let put = |name: &str, value: &str| {
-            let p = tmp.join(name);
-            fs::write(&p, value).map_err(io_err("write", &p))
-        };
-        put("driver", state.driver.as_deref().unwrap_or(""))?;
-        put(
-            "driver_override",
-            state.driver_override.as_deref().unwrap_or(""),
-        )?;
-        if let Some(n) = state.sriov_numvfs {
-            put("sriov_numvfs", &n.to_string())?;
-        }
-        let dest = self.device_dir(bdf);
-        fs::rename(&tmp, &dest).map_err(io_err("rename", &dest))
-    }
-
-    /// Forgets `bdf`.
-    pub fn remove(&self, bdf: Bdf) -> Result<(), SysfsError> {
-        let dir = self.device_dir(bdf);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("remove", &dir)(e)),
-        }
-    }
-}
-
-/// What `setup` did to one device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetupOutcome {
-    /// The device was bound to vfio-pci; the state before is saved.
-    Bound(SavedState),
-    /// The device already had saved state (set up before, maybe interrupted); binding was
-    /// completed without overwriting the saved state.
-    AlreadySetUp(SavedState),
 }
 
 impl Sysfs {
@@ -1031,18 +916,12 @@ impl Sysfs {
         self.write(&path, driver.unwrap_or(""))
     }
 
-    /// Binds `bdf` to vfio-pci the way upstream's `setup.sh` does, saving the prior state in
-    /// `store` first: SR-IOV VFs are disabled (`sriov_numvfs` = 0), the current driver is
-    /// unbound, `driver_override` is set to `vfio-pci` and the device is bound to vfio-pci.
+    /// Checks that `bdf` may be bound to vfio-pci and returns its current state, which the
+    /// caller saves before calling [`Sysfs::bind_vfio`]. Writes nothing.
     ///
     /// Unless `force`, refuses a device that backs a mounted filesystem, active swap or an up
-    /// network interface ([`SysfsError::InUse`] lists them).
-    pub fn setup_vfio(
-        &self,
-        store: &StateStore,
-        bdf: Bdf,
-        force: bool,
-    ) -> Result<SetupOutcome, SysfsError> {
+    /// network interface ([`SysfsError::InUse`] lists them); refuses if vfio-pci is not loaded.
+    pub fn check_vfio_setup(&self, bdf: Bdf, force: bool) -> Result<SavedState, SysfsError> {
         let func = self.function(bdf)?;
         if !force {
             let uses = self.device_uses(bdf)?;
@@ -1058,18 +937,19 @@ impl Sysfs {
                 module: "vfio_pci".into(),
             });
         }
-        let outcome = match store.load(bdf)? {
-            Some(saved) => SetupOutcome::AlreadySetUp(saved),
-            None => {
-                let saved = SavedState {
-                    driver: func.driver.clone(),
-                    driver_override: func.driver_override.clone(),
-                    sriov_numvfs: func.sriov_numvfs,
-                };
-                store.save(bdf, &saved)?;
-                SetupOutcome::Bound(saved)
-            }
-        };
+        Ok(SavedState {
+            driver: func.driver,
+            driver_override: func.driver_override,
+            sriov_numvfs: func.sriov_numvfs,
+        })
+    }
+
+    /// Binds `bdf` to vfio-pci the way upstream's `setup.sh` does: SR-IOV VFs are disabled
+    /// (`sriov_numvfs` = 0), the current driver is unbound, `driver_override` is set to
+    /// `vfio-pci` and the device is bound to vfio-pci. Steps already done are skipped, so an
+    /// interrupted bind can be repeated. Save [`Sysfs::check_vfio_setup`]'s state first.
+    pub fn bind_vfio(&self, bdf: Bdf) -> Result<(), SysfsError> {
+        let func = self.function(bdf)?;
         if func.sriov_numvfs.is_some_and(|n| n > 0) {
             self.set_sriov_numvfs(bdf, 0)?;
         }
@@ -1077,7 +957,7 @@ impl Sysfs {
             if func.driver_override.as_deref() != Some(VFIO_PCI_DRIVER) {
                 self.set_driver_override(bdf, Some(VFIO_PCI_DRIVER))?;
             }
-            return Ok(outcome);
+            return Ok(());
         }
         self.unbind(bdf)?;
         self.set_driver_override(bdf, Some(VFIO_PCI_DRIVER))?;
@@ -1090,17 +970,13 @@ impl Sysfs {
                 found: now.unwrap_or_else(|| "none".into()),
             });
         }
-        Ok(outcome)
+        Ok(())
     }
 
-    /// Restores what [`Sysfs::setup_vfio`] changed, from `store`: unbinds from vfio-pci, restores
-    /// `driver_override`, rebinds the saved driver and `sriov_numvfs`, then forgets the state.
-    /// Each step checks the current state first, so an interrupted cleanup can be repeated.
-    pub fn cleanup_vfio(&self, store: &StateStore, bdf: Bdf) -> Result<SavedState, SysfsError> {
-        let saved = store.load(bdf)?.ok_or_else(|| SysfsError::NotSetUp {
-            bdf,
-            dir: store.dir().to_path_buf(),
-        })?;
+    /// Restores what [`Sysfs::bind_vfio`] changed to `saved`: unbinds from vfio-pci, restores
+    /// `driver_override`, rebinds the saved driver and `sriov_numvfs`. Each step checks the
+    /// current state first, so an interrupted restore can be repeated.
+    pub fn restore(&self, bdf: Bdf, saved: &SavedState) -> Result<(), SysfsError> {
         let current = self.driver(bdf)?;
         if current.is_some() && current != saved.driver {
             self.unbind(bdf)?;
@@ -1118,8 +994,7 @@ impl Sysfs {
                 self.set_sriov_numvfs(bdf, n)?;
             }
         }
-        store.remove(bdf)?;
-        Ok(saved)
+        Ok(())
     }
 }
 
@@ -1365,19 +1240,20 @@ mod tests {
         let t = sriov_tree();
         fs::write(t.dev_dir("0000:00:04.0").join("driver_override"), "igb\n").unwrap();
         let (sys, log) = t.sysfs();
-        let store = StateStore::new(t.base.join("state"));
         let pf = b("0000:00:04.0");
 
-        let out = sys.setup_vfio(&store, pf, false).unwrap();
-        let saved = SavedState {
-            driver: Some("igb".into()),
-            driver_override: Some("igb".into()),
-            sriov_numvfs: Some(1),
-        };
-        assert_eq!(out, SetupOutcome::Bound(saved.clone()));
+        let saved = sys.check_vfio_setup(pf, false).unwrap();
+        assert_eq!(
+            saved,
+            SavedState {
+                driver: Some("igb".into()),
+                driver_override: Some("igb".into()),
+                sriov_numvfs: Some(1),
+            }
+        );
+        assert!(log.lock().unwrap().is_empty(), "the check writes nothing");
+        sys.bind_vfio(pf).unwrap();
         assert_eq!(sys.driver(pf).unwrap().as_deref(), Some(VFIO_PCI_DRIVER));
-        assert_eq!(store.load(pf).unwrap(), Some(saved.clone()));
-        assert_eq!(store.list().unwrap(), vec![pf]);
         assert_eq!(
             log.lock().unwrap().as_slice(),
             [
@@ -1387,19 +1263,15 @@ mod tests {
                 "sys/bus/pci/drivers/vfio-pci/bind < 0000:00:04.0",
             ]
         );
-
-        // A second setup keeps the original saved state.
-        assert_eq!(
-            sys.setup_vfio(&store, pf, false).unwrap(),
-            SetupOutcome::AlreadySetUp(saved.clone())
-        );
-
+        // Binding again changes nothing.
         log.lock().unwrap().clear();
-        assert_eq!(sys.cleanup_vfio(&store, pf).unwrap(), saved);
+        sys.bind_vfio(pf).unwrap();
+        assert!(log.lock().unwrap().is_empty());
+
+        sys.restore(pf, &saved).unwrap();
         assert_eq!(sys.driver(pf).unwrap().as_deref(), Some("igb"));
         assert_eq!(sys.driver_override(pf).unwrap().as_deref(), Some("igb"));
         assert_eq!(sys.sriov_numvfs(pf).unwrap(), Some(1));
-        assert!(store.load(pf).unwrap().is_none());
         assert_eq!(
             log.lock().unwrap().as_slice(),
             [
@@ -1409,10 +1281,6 @@ mod tests {
                 "sys/bus/pci/devices/0000:00:04.0/sriov_numvfs < 1",
             ]
         );
-        assert!(matches!(
-            sys.cleanup_vfio(&store, pf),
-            Err(SysfsError::NotSetUp { .. })
-        ));
     }
 
     #[test]
@@ -1422,16 +1290,12 @@ mod tests {
         // refused or the process died at that point.
         fs::create_dir_all(t.sys().join("bus/pci/drivers/vfio-pci/bind")).unwrap();
         let (sys, _) = t.sysfs();
-        let store = StateStore::new(t.base.join("state"));
         let dev = b("0000:00:04.0");
-        let err = sys.setup_vfio(&store, dev, false).unwrap_err();
+        let saved = sys.check_vfio_setup(dev, false).unwrap();
+        let err = sys.bind_vfio(dev).unwrap_err();
         assert!(matches!(err, SysfsError::Io { op: "write", .. }), "{err}");
         assert_eq!(sys.driver(dev).unwrap(), None, "left unbound mid-way");
-        assert!(
-            store.load(dev).unwrap().is_some(),
-            "state saved before writes"
-        );
-        sys.cleanup_vfio(&store, dev).unwrap();
+        sys.restore(dev, &saved).unwrap();
         assert_eq!(sys.driver(dev).unwrap().as_deref(), Some("igb"));
         assert_eq!(sys.driver_override(dev).unwrap(), None);
         assert_eq!(sys.sriov_numvfs(dev).unwrap(), Some(1));
@@ -1441,11 +1305,11 @@ mod tests {
     fn unbound_device_stays_unbound_after_cleanup() {
         let t = sriov_tree();
         let (sys, _) = t.sysfs();
-        let store = StateStore::new(t.base.join("state"));
         let dev = b("0000:00:05.0");
-        sys.setup_vfio(&store, dev, false).unwrap();
+        let saved = sys.check_vfio_setup(dev, false).unwrap();
+        sys.bind_vfio(dev).unwrap();
         assert!(sys.function(dev).unwrap().is_vfio_bound());
-        sys.cleanup_vfio(&store, dev).unwrap();
+        sys.restore(dev, &saved).unwrap();
         assert_eq!(sys.driver(dev).unwrap(), None);
         assert_eq!(sys.driver_override(dev).unwrap(), None);
     }
@@ -1455,13 +1319,9 @@ mod tests {
         let t = FakeTree::new();
         t.add_device("0000:00:05.0", 0x1234, 0x11e8, 0x00ff00, None);
         let (sys, log) = t.sysfs();
-        let store = StateStore::new(t.base.join("state"));
-        let err = sys
-            .setup_vfio(&store, b("0000:00:05.0"), false)
-            .unwrap_err();
+        let err = sys.check_vfio_setup(b("0000:00:05.0"), false).unwrap_err();
         assert!(err.to_string().contains("modprobe vfio_pci"), "{err}");
         assert!(log.lock().unwrap().is_empty());
-        assert!(store.list().unwrap().is_empty());
     }
 
     fn disk_tree() -> FakeTree {
@@ -1545,7 +1405,6 @@ mod tests {
     fn in_use_guard_names_every_use_and_force_overrides() {
         let t = disk_tree();
         let (sys, log) = t.sysfs();
-        let store = StateStore::new(t.base.join("state"));
         let nvme = b("0000:00:06.0");
         assert_eq!(
             sys.device_uses(nvme).unwrap(),
@@ -1563,7 +1422,7 @@ mod tests {
                 },
             ]
         );
-        let err = sys.setup_vfio(&store, nvme, false).unwrap_err();
+        let err = sys.check_vfio_setup(nvme, false).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("block device nvme0n1p1 is mounted on /")
@@ -1610,10 +1469,11 @@ mod tests {
             "virtual function 0000:01:10.0: network interface eth2 is up"
         );
         assert!(matches!(
-            sys.setup_vfio(&store, nic, false),
+            sys.check_vfio_setup(nic, false),
             Err(SysfsError::InUse { .. })
         ));
-        sys.setup_vfio(&store, nic, true).unwrap();
+        sys.check_vfio_setup(nic, true).unwrap();
+        sys.bind_vfio(nic).unwrap();
         assert!(sys.function(nic).unwrap().is_vfio_bound());
     }
 

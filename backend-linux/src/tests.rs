@@ -7,10 +7,20 @@ use std::time::Duration;
 use passthru_core::mmio::{FunctionError, IrqKind, PciFunction, PortalError, RegisterIo};
 use vfio_bindings::bindings::vfio as vb;
 
+use crate::bdf::Bdf;
 use crate::cdev::{cdev_path, open_iommufd, Cdev};
-use crate::error::{Error, Outcome};
+use crate::error::Error;
 use crate::fake::{FakeSys, BDF, GROUP, PAGE};
-use crate::group::{check_bdf, group_setup};
+use crate::group::{group_setup, parse_bdf};
+
+/// The fake device as a parsed address.
+fn dev_bdf() -> Bdf {
+    Bdf::parse(BDF).unwrap()
+}
+
+fn b(s: &str) -> Bdf {
+    Bdf::parse(s).unwrap()
+}
 use crate::iova::IovaRange;
 use crate::memory::{Backing, DmaBuffer};
 use crate::sys::{nr, Errno, MapKind};
@@ -21,7 +31,7 @@ const TOKEN: &str = "4e9a0c3f-1d2b-4c5e-8f60-71a2b3c4d5e6";
 fn open(mode: IommuMode) -> (FakeSys, Arc<Iommu>, VfioPciDevice) {
     let (f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, mode).unwrap();
-    let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let dev = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
     (f, iommu, dev)
 }
 
@@ -71,7 +81,7 @@ fn unknown_mode_error_lists_valid_names_and_fails() {
         assert!(msg.contains(m.name()), "{msg}");
     }
     assert!(msg.contains("\"type1\""));
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
 }
 
 // ---------------------------------------------------------------- open sequences
@@ -152,7 +162,7 @@ fn missing_device_is_still_device_not_found_after_a_failed_lookup() {
             st.dirs.retain(|p, _| !p.starts_with(&dir));
         }
         let iommu = Iommu::open_with(sys, mode).unwrap();
-        let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+        let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
         assert!(matches!(e, Error::DeviceNotFound { .. }), "{mode}: {e:?}");
         assert!(f
             .st()
@@ -351,18 +361,12 @@ fn invalid_bdf_fails() {
         "000g:00:04.0",
         "",
     ] {
-        let e = check_bdf(bad).unwrap_err();
+        let e = parse_bdf(bad).unwrap_err();
         assert!(matches!(e, Error::InvalidBdf { .. }), "{bad}");
-        assert_eq!(e.outcome(), Outcome::Fail);
+        assert!(!e.is_environment());
     }
-    check_bdf("0000:00:04.0").unwrap();
-    check_bdf("abcd:ef:1f.7").unwrap();
-    let (_f, sys) = FakeSys::new();
-    let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    assert!(matches!(
-        VfioPciDevice::open("nonsense", &iommu),
-        Err(Error::InvalidBdf { .. })
-    ));
+    parse_bdf("0000:00:04.0").unwrap();
+    parse_bdf("abcd:ef:1f.7").unwrap();
 }
 
 #[test]
@@ -370,7 +374,7 @@ fn short_bdf_fields_are_accepted_and_canonicalised() {
     for mode in [IommuMode::VfioType1v2Iommu, IommuMode::Iommufd] {
         let (f, sys) = FakeSys::new();
         let iommu = Iommu::open_with(sys, mode).unwrap();
-        let dev = VfioPciDevice::open("0:0:4.0", &iommu).unwrap();
+        let dev = VfioPciDevice::open(b("0:0:4.0"), &iommu).unwrap();
         assert_eq!(dev.bdf(), BDF, "{mode}");
         if mode.uses_container() {
             assert_eq!(f.st().device_names_requested, vec![BDF.to_string()]);
@@ -392,17 +396,20 @@ fn the_shared_sysfs_lookups_read_through_the_sys_seam() {
     assert_eq!(sysfs.vfio_cdev(bdf).unwrap().as_deref(), Some("vfio3"));
     // The VFIO helpers answer from the same lookups.
     assert_eq!(
-        crate::group::current_driver(&*sys, BDF).as_deref(),
+        crate::group::current_driver(&*sys, dev_bdf()).as_deref(),
         Some("vfio-pci")
     );
-    assert_eq!(crate::group::iommu_group_number(&*sys, BDF).unwrap(), GROUP);
+    assert_eq!(
+        crate::group::iommu_group_number(&*sys, dev_bdf()).unwrap(),
+        GROUP
+    );
     // A group link that does not end in a number is malformed, not "no IOMMU".
     f.st().links.insert(
         PathBuf::from(format!("/sys/bus/pci/devices/{BDF}/iommu_group")),
         PathBuf::from("../../../kernel/iommu_groups/seven"),
     );
     assert!(matches!(
-        crate::group::iommu_group_number(&*sys, BDF),
+        crate::group::iommu_group_number(&*sys, dev_bdf()),
         Err(Error::Malformed { .. })
     ));
     // No link: no IOMMU group; no device: not found.
@@ -410,11 +417,11 @@ fn the_shared_sysfs_lookups_read_through_the_sys_seam() {
         "/sys/bus/pci/devices/{BDF}/iommu_group"
     )));
     assert!(matches!(
-        crate::group::iommu_group_number(&*sys, BDF),
+        crate::group::iommu_group_number(&*sys, dev_bdf()),
         Err(Error::NoIommuGroup { .. })
     ));
     assert!(matches!(
-        crate::group::iommu_group_number(&*sys, "0000:00:05.0"),
+        crate::group::iommu_group_number(&*sys, b("0000:00:05.0")),
         Err(Error::DeviceNotFound { .. })
     ));
 }
@@ -423,10 +430,10 @@ fn the_shared_sysfs_lookups_read_through_the_sys_seam() {
 fn missing_device_is_a_skip_naming_the_bdf() {
     let (_f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
-    let e = VfioPciDevice::open("0000:00:05.0", &iommu).unwrap_err();
+    let e = VfioPciDevice::open(b("0000:00:05.0"), &iommu).unwrap_err();
     assert!(matches!(e, Error::DeviceNotFound { .. }));
     assert!(e.to_string().contains("0000:00:05.0"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -437,15 +444,15 @@ fn device_bound_elsewhere_names_the_driver() {
         PathBuf::from("../../../bus/pci/drivers/e1000e"),
     );
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert!(matches!(e, Error::NotBoundToVfio { driver: Some(ref d), .. } if d == "e1000e"));
     assert!(e.to_string().contains("e1000e") && e.to_string().contains("vfio-pci"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
     // Unbound entirely.
     f.st()
         .links
         .remove(&PathBuf::from(format!("/sys/bus/pci/devices/{BDF}/driver")));
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert!(e.to_string().contains("no driver"), "{e}");
 }
 
@@ -456,10 +463,10 @@ fn no_iommu_group_is_a_skip() {
         "/sys/bus/pci/devices/{BDF}/iommu_group"
     )));
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert!(matches!(e, Error::NoIommuGroup { .. }), "{e}");
     assert!(e.to_string().contains("intel_iommu=on"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -480,14 +487,14 @@ fn non_viable_group_names_the_culprit() {
             .insert(PathBuf::from("/sys/bus/pci/devices/0000:00:04.1"));
     }
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::GroupNotViable { group: GROUP, .. }));
     assert!(
         msg.contains("0000:00:04.1") && msg.contains("snd_hda_intel"),
         "{msg}"
     );
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -512,7 +519,7 @@ fn missing_nodes_name_the_kernel_option() {
         let msg = e.to_string();
         assert!(matches!(e, Error::NodeMissing { .. }), "{mode}: {e}");
         assert!(msg.contains(path) && msg.contains(config), "{msg}");
-        assert!(e.is_skip());
+        assert!(e.is_environment());
     }
     // The cdev needs CONFIG_VFIO_DEVICE_CDEV: no vfio-dev directory.
     let (f, sys) = FakeSys::new();
@@ -520,9 +527,9 @@ fn missing_nodes_name_the_kernel_option() {
         "/sys/bus/pci/devices/{BDF}/vfio-dev"
     )));
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert!(e.to_string().contains("CONFIG_VFIO_DEVICE_CDEV"), "{e}");
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -540,7 +547,7 @@ fn eperm_says_root_or_group_ownership() {
         }
     ));
     assert!(e.to_string().contains("root"));
-    assert!(e.is_skip());
+    assert!(e.is_environment());
     assert_eq!(e.errno(), Some(Errno::EPERM));
     // EACCES on the group node.
     f.st().fail_open.clear();
@@ -548,7 +555,7 @@ fn eperm_says_root_or_group_ownership() {
         .fail_open
         .insert(PathBuf::from(format!("/dev/vfio/{GROUP}")), Errno::EACCES);
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert!(
         e.to_string().contains(BDF) && e.to_string().contains("ownership"),
         "{e}"
@@ -569,7 +576,7 @@ fn hugepages_unavailable_is_a_typed_skip() {
             "{e}"
         );
         assert!(e.to_string().contains("nr_hugepages"));
-        assert!(e.is_skip());
+        assert!(e.is_environment());
     }
     // Anonymous memory is unaffected; an ENOMEM there is a plain failure.
     DmaBuffer::new_with(sys.clone(), Backing::Anonymous, 1).unwrap();
@@ -578,7 +585,7 @@ fn hugepages_unavailable_is_a_typed_skip() {
     }
     f.st().mmap_fail = Some((anon, Errno::ENOMEM));
     let e = DmaBuffer::new_with(sys, Backing::Anonymous, 1).unwrap_err();
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
 }
 
 #[test]
@@ -589,12 +596,12 @@ fn bar_not_mmapable_is_a_skip_with_reason() {
     }
     f.st().mmap_fail = Some((dev_map, Errno::EINVAL));
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let dev = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
     let e = dev.bar_mapping(0).unwrap_err();
     assert!(e.to_string().contains("BAR0") && e.to_string().contains("mmap failed"));
     // BAR0 has sparse areas, but mapping them fails the same way.
     assert!(e.to_string().contains("sparse fallback"), "{e}");
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -604,7 +611,7 @@ fn a_bar_that_cannot_be_mapped_whole_is_mapped_by_its_sparse_areas() {
     // VFIO_REGION_INFO_CAP_MSIX_MAPPABLE); its areas 0..0x3000 and 0x4000..0x10000 map.
     f.st().mmap_fail_len = Some((0x1_0000, Errno::EINVAL));
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let dev = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
     let info = dev.bar_info(0).unwrap();
     assert_eq!(info.vaddr(), None, "not wholly mapped");
     assert_eq!(
@@ -678,12 +685,12 @@ fn api_version_mismatch_and_missing_extension() {
     f.st().api_version = 0;
     f.st().extensions.remove(&vb::VFIO_TYPE1_IOMMU);
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert!(
         matches!(e, Error::ExtensionUnsupported { iommu_type: 1, .. }),
         "{e}"
     );
-    assert!(e.is_skip());
+    assert!(e.is_environment());
 }
 
 #[test]
@@ -691,12 +698,12 @@ fn injected_enodev_and_einval_are_failures_naming_the_ioctl() {
     let (f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
     f.fail_next(nr::VFIO_GROUP_GET_DEVICE_FD, Errno::ENODEV);
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert_eq!(e.errno(), Some(Errno::ENODEV));
     assert!(e.to_string().contains("VFIO_GROUP_GET_DEVICE_FD") && e.to_string().contains(BDF));
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
     f.fail_next(nr::VFIO_DEVICE_GET_INFO, Errno::EINVAL);
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert_eq!(e.errno(), Some(Errno::EINVAL));
 }
 
@@ -707,10 +714,10 @@ fn set_iommu_ebusy_from_a_racing_opener_is_tolerated() {
     let (f, sys) = FakeSys::new();
     f.st().set_iommu_busy = true;
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
-    VfioPciDevice::open(BDF, &iommu).unwrap_err(); // GET_DEVICE_FD fails: nobody set the IOMMU
+    VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err(); // GET_DEVICE_FD fails: nobody set the IOMMU
     let (f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
-    let _d = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let _d = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
     // A second SET_IOMMU would answer EINVAL (already set); ours is skipped.
     iommu.container_set_iommu().unwrap();
     f.fail_next(nr::VFIO_SET_IOMMU, Errno::ENODEV);
@@ -729,7 +736,7 @@ fn set_iommu_other_errors_fail() {
     let (f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
     f.fail_next(nr::VFIO_SET_IOMMU, Errno::EPERM);
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert!(
         matches!(
             e,
@@ -741,18 +748,18 @@ fn set_iommu_other_errors_fail() {
         ),
         "{e}"
     );
-    assert_eq!(e.outcome(), Outcome::Fail);
+    assert!(!e.is_environment());
 }
 
 #[test]
 fn two_devices_of_one_group_share_the_group_fd() {
     let (f, sys) = FakeSys::new();
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
-    let a = VfioPciDevice::open(BDF, &iommu).unwrap();
-    let g = group_setup(&iommu, BDF).unwrap();
+    let a = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
+    let g = group_setup(&iommu, dev_bdf()).unwrap();
     assert!(Arc::ptr_eq(&g, a.group().unwrap()));
     // The fake refuses a second open of the group node; reuse means no second open happened.
-    let b = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let b = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
     assert!(Arc::ptr_eq(a.group().unwrap(), b.group().unwrap()));
     drop((a, b, g));
     drop(iommu);
@@ -1112,9 +1119,9 @@ fn pci_function_irq_and_reset_paths() {
     drop(dev);
     let (_f, sys) = (f.clone(), Arc::new(f.clone()) as Arc<dyn crate::sys::Sys>);
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let dev = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
     let e = dev.reset().unwrap_err();
-    assert!(e.is_skip());
+    assert!(e.is_environment());
     assert_eq!(
         PciFunction::reset(&dev).unwrap_err(),
         FunctionError::Unsupported("VFIO_DEVICE_RESET")
@@ -1129,7 +1136,7 @@ fn vf_token_on_the_group_path_is_appended_to_the_name() {
     let (f, sys) = FakeSys::new();
     f.st().required_token = Some(token.0);
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     // A token mismatch is an ioctl EACCES: a failure, not a permission skip.
     assert!(
         matches!(
@@ -1141,8 +1148,8 @@ fn vf_token_on_the_group_path_is_appended_to_the_name() {
         ),
         "{e}"
     );
-    assert_eq!(e.outcome(), Outcome::Fail);
-    let g = group_setup(&iommu, BDF).unwrap();
+    assert!(!e.is_environment());
+    let g = group_setup(&iommu, dev_bdf()).unwrap();
     let wrong: VfToken = "00000000-0000-0000-0000-000000000001".parse().unwrap();
     assert_eq!(
         g.get_device_fd(BDF, Some(&wrong)).unwrap_err(),
@@ -1154,7 +1161,7 @@ fn vf_token_on_the_group_path_is_appended_to_the_name() {
         .st()
         .device_names_requested
         .contains(&format!("{BDF} vf_token={TOKEN}")));
-    let dev = VfioPciDevice::open_with_token(BDF, &iommu, Some(&token)).unwrap();
+    let dev = VfioPciDevice::open_with_token(dev_bdf(), &iommu, Some(&token)).unwrap();
     drop(dev);
 }
 
@@ -1164,8 +1171,8 @@ fn vf_token_on_the_cdev_path_uses_the_bind_flag() {
     let (f, sys) = FakeSys::new();
     f.st().required_token = Some(token.0);
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    assert!(VfioPciDevice::open(BDF, &iommu).is_err());
-    let dev = VfioPciDevice::open_with_token(BDF, &iommu, Some(&token)).unwrap();
+    assert!(VfioPciDevice::open(dev_bdf(), &iommu).is_err());
+    let dev = VfioPciDevice::open_with_token(dev_bdf(), &iommu, Some(&token)).unwrap();
     assert_eq!(dev.devid(), Some(42));
 }
 
@@ -1186,11 +1193,11 @@ fn set_vf_token_feature_payload() {
 fn cdev_steps_for_the_iommufd_setup_test() {
     let (f, sys) = FakeSys::new();
     assert_eq!(
-        cdev_path(&*sys, BDF).unwrap(),
+        cdev_path(&*sys, dev_bdf()).unwrap(),
         PathBuf::from("/dev/vfio/devices/vfio3")
     );
     let iommufd = open_iommufd(sys.clone()).unwrap();
-    let cdev = Cdev::open(sys.clone(), BDF).unwrap();
+    let cdev = Cdev::open(sys.clone(), dev_bdf()).unwrap();
     // get_info_without_bind_fails
     assert!(cdev.get_info().is_err());
     // bind_bad_iommufd_fails
@@ -1223,7 +1230,7 @@ fn adopting_a_cdev_fd_binds_unless_already_bound() {
     // SAFETY: the fake's fd numbers are not real descriptors; OwnedFd is only used to carry the
     // number into the adopting constructor, which closes it through the fake.
     let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-    let dev = VfioPciDevice::from_cdev_fd(BDF, &iommu, owned, false).unwrap();
+    let dev = VfioPciDevice::from_cdev_fd(dev_bdf(), &iommu, owned, false).unwrap();
     assert_eq!(dev.devid(), Some(42));
     assert_eq!(f.st().attached, iommu.ioas_id());
     // Container modes refuse.
@@ -1233,7 +1240,7 @@ fn adopting_a_cdev_fd_binds_unless_already_bound() {
         .unwrap();
     // SAFETY: as above.
     let owned2 = unsafe { OwnedFd::from_raw_fd(raw2) };
-    let e = VfioPciDevice::from_cdev_fd(BDF, &c, owned2, true).unwrap_err();
+    let e = VfioPciDevice::from_cdev_fd(dev_bdf(), &c, owned2, true).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument { .. }));
 }
 
@@ -1284,7 +1291,7 @@ fn sub_page_bar_maps_one_page_but_exposes_its_size() {
     let (f, sys) = FakeSys::new();
     f.st().bar_sizes[4] = 0x100;
     let iommu = Iommu::open_with(sys, IommuMode::Iommufd).unwrap();
-    let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+    let dev = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
     let b = dev.bar_info(4).unwrap();
     assert_eq!(b.mapped_len(), Some(PAGE as usize));
     assert_eq!(b.vaddr().unwrap() % PAGE as usize, 0);
@@ -1306,7 +1313,7 @@ fn parallel_opens_on_one_container_share_the_group() {
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1v2Iommu).unwrap();
     let devs: Vec<VfioPciDevice> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..4)
-            .map(|_| s.spawn(|| VfioPciDevice::open(BDF, &iommu).unwrap()))
+            .map(|_| s.spawn(|| VfioPciDevice::open(dev_bdf(), &iommu).unwrap()))
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -1434,7 +1441,7 @@ mod real {
             Err(e) => {
                 assert!(matches!(e, Error::NodeMissing { .. }), "{e}");
                 assert!(e.to_string().contains("/dev/vfio/vfio"), "{e}");
-                assert!(e.is_skip());
+                assert!(e.is_environment());
             }
         }
     }
@@ -1510,7 +1517,7 @@ fn group_busy_elsewhere_is_reported_with_the_node() {
         .fail_open
         .insert(PathBuf::from(format!("/dev/vfio/{GROUP}")), Errno::EBUSY);
     let iommu = Iommu::open_with(sys, IommuMode::VfioType1Iommu).unwrap();
-    let e = VfioPciDevice::open(BDF, &iommu).unwrap_err();
+    let e = VfioPciDevice::open(dev_bdf(), &iommu).unwrap_err();
     assert_eq!(e.errno(), Some(Errno::EBUSY));
     assert!(e.to_string().contains(&format!("/dev/vfio/{GROUP}")), "{e}");
 }
@@ -1667,7 +1674,7 @@ fn every_error_message_is_one_line_and_names_its_subject() {
         assert!(!m.contains('\n'), "{m}");
         assert!(m.contains(needle), "{m:?} lacks {needle:?}");
         // Skip-class errors say how to fix the environment.
-        if e.is_skip() {
+        if e.is_environment() {
             assert!(
                 [
                     "bind",
@@ -1692,7 +1699,7 @@ fn last_group_leaving_resets_a_legacy_container() {
     for mode in [IommuMode::VfioType1Iommu, IommuMode::IommufdCompatType1v2] {
         let (f, sys) = FakeSys::new();
         let iommu = Iommu::open_with(sys, mode).unwrap();
-        let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+        let dev = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
         let buf = DmaBuffer::new_with(iommu.sys().clone(), Backing::Anonymous, PAGE).unwrap();
         iommu.map_buffer(&buf, 0x1000).unwrap();
         drop(dev);
@@ -1700,7 +1707,7 @@ fn last_group_leaving_resets_a_legacy_container() {
         assert_eq!(iommu.mappings().is_empty(), legacy, "{mode}");
         assert_eq!(f.st().mappings.is_empty(), legacy, "{mode}");
         // Reopening sets the IOMMU again (the kernel forgot it) and mapping works.
-        let dev = VfioPciDevice::open(BDF, &iommu).unwrap();
+        let dev = VfioPciDevice::open(dev_bdf(), &iommu).unwrap();
         let sets = f
             .requests()
             .iter()

@@ -1,6 +1,6 @@
 //! QEMU's `edu` educational PCI device (1234:11e8): BAR0 registers.
 //!
-//! Facts from qemu-rig.md §8 (verified on QEMU 10.0.2, source hw/misc/edu.c):
+//! Facts from QEMU's hw/misc/edu.c and docs/specs/edu.rst (verified on QEMU 10.0.2):
 //!
 //! * Conventional PCI (no PCIe capability, so no FLR and no PM), revision 0x10, class 0x00ff.
 //!   One capability: MSI at 0x40, 64-bit, one vector, no per-vector masking. No MSI-X.
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn dma_commands_encode_direction_as_the_rig_saw() {
-        // qemu-rig.md §7: RAM -> device used cmd=1, device -> RAM used cmd=3.
+        // Verified on QEMU 10.0.2: RAM -> device used cmd=1, device -> RAM used cmd=3.
         assert_eq!(DmaCommand::ram_to_buffer().0, 1);
         assert_eq!(DmaCommand::buffer_to_ram().0, 3);
         assert_eq!(DmaCommand::buffer_to_ram().with_irq().0, 7);

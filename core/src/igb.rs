@@ -1,7 +1,7 @@
 //! Intel 82576 Gigabit Ethernet (8086:10c9, also QEMU's `igb`): registers and descriptors used by
 //! the loopback memcpy driver.
 //!
-//! Offsets are from vfio-selftests.md §3.3 (upstream's igb selftest driver); bit positions and
+//! Offsets are those of upstream's igb selftest driver (`tools/testing/selftests/vfio/lib/drivers/igb/`); bit positions and
 //! descriptor layouts follow the 82576 datasheet as transcribed in Linux's igb headers
 //! (`e1000_regs.h`, `e1000_defines.h`, `e1000_82575.h`) and QEMU's `hw/net/igb_regs.h`.
 //! All registers are 32 bits wide and little endian.

@@ -1,7 +1,7 @@
 //! Intel Crystal Beach DMA (I/OAT v3.x, CBDMA, "QuickData", Linux driver `ioatdma`): PCI ids,
 //! global and per-channel registers, CHANERR, the 64-byte descriptor and its builders.
 //!
-//! Facts come from `reference/dsa-cbdma.md` part B (Linux `drivers/dma/ioat/registers.h`,
+//! Facts come from Linux `drivers/dma/ioat/registers.h`,
 //! `hw.h`, `dma.c`, `init.c`; SPDK `ioat_spec.h`; DPDK `ioat_hw_defs.h`). Where sources disagree
 //! the Linux value is used and the disagreement is written down next to it.
 //!
@@ -238,7 +238,7 @@ impl ChanCnt {
 /// `0` is special. Linux names it `IOAT_XFERCAP_32GB` (0 means 32 GiB, i.e. 2^35 bytes), and this
 /// type follows Linux. SPDK's `ioat_spec.h` comment says 0 means 4 GiB instead, and SPDK also
 /// calls 1..=11 invalid (the smallest real value is 12 = 4 KiB). Neither claim is confirmed by a
-/// primary Intel document (`dsa-cbdma.md` §D.9). Note that a descriptor's size field has 32
+/// primary Intel document (only the Linux driver and SPDK state it). Note that a descriptor's size field has 32
 /// bits, so a driver still cannot put more than `u32::MAX` bytes in one descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -1060,7 +1060,7 @@ pub const PQ_VAL_WB_VALID: u32 = 1 << 31;
 /// Descriptor size in bytes (also its required alignment).
 pub const DESCRIPTOR_SIZE: usize = 64;
 
-/// A 64-byte CBDMA descriptor, copy / NULL / fill form (`dsa-cbdma.md` §B.4).
+/// A 64-byte CBDMA descriptor, copy / NULL / fill form (Linux `drivers/dma/ioat/hw.h`, `struct ioat_dma_descriptor`).
 ///
 /// Byte layout: 0 `size`, 4 `ctl`, 8 `src_addr` (fill: the 64-bit pattern), 16 `dst_addr`,
 /// 24 `next`, 32 reserved, 40 reserved (fill: next destination address), 48 `user1`,
@@ -1229,7 +1229,7 @@ impl Descriptor {
 /// XOR-P/CRC and XOR-Q validate errors (bits 16 and 17), whose result goes to the descriptor.
 pub const CHANERR_MASK_DWBES_LINUX: u32 = (1 << 16) | (1 << 17);
 
-/// Timing expectations of the drivers in the sources (`dsa-cbdma.md` §B.7, §C.4).
+/// Timing expectations of the drivers in the sources (the timeouts of Linux `drivers/dma/ioat/dma.c` and SPDK's `lib/ioat/ioat.c`).
 pub mod timing {
     /// Linux: after the first doorbell CHANSTS must read ACTIVE or IDLE within ~20 µs (20 polls
     /// of 1 µs), or the channel is failed.

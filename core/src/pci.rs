@@ -1338,7 +1338,7 @@ const fn dev(vendor: u16, device: u16, family: DeviceFamily, name: &'static str)
 
 use DeviceFamily as F;
 
-/// Every vendor/device pair [`supported_device`] recognises (dsa-cbdma.md §A.1, §B.1).
+/// Every vendor/device pair [`supported_device`] recognises (Linux `include/linux/pci_ids.h`, `drivers/dma/ioat/hw.h`).
 pub const KNOWN_DEVICES: &[KnownDevice] = &[
     dev(VENDOR_INTEL, DEVICE_DSA_SPR, F::Dsa, "DSA SPR"),
     dev(VENDOR_INTEL, DEVICE_DSA_GNRD, F::Dsa, "DSA GNR-D"),

@@ -5,7 +5,7 @@
 //! device — WQ 0 dedicated and sized to the whole device, group 0 with engine 0, MEMMOVE for a
 //! single copy and BATCH descriptors over one shared copy list for `count > 1`, interrupt handle
 //! = MSI-X index, refuse devices that require interrupt handles — and deliberately differs where
-//! upstream is defective (vfio-selftests.md §3.6):
+//! upstream (`tools/testing/selftests/vfio/lib/drivers/dsa/dsa.c`) is defective:
 //!
 //! * every poll is bounded by a timeout and fails with the register and last value seen;
 //! * SWERR is checked while polling, decoded into the error, and acknowledged (RW1C) so the next
@@ -25,7 +25,7 @@
 //!
 //! Device ids: 8086:0b25 (Sapphire Rapids, as upstream) and the newer DSA ids 8086:11fb
 //! (Granite Rapids-D) and 8086:1212 (Diamond Rapids). Nothing this driver touches differs on
-//! them according to the fact sheet; they are still refused when they require interrupt handles.
+//! them according to the DSA specification; they are still refused when they require interrupt handles.
 //! IAA functions are not matched.
 
 use core::fmt;
@@ -657,7 +657,7 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Dsa<'r, F, C> {
             remaining -= u64::from(n);
             let rec = self.iova(layout::BATCH_RECORDS + b * 32)?;
             // Every batch asks for its record: completion order across batches is not
-            // documented (the fact sheet infers in-order completion on one engine), so
+            // documented (in-order completion on one engine is inferred, not stated), so
             // `memcpy_wait` waits for each record rather than trusting the last one.
             // In interrupt mode the last batch asks for the interrupt; `memcpy_wait` sleeps on it
             // and then confirms every record.

@@ -227,7 +227,7 @@ impl<'r, F: PciFunction, C: Clock> Driver<'r> for Edu<F, C> {
             bar,
             job: None,
         };
-        // QEMU drops DMA unless bus mastering is on (qemu-rig.md §7).
+        // QEMU drops DMA unless bus mastering is on (pci_dma_rw checks the master enable bit).
         edu.set_bus_master(true)?;
         edu.wait_idle(IDLE_TIMEOUT_NS)?;
         edu.function.irq_enable(IrqKind::Msi, 0, 1)?;

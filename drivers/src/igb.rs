@@ -1,6 +1,7 @@
 //! Intel 82576 / QEMU igb driver (MAC loopback memcpy, MSI-X through EICS).
 //!
-//! A copy is a looped-back Ethernet frame (vfio-selftests.md §3.3): a transmit descriptor sends
+//! A copy is a looped-back Ethernet frame, as upstream's igb selftest driver
+//! (`tools/testing/selftests/vfio/lib/drivers/igb/`) does it: a transmit descriptor sends
 //! `size` bytes from `src`, the MAC loops the frame back, and a receive descriptor lands it at
 //! `dst`. The first bytes of `src` form the frame's Ethernet header; with promiscuous unicast and
 //! multicast plus broadcast accept, any header is received. `size` must be 60..=1024.

@@ -1,7 +1,8 @@
 //! Intel CBDMA / I/OAT v3 driver (one channel, descriptor ring, CHANSTS write-back).
 //!
-//! Parity with upstream's VFIO selftest driver (`vfio-selftests.md` §3.2), without its defects
-//! (§3.6):
+//! Parity with upstream's VFIO selftest driver (`tools/testing/selftests/vfio/lib/drivers/ioat/ioat.c`),
+//! without its defects (unbounded CHANSTS polls, XFERCAP 0 read as 1 byte, DMAUNCERRSTS written
+//! back to the CHANERR_INT offset):
 //!
 //! * **Match**: 8086:2021 (Skylake-SP) whose CBVER is 0x32 or 0x33, exactly what upstream
 //!   accepts. Other versions are refused on purpose: no 8086:2021 part with another version is

@@ -1,7 +1,8 @@
 //! Register-sequence tests: the DSA and CBDMA drivers run on their models behind a recording
 //! `PciFunction`, and the exact register writes (offset, width, value, order) are compared with
-//! values typed from the hardware fact sheet (`dsa-cbdma.md` §A.4–A.14, §B.3–B.7) and the
-//! upstream selftest sequences (`vfio-selftests.md` §3.1, §3.2). The models answer the reads;
+//! values typed from Linux `drivers/dma/idxd/registers.h` and `drivers/dma/ioat/registers.h`
+//! (groups A.4–A.14, B.3–B.7 of core/FACT_SHEET_COVERAGE.md) and the
+//! upstream selftest drivers (`tools/testing/selftests/vfio/lib/drivers/{dsa,ioat}/`). The models answer the reads;
 //! the expectations below never come from the drivers' or the models' own constants, so a wrong
 //! assumption shared by a driver and its model still fails here.
 
@@ -175,7 +176,7 @@ fn writes(evs: &[Ev]) -> Vec<Ev> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// DSA (fact sheet §A; model profile = the real SPR capability values of §A.5)
+// DSA (groups A.x; model profile = the real SPR capability values of A.5)
 // ---------------------------------------------------------------------------------------------
 
 const REGION_IOVA: u64 = 0x1000_0000;
@@ -231,7 +232,7 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
 }
 
-/// SPR DSA bring-up, write by write (fact sheet §A.14 steps 1–10 with the SPR values of §A.5:
+/// SPR DSA bring-up, write by write (A.14 steps 1–10 with the SPR values of A.5:
 /// WQCAP 0x3F000000080080 → 8 WQs, 128 entries, 32-byte WQCFG, ATS support; GENCAP
 /// 0x40915F010F → max xfer shift 31, max batch shift 10; GRPCAP 0x36004 → 4 groups, 96 read
 /// buffers; TABLE_OFFSET grpcfg 3 → 0x300, wqcfg 4 → 0x400).
@@ -248,7 +249,7 @@ fn dsa_spr_bring_up_register_sequence() {
     // WQCFG of WQ 0 at 0x400, 8 dwords (32-byte stride), 32-bit writes in dword order:
     // size 128; threshold 0; mode dedicated (bit 0) | ATS disable (bit 2, WQCAP bit 50 set) |
     // priority 1 (bits 7:4) = 0x15; max xfer 31 | max batch 10 << 5 = 0x15F (the real SPR WQ0
-    // dword 3 in §A.6); the rest 0.
+    // dword 3 in A.6); the rest 0.
     for (d, v) in [0x80u32, 0, 0x15, 0x15F, 0, 0, 0, 0]
         .into_iter()
         .enumerate()
@@ -276,7 +277,7 @@ fn dsa_spr_bring_up_register_sequence() {
     // ENABLE_DEVICE (1 << 20), ENABLE_WQ (6 << 20 | WQ 0); no interrupt request (bit 31).
     want.push(Ev::W(0, 0xA0, 4, 0x0010_0000));
     want.push(Ev::W(0, 0xA0, 4, 0x0060_0000));
-    // MSI-X vector 1 only (vector 0 is the misc vector; §3.1 step 7).
+    // MSI-X vector 1 only (vector 0 is the misc vector; upstream dsa.c's MSI-X setup).
     want.push(Ev::IrqOn(1, 1));
     assert_eq!(w, want);
 
@@ -301,7 +302,7 @@ fn dsa_spr_bring_up_register_sequence() {
 
 /// A single copy: one MEMMOVE through MOVDIR64B at BAR2 offset 0 (WQ 0, unlimited MSI-X
 /// portal), priv = 1, PASID 0, flags CRAV | RCR = 0x0C, opcode 3 in byte 7, a zeroed 32-byte
-/// aligned completion record, int_handle 0 (§A.9, §A.10, §A.14 step 12, §3.1 memcpy).
+/// aligned completion record, int_handle 0 (A.9, A.10, A.14 step 12, upstream dsa.c's memcpy).
 #[test]
 fn dsa_memmove_descriptor_fields() {
     let (mut rig, _) = dsa_rig();
@@ -361,7 +362,7 @@ fn dsa_send_msi_descriptor_requests_vector_1() {
     assert_eq!(u16_at(&d, 36), 1, "int_handle = MSI-X vector 1");
 }
 
-/// Batches (§A.13, §3.1 count > 1): BATCH opcode 1 with a 64-byte aligned list and a count of
+/// Batches (A.13, upstream dsa.c with count > 1): BATCH opcode 1 with a 64-byte aligned list and a count of
 /// 2..=2^max_batch_shift; every batch but the last has CRAV only (record on error), the last
 /// CRAV | RCR; the members are MEMMOVEs with CRAV and without RCR.
 #[test]
@@ -410,7 +411,7 @@ fn dsa_batch_descriptor_fields() {
 }
 
 /// A copy that never completes: after the timeout the driver abandons WQ 0 with ABORT_WQ,
-/// whose operand is a WQ bitmap (bits 15:0) plus block (19:16), not a plain index (§A.8):
+/// whose operand is a WQ bitmap (bits 15:0) plus block (19:16), not a plain index (A.8):
 /// CMD = 9 << 20 | 1 = 0x00900001. The wait first reads the record, never a register write.
 #[test]
 fn dsa_timeout_aborts_wq_with_bitmap_operand() {
@@ -434,7 +435,7 @@ fn dsa_timeout_aborts_wq_with_bitmap_operand() {
 }
 
 /// SWERR (0xC0) is read as 64-bit qwords and acknowledged by writing 1s to its RW1C bits 1:0
-/// (Valid, Overflow) of qword 0, a 64-bit write (§A.5 SWERR).
+/// (Valid, Overflow) of qword 0, a 64-bit write (A.5 SWERR).
 #[test]
 fn dsa_swerr_is_acknowledged_at_0xc0() {
     let (mut rig, _) = dsa_rig();
@@ -451,7 +452,7 @@ fn dsa_swerr_is_acknowledged_at_0xc0() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// CBDMA (fact sheet §B; upstream ioat.c §3.2). Channel 0 registers at BAR0 + 0x80.
+// CBDMA (groups B.x; upstream lib/drivers/ioat/ioat.c). Channel 0 registers at BAR0 + 0x80.
 // ---------------------------------------------------------------------------------------------
 
 const CH: usize = 0x80;
@@ -502,7 +503,7 @@ fn ioat_rig() -> (IoatRig, Vec<Ev>) {
 
 /// Bring-up: COMMAND = MEM | MASTER | INTx disable; channel reset = CHANCMD (8-bit, chan+0x04)
 /// 0x20, polled until bit 5 reads 0, then CHANSTS (64-bit) HALTED (3); INTRCTRL (8-bit, 0x03)
-/// with MSI-X vector control (bit 3) set; every MSI-X vector from 0 (§B.7, §3.2 init).
+/// with MSI-X vector control (bit 3) set; every MSI-X vector from 0 (B.7, upstream ioat.c's init).
 #[test]
 fn ioat_bring_up_register_sequence() {
     let (_rig, init) = ioat_rig();
@@ -607,7 +608,7 @@ fn ioat_send_msi_null_descriptor() {
     assert_eq!(u32_at(&d, 4), 0x0000_0029);
 }
 
-/// Error clearing (§B.3, §3.6 item 1): CHANERR_INT (config 0x180) and CHANERR (chan+0x28) are
+/// Error clearing (B.3; upstream ioat.c writes DMAUNCERRSTS back to the CHANERR_INT offset instead): CHANERR_INT (config 0x180) and CHANERR (chan+0x28) are
 /// written back with the values read from them, and the DMAUNCERRSTS value (config 0x148)
 /// never lands in CHANERR_INT (upstream's defect).
 #[test]

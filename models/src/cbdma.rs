@@ -1,5 +1,6 @@
 //! A spec-faithful model of an Intel CBDMA (I/OAT v3.3) function: 8086:2021, CBVER 0x33, one
-//! channel per function by default (`dsa-cbdma.md` part B and §C.3).
+//! channel per function by default (facts from Linux `drivers/dma/ioat/registers.h`, `hw.h` and
+//! `dma.c`, and SPDK's `include/spdk/ioat_spec.h`).
 //!
 //! # What it does
 //!
@@ -25,7 +26,7 @@
 //!   wedge a channel (no progress, ignores SUSPEND/ABORT; RESET cures it), keep CHANCMD.RESET set
 //!   for a number of reads, latch CHANERR_INT / DMAUNCERRSTS in configuration space.
 //!
-//! # Modelling choices (not confirmed by a primary source, `dsa-cbdma.md` §D)
+//! # Modelling choices (not confirmed by a primary source: neither the Linux driver nor SPDK says)
 //!
 //! * An unreadable source IOVA raises CHANERR bit 8 (read data error), an unwritable destination
 //!   bit 9 (write data error), following the sheet's recommendation (Linux recovers those two);

@@ -1,6 +1,7 @@
 //! A software model of Intel DSA (8086:0b25 profile, Sapphire Rapids capability values).
 //!
-//! What it models (dsa-cbdma.md §A and the checklist §C.2):
+//! What it models (register and descriptor facts from Linux `drivers/dma/idxd/registers.h`,
+//! `include/uapi/linux/idxd.h` and the Intel DSA Architecture Specification):
 //!
 //! * BAR0 registers with their widths and access types, readable and writable at 8/16/32/64 bits
 //!   (64-bit accesses are split into two dword accesses, low first, so lo/hi split accesses behave
@@ -36,7 +37,8 @@
 //! * Error injection: force the next descriptor's status, rewrite the next descriptor, drop
 //!   descriptors, stick the engine (never completes), stick the command unit, halt the device.
 //!
-//! Modelling choices where the fact sheet has no answer (each also named in the tests):
+//! Modelling choices where neither the DSA specification nor the Linux driver answers (each
+//! also named in the tests):
 //!
 //! * A MOVDIR64B to a disabled WQ, a full WQ, a shared WQ, a nonexistent WQ, or while the device
 //!   is not enabled is dropped and reported through SWERR with code
@@ -139,7 +141,7 @@ pub struct DsaProfile {
 }
 
 impl DsaProfile {
-    /// Sapphire Rapids values from the fact sheet: VERSION 0x100, GENCAP 0x40915F010F,
+    /// Sapphire Rapids values (group A.5 of core/FACT_SHEET_COVERAGE.md): VERSION 0x100, GENCAP 0x40915F010F,
     /// WQCAP 0x3F000000080080 (8 WQs, 128 entries, 32-byte WQCFG), GRPCAP 0x36004, ENGCAP 4,
     /// OPCAP qword 0 0x1003F03FF, TABLE_OFFSET grpcfg 3 / wqcfg 4 / msix_perm 2 / perfmon 0x10.
     pub const SPR: DsaProfile = DsaProfile {

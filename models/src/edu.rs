@@ -1,5 +1,5 @@
 //! A model of QEMU's `edu` device (1234:11e8), as QEMU documents and implements it
-//! (docs/specs/edu.rst, hw/misc/edu.c; register map verified in qemu-rig.md §8).
+//! (QEMU docs/specs/edu.rst, hw/misc/edu.c; register map verified against QEMU 10.0.2).
 //!
 //! What it does, as QEMU does:
 //! * ID `0x010000ed`; liveness reads back the bitwise NOT of the last write; factorial with the
@@ -25,7 +25,8 @@
 //! * **Buffer range outside 0x40000..0x41000**: QEMU only logs and then overruns its own
 //!   buffer. The model does not copy at all, records [`GuestError::BufferRange`], and completes.
 //! * **Reset** (`PciFunction::reset`): edu has no FLR; the model resets its registers as a bus
-//!   reset through a root port would (qemu-rig.md §9).
+//!   reset through a root port would (QEMU's edu has no FLR capability; a secondary bus reset
+//!   resets it through `edu_reset`, hw/misc/edu.c).
 //! * **Timing**: QEMU takes ~100 ms per DMA; the model takes no time (immediate mode), waits for
 //!   an explicit step (manual mode), or completes on its worker thread (threaded mode).
 

@@ -1,5 +1,6 @@
-//! The DSA model at register and descriptor level, against dsa-cbdma.md §A and §C.2.
-//! Tests that (also) check behaviour the fact sheet leaves open carry `modelling_choice` in
+//! The DSA model at register and descriptor level, against the facts of Linux
+//! `drivers/dma/idxd/registers.h`, `include/uapi/linux/idxd.h` and the DSA specification.
+//! Tests that (also) check behaviour the specification and the Linux driver leave open carry `modelling_choice` in
 //! their names; the choices are listed in the `passthru_models::dsa` module docs.
 
 use std::sync::Arc;

@@ -22,6 +22,7 @@ cache=${PASSTHRU_CACHE:-$HOME/.cache/passthru}
 jobs=${JOBS:-$(nproc)}
 
 log() { echo "build-kernel: $*" >&2; }
+. "$(dirname "$0")/progress.sh"
 die() { echo "build-kernel: ERROR: $*" >&2; exit 1; }
 
 # version_applies KVER RANGE: is kernel KVER (X.Y[.Z]) inside RANGE (all, <X.Y, >=X.Y)?
@@ -130,8 +131,9 @@ fragment > "$out/fragment.config"
     make -C "$src" O="$out/obj" olddefconfig
 } > "$out/build.log" 2>&1 || { tail -n 30 "$out/build.log" >&2; die "config step failed"; }
 check_config "$out/obj/.config" "$kver"
-if ! { make -C "$src" O="$out/obj" -j"$jobs" bzImage && make -C "$src" O="$out/obj" headers; } \
-        >> "$out/build.log" 2>&1; then
+if ! with_progress "building $kver" "$out/obj" "$out/build.log" sh -c \
+        'make -C "$1" O="$2" -j"$3" bzImage && make -C "$1" O="$2" headers' \
+        sh "$src" "$out/obj" "$jobs"; then
     tail -n 40 "$out/build.log" >&2
     die "kernel build failed (full log: $out/build.log)"
 fi

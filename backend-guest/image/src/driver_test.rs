@@ -51,8 +51,11 @@ struct Setup {
     seed: u64,
 }
 
-extern "C" fn driver_test(_vcpu: u32) {
+extern "C" fn driver_test(vcpu: u32) {
     let a = boot_info().args;
+    if u64::from(vcpu) != (a[abi::ARG_MODE] >> abi::RUNNER_SHIFT) & 0xffff {
+        return;
+    }
     let Some(case) = Case::from_u64(a[abi::ARG_CASE]) else {
         fail!("unknown case {}", a[abi::ARG_CASE]);
     };

@@ -23,8 +23,12 @@ pub const ARG_STORM_BYTES: usize = 4;
 /// Boot argument: the guest vector of device vector 0.
 pub const ARG_VECTOR_BASE: usize = 5;
 /// Boot argument: bits 7:0 what a faulting copy must return ([`POLICY_DEVICE_ERROR`], ...),
-/// plus [`FLAG_WAIT_INTERRUPT`].
+/// plus [`FLAG_WAIT_INTERRUPT`], plus the index of the vCPU that runs the case in bits 31:16
+/// ([`RUNNER_SHIFT`]; every other vCPU returns at once).
 pub const ARG_MODE: usize = 6;
+
+/// Where [`ARG_MODE`] keeps the index of the vCPU that runs the case.
+pub const RUNNER_SHIFT: u32 = 16;
 /// Boot argument: seed for the data the host fills.
 pub const ARG_SEED: usize = 7;
 

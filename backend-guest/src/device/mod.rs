@@ -213,6 +213,29 @@ pub trait GuestDevice: Send + Sync {
     /// The DMA window's memory (guest RAM at `layout().dma_gpa`), for host-side fills and
     /// checks ([`slot_read`], [`slot_write`]).
     fn dma_window(&self) -> Arc<dyn SlotMemory>;
+    /// One line per BAR served from exits: accesses, bad accesses, portal assembly. Empty when
+    /// no BAR exits (diagnostics for test logs).
+    fn exit_summary(&self) -> Vec<String>;
+}
+
+/// The [`GuestDevice::exit_summary`] line of one BAR.
+pub fn bar_summary(index: u8, m: MmioStats, p: Option<PortalStats>) -> String {
+    let mut line = format!(
+        "BAR{index}: {} reads, {} writes, {} bad accesses",
+        m.reads, m.writes, m.bad_accesses
+    );
+    if let Some(p) = p {
+        line.push_str(&format!(
+            "; portal: {} descriptors from {} pieces, {} refused by the device, torn {} (overlap) {} (read) {} (bad piece)",
+            p.submitted,
+            p.pieces,
+            m.portal_errors,
+            p.torn_by_overlap,
+            p.torn_by_read,
+            p.torn_by_bad_piece
+        ));
+    }
+    line
 }
 
 fn slot_range(mem: &dyn SlotMemory, offset: usize, len: usize) -> Result<*mut u8, String> {

@@ -374,6 +374,13 @@ impl<M: DeviceModel> GuestDevice for ModelDevice<M> {
     fn dma_window(&self) -> Arc<dyn SlotMemory> {
         Arc::new(self.window_memory())
     }
+
+    fn exit_summary(&self) -> Vec<String> {
+        self.bars
+            .iter()
+            .map(|b| super::bar_summary(b.index(), b.stats(), b.portal_stats()))
+            .collect()
+    }
 }
 
 impl<M: DeviceModel> Drop for ModelDevice<M> {

@@ -3,7 +3,7 @@
 //! * BARs: a BAR VFIO mapped whole becomes a memory slot at its guest-physical address, so guest
 //!   loads and stores reach the device without exits. A BAR mapped only in parts (sparse mmap,
 //!   e.g. around an MSI-X table) and a portal BAR (DSA BAR2) are served from MMIO exits through
-//!   the BAR's [`RegisterIo`]: sparse areas by direct access, the rest by `pread`/`pwrite` of the
+//!   the BAR's `RegisterIo`: sparse areas by direct access, the rest by `pread`/`pwrite` of the
 //!   VFIO region, portal stores assembled into 64-byte descriptors and submitted by the host
 //!   (a guest store of 64 bytes is not atomic unless the guest has MOVDIR64B, which KVM does not
 //!   offer everywhere).
@@ -477,6 +477,13 @@ where
 
     fn dma_window(&self) -> Arc<dyn SlotMemory> {
         Arc::clone(&self.dma)
+    }
+
+    fn exit_summary(&self) -> Vec<String> {
+        self.exits
+            .iter()
+            .map(|b| super::bar_summary(b.index(), b.stats(), b.portal_stats()))
+            .collect()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Intel Data Streaming Accelerator (driver name "idxd"): BAR0 registers, WQCFG/GRPCFG tables,
 //! administrative commands, descriptors, completion records and descriptor builders.
 //!
-//! Layout facts come from the project's DSA fact sheet (`dsa-cbdma.md` part A). Fields the sheet
+//! Layout facts come from Linux `drivers/dma/idxd/registers.h`, `include/uapi/linux/idxd.h` and
+//! the Intel DSA Architecture Specification. Fields the sheet
 //! attributes only to third-party DSA 2.0 headers are marked "DSA 2.0, unconfirmed".
 //!
 //! * [`regs`]: BAR0 register offsets and typed values (capabilities, configuration, status,

@@ -1,4 +1,5 @@
-//! Layout, field, code and builder tests against the DSA fact sheet (dsa-cbdma.md part A).
+//! Layout, field, code and builder tests against Linux `drivers/dma/idxd/registers.h` and `include/uapi/linux/idxd.h`
+//! (groups A.1–A.15 of core/FACT_SHEET_COVERAGE.md).
 //! Expected values are written out by hand from the reference tables, never computed with the
 //! code under test.
 

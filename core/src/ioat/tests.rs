@@ -1,5 +1,6 @@
 //! Layout and decode tests for the CBDMA module. Every expected number below is typed in from
-//! `reference/dsa-cbdma.md` part B (and `vfio-selftests.md` §3.2.1), not computed from the
+//! Linux `drivers/dma/ioat/registers.h` and `hw.h` (groups B.1–B.7 of core/FACT_SHEET_COVERAGE.md,
+//! and upstream's `tools/testing/selftests/vfio/lib/drivers/ioat/`), not computed from the
 //! constants under test.
 
 extern crate std;
@@ -10,7 +11,7 @@ use std::format;
 use std::string::String;
 use std::vec::Vec;
 
-// ----- PCI identity (§B.1) -------------------------------------------------------------------
+// ----- PCI identity (B.1) -------------------------------------------------------------------
 
 #[test]
 fn pci_ids_match_reference_table() {
@@ -103,7 +104,7 @@ fn platform_lookup_for_every_id() {
     }
 }
 
-// ----- Global registers (§B.2) ---------------------------------------------------------------
+// ----- Global registers (B.2) ---------------------------------------------------------------
 
 #[test]
 fn global_register_offsets() {
@@ -267,7 +268,7 @@ fn dmacapability_bits() {
     assert_eq!(DmaCapability::all().iter().count(), expect.len());
 }
 
-// ----- PCI config registers (§B.3 end) -------------------------------------------------------
+// ----- PCI config registers (B.3 end) -------------------------------------------------------
 
 #[test]
 fn pci_config_registers() {
@@ -281,7 +282,7 @@ fn pci_config_registers() {
     assert_eq!(CHANERRMSK_INT_V3_0_LINUX, 0x3E07);
 }
 
-// ----- Channel registers (§B.3) --------------------------------------------------------------
+// ----- Channel registers (B.3) --------------------------------------------------------------
 
 #[test]
 fn channel_register_offsets() {
@@ -475,7 +476,7 @@ fn drsctl_fields() {
     assert_eq!(DrsCtl::AUTO_WRAP, 0x200);
 }
 
-// ----- Descriptor (§B.4) ---------------------------------------------------------------------
+// ----- Descriptor (B.4) ---------------------------------------------------------------------
 
 #[test]
 fn descriptor_layout() {
@@ -581,7 +582,7 @@ fn control_dword_fields() {
     assert_eq!(PQ_VAL_WB_VALID, 1 << 31);
 }
 
-/// Expected descriptor bytes from the §B.4 table: size at 0, control at 4, source at 8,
+/// Expected descriptor bytes from the B.4 table: size at 0, control at 4, source at 8,
 /// destination at 16, next at 24, everything else zero.
 fn table_bytes(size: u32, ctl: u32, src: u64, dst: u64, next: u64) -> [u8; 64] {
     let mut b = [0u8; 64];
@@ -637,7 +638,7 @@ fn null_interrupt_builder_bytes() {
     assert!(f.contains(DescFlags::NULL | DescFlags::INT_EN | DescFlags::COMPL_WRITE));
 }
 
-/// Every field of a RAID descriptor set to a distinct marker lands at its §B.4 byte offset.
+/// Every field of a RAID descriptor set to a distinct marker lands at its B.4 byte offset.
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
 }

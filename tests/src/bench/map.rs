@@ -703,7 +703,7 @@ pub fn split(n: u32, rounds: u32) -> Vec<u32> {
 struct Failed(String);
 
 fn skip_or_fail(mode: IommuMode, what: &str, e: &Error) -> Result<Row, Failed> {
-    if e.is_skip() {
+    if crate::programs::util::outcome(e) == crate::programs::util::Outcome::Skip {
         Ok(Row::Skip {
             mode,
             what: what.into(),
@@ -716,7 +716,7 @@ fn skip_or_fail(mode: IommuMode, what: &str, e: &Error) -> Result<Row, Failed> {
 
 fn time_lib_open(bdf: Bdf, mode: IommuMode) -> (Duration, Result<(), Error>) {
     let t = Instant::now();
-    let r = Iommu::open(mode).and_then(|i| VfioPciDevice::open(&bdf.to_string(), &i));
+    let r = Iommu::open(mode).and_then(|i| VfioPciDevice::open(bdf, &i));
     let d = t.elapsed();
     (d, r.map(drop))
 }
@@ -831,7 +831,7 @@ fn bench_mode(bdf: Bdf, mode: IommuMode, opts: &BenchMapOptions) -> Result<Vec<R
         }
     }
     let opened = Iommu::open(mode).and_then(|i| {
-        let d = VfioPciDevice::open(&bdf.to_string(), &i)?;
+        let d = VfioPciDevice::open(bdf, &i)?;
         Ok((i, d))
     });
     let (iommu, _device) = match opened {
@@ -907,7 +907,7 @@ pub fn bench_map_main(args: &[String]) -> i32 {
     match BenchMapOptions::parse(args, &DeviceSource::from_env()) {
         Ok(o) => bench_map(&o),
         Err(e) => {
-            eprintln!("passthru bench map: {e}\n\n{USAGE}");
+            eprintln!("passthru bench map: {e} (usage: passthru bench map --help)");
             KSFT_FAIL
         }
     }

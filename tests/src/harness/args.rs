@@ -72,6 +72,9 @@ pub struct Options {
     pub list: bool,
     /// `-h`: print usage.
     pub help: bool,
+    /// `-d`: debug messages (upstream's `ksft_print_dbg_msg`): each test's duration and the
+    /// devices it got, as `# debug:` lines.
+    pub debug: bool,
     /// The filters, in order.
     pub filters: Vec<Filter>,
     /// `--seed N` (decimal or 0x-hex).
@@ -107,13 +110,78 @@ pub enum ArgError {
     /// A positional argument that is not a BDF.
     #[error("unexpected argument {0:?} (expected a BDF such as 0000:00:04.0)")]
     Unexpected(String),
+    /// An argument that is not valid UTF-8 (shown with replacement characters).
+    #[error("argument {0:?} is not valid UTF-8")]
+    NotUtf8(String),
+}
+
+/// The process arguments as UTF-8 strings, or the first that is not
+/// ([`ArgError::NotUtf8`]); `std::env::args` would panic on it.
+pub fn utf8_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<Vec<String>, ArgError> {
+    args.into_iter()
+        .map(|a| {
+            a.into_string()
+                .map_err(|bad| ArgError::NotUtf8(bad.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+impl Filter {
+    /// The filter as it was given on the command line, e.g. `-r fixture.variant.test`.
+    pub fn option_text(&self) -> String {
+        let (opt, name) = match self {
+            Self::IncludeFixture(n) => ("-f", n),
+            Self::ExcludeFixture(n) => ("-F", n),
+            Self::IncludeVariant(n) => ("-v", n),
+            Self::ExcludeVariant(n) => ("-V", n),
+            Self::IncludeTest(n) => ("-t", n),
+            Self::ExcludeTest(n) => ("-T", n),
+            Self::Run(n) => ("-r", n),
+        };
+        format!("{opt} {name}")
+    }
+}
+
+/// Why `filters` select nothing from the tests `(fixture, variant, test)`, naming the filter:
+/// an include filter that matches no test at all, else the combination. `None` if something
+/// is selected (or there are no tests and no filters).
+pub fn empty_selection<'a>(
+    filters: &[Filter],
+    tests: impl Iterator<Item = (&'a str, &'a str, &'a str)> + Clone,
+) -> Option<String> {
+    if tests.clone().any(|(f, v, t)| enabled(filters, f, v, t)) {
+        return None;
+    }
+    for filter in filters.iter().filter(|f| f.is_include()) {
+        if !tests
+            .clone()
+            .any(|(f, v, t)| filter.matches(f, v, t, &full_name(f, v, t)))
+        {
+            return Some(format!(
+                "filter {} matches no test (list them with -l)",
+                filter.option_text()
+            ));
+        }
+    }
+    let all: Vec<String> = filters.iter().map(Filter::option_text).collect();
+    Some(if all.is_empty() {
+        "no tests".into()
+    } else {
+        format!(
+            "filters {} select no test (list them with -l)",
+            all.join(" ")
+        )
+    })
 }
 
 /// The usage text (options; the program name is prepended by the caller).
 pub const USAGE_OPTIONS: &str = "\
-[-h|-l] [-t|-T|-v|-V|-f|-F|-r name]... [--seed N] [--timeout SECS] [BDF...]
-\t-h             print help
-\t-l             list all tests
+[-h|-l|-d] [-t|-T|-v|-V|-f|-F|-r name]... [--seed N] [--timeout SECS] [BDF...]
+\t-h             print help (exit 4, as upstream)
+\t-l             list all tests (exit 4, as upstream)
+\t-d             debug messages (each test's duration)
 \t-t name        include test
 \t-T name        exclude test
 \t-v name        include variant
@@ -195,6 +263,7 @@ impl Options {
                     }
                     "help" => opts.help = true,
                     "list" => opts.list = true,
+                    "debug" => opts.debug = true,
                     _ => return Err(ArgError::UnknownOption(arg.clone())),
                 }
                 continue;
@@ -209,6 +278,7 @@ impl Options {
                 match c {
                     'l' => opts.list = true,
                     'h' => opts.help = true,
+                    'd' => opts.debug = true,
                     'f' | 'F' | 'v' | 'V' | 't' | 'T' | 'r' => {
                         let value: String = if j < chars.len() {
                             let v = chars[j..].iter().collect();

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use passthru_linux::bdf::{Bdf, BdfError};
-use passthru_linux::sysfs::{PciFunction, Sysfs};
+use passthru_linux::sysfs::{PciFunction, Sysfs, SysfsError};
 
 /// The environment variable upstream reads for the device under test.
 pub const ENV_BDF: &str = "VFIO_SELFTESTS_BDF";
@@ -42,6 +42,14 @@ pub enum DeviceError {
     /// No device was given at all.
     #[error("no device given")]
     NoDevice,
+    /// A well-formed address that names no PCI function: bad input (exit 1), not a skip.
+    #[error("{detail}")]
+    NoSuchDevice {
+        /// The address.
+        bdf: Bdf,
+        /// The sysfs error naming the missing path.
+        detail: String,
+    },
     /// Devices were given but too few match the program's needs.
     #[error("need {wanted} {what}, found {found}{}", rejected_text(.rejected))]
     NoMatch {
@@ -271,6 +279,12 @@ impl DeviceSelector {
                         Ok(()) => chosen.push(bdf),
                         Err(reason) => rejected.push((bdf, reason)),
                     },
+                    Err(e @ SysfsError::NoSuchDevice { .. }) => {
+                        return Err(DeviceError::NoSuchDevice {
+                            bdf,
+                            detail: e.to_string(),
+                        })
+                    }
                     Err(e) => rejected.push((bdf, e.to_string())),
                 },
             }
@@ -407,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn predicate_rejects_unreadable_devices_with_reason() {
+    fn predicate_refuses_a_device_that_does_not_exist() {
         let sys = Sysfs::new("/nonexistent");
         let sel = DeviceSelector::matching("SR-IOV physical function", |f| {
             if f.is_sriov_pf() {
@@ -417,14 +431,13 @@ mod tests {
             }
         });
         let err = sel.select(&[b("0000:00:01.0")], &sys).unwrap_err();
-        let text = err.to_string();
         assert!(
-            text.contains("need 1 SR-IOV physical function, found 0"),
-            "{text}"
+            matches!(err, DeviceError::NoSuchDevice { bdf, .. } if bdf == b("0000:00:01.0")),
+            "{err}"
         );
-        assert!(
-            text.contains("0000:00:01.0: 0000:00:01.0: no such PCI function"),
-            "{text}"
+        assert_eq!(
+            err.to_string(),
+            "0000:00:01.0: no such PCI function (/nonexistent/bus/pci/devices/0000:00:01.0 does not exist)"
         );
     }
 }

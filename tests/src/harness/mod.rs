@@ -335,7 +335,7 @@ pub struct Suite {
     after_all: Option<Box<AfterFn>>,
 }
 
-type GlobalFn = dyn Fn(&[Bdf]) -> TestResult + Send + Sync;
+type GlobalFn = dyn Fn(&[Bdf]) -> TestResult<Option<String>> + Send + Sync;
 type AfterFn = dyn Fn(&[Bdf]) + Send + Sync;
 
 impl Suite {
@@ -360,8 +360,13 @@ impl Suite {
     /// One-time setup before any test, given the selected devices (what upstream programs do
     /// in `main()` before `test_harness_run`, e.g. "No driver found for device" or enabling a
     /// VF). `Err(Skip(reason))` prints `program: reason` on stderr and exits 4 without running
-    /// tests; `Err(Fail(msg))` prints it and exits 1. Not called for `-l`/`-h`.
-    pub fn before_all(mut self, f: impl Fn(&[Bdf]) -> TestResult + Send + Sync + 'static) -> Self {
+    /// tests; `Err(Fail(msg))` prints it and exits 1. `Ok(Some(note))` prints the note as a
+    /// `# ` diagnostic after the KTAP header (never before `TAP version`). Not called for
+    /// `-l`/`-h`.
+    pub fn before_all(
+        mut self,
+        f: impl Fn(&[Bdf]) -> TestResult<Option<String>> + Send + Sync + 'static,
+    ) -> Self {
         self.before_all = Some(Box::new(f));
         self
     }
@@ -389,10 +394,24 @@ impl Suite {
         self.cases.iter().map(|c| c.full_name()).collect()
     }
 
+    /// `(fixture, variant, test)` of every test, in run order.
+    pub fn case_keys(&self) -> impl Iterator<Item = (&str, &str, &str)> + Clone {
+        self.cases
+            .iter()
+            .map(|c| (&*c.fixture, &*c.variant, &*c.test))
+    }
+
+    /// How many tests `filters` select.
+    pub fn selected_count(&self, filters: &[Filter]) -> usize {
+        self.case_keys()
+            .filter(|(f, v, t)| args::enabled(filters, f, v, t))
+            .count()
+    }
+
     /// Parses the process's arguments and environment, runs, prints KTAP on stdout, and exits
     /// with the kselftest code.
     pub fn main(self) -> ! {
-        let args: Vec<String> = std::env::args().skip(1).collect();
+        let args = process_args(&self.program);
         let source = DeviceSource::from_env();
         let code = self.run(
             &args,
@@ -414,6 +433,18 @@ impl Suite {
         err: &mut dyn std::io::Write,
     ) -> i32 {
         run::run_suite(self, args, source, out, err)
+    }
+}
+
+/// The process's arguments (without the program name) as UTF-8; a non-UTF-8 argument is bad
+/// input: one line on stderr naming it, exit 1.
+pub fn process_args(program: &str) -> Vec<String> {
+    match args::utf8_args(std::env::args_os().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::exit(KSFT_FAIL)
+        }
     }
 }
 

@@ -18,9 +18,9 @@ type CaseFn = dyn Fn(&Ctx) -> Result<(), Vec<TestError>> + Send + Sync;
 
 /// One runnable test: a fixture × variant × test with the fixture's setup and teardown.
 pub(crate) struct Case {
-    fixture: Arc<str>,
-    variant: Arc<str>,
-    test: Arc<str>,
+    pub(crate) fixture: Arc<str>,
+    pub(crate) variant: Arc<str>,
+    pub(crate) test: Arc<str>,
     timeout: Option<Duration>,
     run: Arc<CaseFn>,
 }
@@ -245,7 +245,12 @@ pub(crate) fn run_suite(
             text.push('\n');
         }
         ktap::write(&sink, &text);
-        return KSFT_PASS;
+        // Upstream's harness exits KSFT_SKIP after listing, as after -h.
+        return KSFT_SKIP;
+    }
+    if let Some(why) = args::empty_selection(&opts.filters, suite.case_keys()) {
+        let _ = writeln!(err, "{program}: {why}");
+        return KSFT_FAIL;
     }
 
     let devices = match source
@@ -257,7 +262,7 @@ pub(crate) fn run_suite(
             no_device_usage(program, err);
             return KSFT_SKIP;
         }
-        Err(e @ DeviceError::BadEnv { .. }) => {
+        Err(e @ (DeviceError::BadEnv { .. } | DeviceError::NoSuchDevice { .. })) => {
             let _ = writeln!(err, "{program}: {e}");
             return KSFT_FAIL;
         }
@@ -267,9 +272,10 @@ pub(crate) fn run_suite(
         }
     };
     let devices: Arc<[passthru_linux::bdf::Bdf]> = devices.into();
+    let mut note = None;
     if let Some(before) = &suite.before_all {
         match catch_unwind(AssertUnwindSafe(|| before(&devices))) {
-            Ok(Ok(())) => {}
+            Ok(Ok(n)) => note = n,
             Ok(Err(TestError::Skip(reason))) => {
                 let _ = writeln!(err, "{program}: {}", reason.trim_end());
                 return KSFT_SKIP;
@@ -319,6 +325,9 @@ pub(crate) fn run_suite(
         let list: Vec<String> = devices.iter().map(|b| b.to_string()).collect();
         ktap::diag(&sink, &format!("devices: {}", list.join(" ")));
     }
+    if let Some(n) = &note {
+        ktap::diag(&sink, n);
+    }
 
     let mut totals = Totals::default();
     for (i, case) in selected.iter().enumerate() {
@@ -336,9 +345,19 @@ pub(crate) fn run_suite(
             abandoned: Arc::new(AtomicBool::new(false)),
         };
         ktap::write(&sink, &ktap::run_line(&name));
+        let started = std::time::Instant::now();
         let (verdict, diags) = run_case(case, ctx, timeout);
         for d in &diags {
             ktap::diag(&sink, d);
+        }
+        if opts.debug {
+            ktap::diag(
+                &sink,
+                &format!(
+                    "debug: {name} took {:.3} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                ),
+            );
         }
         match verdict {
             Verdict::Pass => totals.pass += 1,

@@ -134,9 +134,31 @@ fn filters_select_tests_and_exit_codes_follow_results() {
     assert_eq!(code, KSFT_SKIP, "all skipped → 4: {out}");
     let (code, _, _) = run(&suite, &["-T", "fails_on_two", "-f", "fx"], &with_device());
     assert_eq!(code, KSFT_PASS);
-    let (code, out, _) = run(&suite, &["-r", "no.such.test"], &with_device());
-    assert_eq!(code, KSFT_SKIP, "nothing selected → 4");
-    assert!(out.contains("1..0\n"));
+    // A filter that selects nothing is bad input, named in one line (exit 1).
+    let (code, out, err) = run(&suite, &["-r", "no.such.test"], &with_device());
+    assert_eq!(code, KSFT_FAIL, "{out}");
+    assert_eq!(
+        err,
+        "prog: filter -r no.such.test matches no test (list them with -l)\n"
+    );
+    let (code, _, err) = run(&suite, &["-v", "one", "-f", "nope"], &with_device());
+    assert_eq!(code, KSFT_PASS, "-v one still selects: {err}");
+    let (code, _, err) = run(
+        &suite,
+        &["-r", "fx.one.passes", "-T", "passes"],
+        &with_device(),
+    );
+    assert_eq!(code, KSFT_PASS, "first match wins: {err}");
+    let (code, _, err) = run(&suite, &["-T", "passes", "-t", "passes"], &with_device());
+    assert_eq!(code, KSFT_FAIL);
+    assert_eq!(
+        err,
+        "prog: filters -T passes -t passes select no test (list them with -l)\n"
+    );
+    // -d (debug, as upstream's harness) is accepted and prints each test's duration.
+    let (code, out, _) = run(&suite, &["-d", "-r", "fx.one.passes"], &with_device());
+    assert_eq!(code, KSFT_PASS);
+    assert!(out.contains("# debug: fx.one.passes took "), "{out}");
 }
 
 #[test]
@@ -172,13 +194,14 @@ fn no_device_prints_usage_and_exits_4_bad_input_exits_1() {
 fn list_needs_no_device() {
     let suite = mixed_suite(Arc::default());
     let (code, out, _) = run(&suite, &["-l"], &DeviceSource::default());
-    assert_eq!(code, KSFT_PASS);
+    assert_eq!(code, KSFT_SKIP, "-l exits 4 as upstream");
+    assert!(!out.contains('#'), "names only: {out}");
     assert_eq!(out.lines().count(), 6);
     assert_eq!(out.lines().next(), Some("fx.one.passes"));
     let (code, out, err) = run(&suite, &["-h"], &DeviceSource::default());
     assert_eq!(code, KSFT_SKIP, "-h exits 4 as upstream");
     assert!(
-        out.is_empty() && err.starts_with("Usage: prog [-h|-l]"),
+        out.is_empty() && err.starts_with("Usage: prog [-h|-l|-d]"),
         "{err}"
     );
 }
@@ -301,7 +324,7 @@ fn setup_skip_and_teardown_failure() {
 }
 
 #[test]
-fn selector_no_match_exits_4_with_reason() {
+fn selector_on_a_missing_device_exits_1_in_one_line() {
     let suite = Suite::new("p")
         .devices(DeviceSelector::matching("SR-IOV PF", |f| {
             if f.is_sriov_pf() {
@@ -317,9 +340,12 @@ fn selector_no_match_exits_4_with_reason() {
         ..Default::default()
     };
     let (code, out, err) = run(&suite, &[], &src);
-    assert_eq!(code, KSFT_SKIP);
+    assert_eq!(code, KSFT_FAIL, "a device that does not exist is bad input");
     assert!(out.is_empty());
-    assert!(err.contains("need 1 SR-IOV PF, found 0"), "{err}");
+    assert_eq!(
+        err,
+        "p: 0000:00:04.0: no such PCI function (/nonexistent-sysfs/bus/pci/devices/0000:00:04.0 does not exist)\n"
+    );
 }
 
 #[test]
@@ -329,15 +355,21 @@ fn before_all_skip_or_fail_stops_the_program_and_after_all_runs() {
     let ok = Suite::new("drv")
         .before_all(|bdfs| {
             check_eq!(bdfs.len(), 1);
-            Ok(())
+            Ok(Some(format!("{}: Driver found: test", bdfs[0])))
         })
         .after_all(move |_| {
             a2.fetch_add(1, Ordering::SeqCst);
         })
         .fixture(Fixture::stateless("g").test("t", |_, _, _| Ok(())));
-    let (code, _, _) = run(&ok, &[], &with_device());
+    let (code, out, _) = run(&ok, &[], &with_device());
     assert_eq!(code, KSFT_PASS);
     assert_eq!(after.load(Ordering::SeqCst), 1);
+    // The one-time note is a diagnostic inside the KTAP document, after the header.
+    assert!(out.starts_with("TAP version 13\n1..1\n"), "{out}");
+    assert!(
+        out.contains("\n# 0000:00:04.0: Driver found: test\n"),
+        "{out}"
+    );
     // -l does not run the hooks.
     run(&ok, &["-l"], &with_device());
     assert_eq!(after.load(Ordering::SeqCst), 1);

@@ -31,6 +31,7 @@ use passthru_guest::{GsiRoute, MsiMessage, Vm, VmConfig, VmError};
 use passthru_linux::{DmaBuffer, Iommu, IommuMode, MonotonicClock, VfioPciDevice};
 
 use super::proc_interrupts::{Evidence, Interrupts};
+use super::util::{outcome, Outcome};
 use crate::harness::rng::{random_seed, Rng};
 use crate::harness::{KSFT_FAIL, KSFT_PASS, KSFT_SKIP};
 use crate::suite::vfio::{probe, DriverKind, SharedDevice, VfioDsa, VfioEdu, VfioIgb, VfioIoat};
@@ -487,14 +488,16 @@ fn default_mode() -> IommuMode {
 }
 
 fn open_device(bdf: &str, mode: Option<IommuMode>) -> Result<Device, Failure> {
+    let parsed = passthru_linux::bdf::Bdf::parse(bdf)
+        .map_err(|e| Failure::Fail(format!("-d {bdf}: {e}")))?;
     let mode = mode.unwrap_or_else(default_mode);
-    let iommu = Iommu::open(mode).map_err(|e| match e.outcome() {
-        passthru_linux::Outcome::Skip => Failure::Skip(format!("{}: {e}", mode.name())),
+    let iommu = Iommu::open(mode).map_err(|e| match outcome(&e) {
+        Outcome::Skip => Failure::Skip(format!("{}: {e}", mode.name())),
         _ => Failure::Fail(format!("{}: {e}", mode.name())),
     })?;
     let device = Arc::new(
-        VfioPciDevice::open(bdf, &iommu).map_err(|e| match e.outcome() {
-            passthru_linux::Outcome::Skip => Failure::Skip(format!("{bdf}: {e}")),
+        VfioPciDevice::open(parsed, &iommu).map_err(|e| match outcome(&e) {
+            Outcome::Skip => Failure::Skip(format!("{bdf}: {e}")),
             _ => Failure::Fail(format!("{bdf}: {e}")),
         })?,
     );
@@ -525,7 +528,7 @@ fn open_device(bdf: &str, mode: Option<IommuMode>) -> Result<Device, Failure> {
         device,
         kind,
         vector,
-        bdf: bdf.to_string(),
+        bdf: parsed.to_string(),
     })
 }
 

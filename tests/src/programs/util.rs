@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
+use super::expectations::KernelVersion;
 use passthru_linux::bdf::Bdf;
-use passthru_linux::expectations::KernelVersion;
 use passthru_linux::sys::Errno;
 use passthru_linux::sysfs::Sysfs;
 use passthru_linux::{Error, Iommu, IommuMode, VfioPciDevice};
@@ -12,7 +12,7 @@ use passthru_linux::{Error, Iommu, IommuMode, VfioPciDevice};
 use crate::harness::{Ctx, TestError, TestResult};
 
 /// Converts library results into test results: errors the library classifies as environment
-/// problems ([`Error::is_skip`]: missing node, not bound to vfio-pci, EPERM, no hugepages...)
+/// problems ([`Error::is_environment`]: missing node, not bound to vfio-pci, EPERM, no hugepages...)
 /// become SKIP with the library's one-line reason (which names the device and the fix); all
 /// others become FAIL.
 pub trait Classify<T> {
@@ -22,16 +22,38 @@ pub trait Classify<T> {
     fn classify_ctx(self, what: &str) -> TestResult<T>;
 }
 
-/// The [`TestError`] for a library error (see [`Classify`]).
+/// How a kselftest program reports a library error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The environment lacks a prerequisite: report SKIP (exit 4).
+    Skip,
+    /// Something that should work did not, or the input was invalid: report FAIL (exit 1).
+    Fail,
+}
+
+/// The kselftest policy for a library error: SKIP when the environment lacks something
+/// ([`Error::is_environment`]), else FAIL.
+pub fn outcome(e: &Error) -> Outcome {
+    if e.is_environment() {
+        Outcome::Skip
+    } else {
+        Outcome::Fail
+    }
+}
+
+/// The [`TestError`] for a library error (see [`Classify`]). A device not bound to vfio-pci
+/// gets the `passthru setup` hint.
 pub fn classify_error(e: &Error, what: Option<&str>) -> TestError {
-    let text = match what {
+    let mut text = match what {
         Some(w) => format!("{w}: {e}"),
         None => e.to_string(),
     };
-    if e.is_skip() {
-        TestError::Skip(text)
-    } else {
-        TestError::Fail(text)
+    if let Error::NotBoundToVfio { bdf, .. } = e {
+        text.push_str(&format!(" or run `passthru setup {bdf}`"));
+    }
+    match outcome(e) {
+        Outcome::Skip => TestError::Skip(text),
+        Outcome::Fail => TestError::Fail(text),
     }
 }
 
@@ -55,7 +77,7 @@ pub fn kernel() -> TestResult<KernelVersion> {
 /// `vfio_pci_device_init`.
 pub fn open_device(bdf: Bdf, mode: IommuMode) -> TestResult<(Arc<Iommu>, VfioPciDevice)> {
     let iommu = Iommu::open(mode).classify_ctx(&format!("{bdf}: open IOMMU ({mode})"))?;
-    let dev = VfioPciDevice::open(&bdf.to_string(), &iommu).classify()?;
+    let dev = VfioPciDevice::open(bdf, &iommu).classify()?;
     Ok((iommu, dev))
 }
 
@@ -113,6 +135,7 @@ mod tests {
         match classify_error(&skip, Some("open")) {
             TestError::Skip(r) => {
                 assert!(r.starts_with("open: 0000:00:04.0: bound to igb"), "{r}");
+                assert!(r.ends_with(" or run `passthru setup 0000:00:04.0`"), "{r}");
             }
             other => panic!("expected skip, got {other:?}"),
         }
@@ -124,6 +147,8 @@ mod tests {
         assert!(
             matches!(classify_error(&fail, None), TestError::Fail(m) if m.contains("VFIO_IOMMU_MAP_DMA"))
         );
+        assert_eq!(outcome(&skip), Outcome::Skip);
+        assert_eq!(outcome(&fail), Outcome::Fail);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `vfio_dma_mapping_mmio_test`: IOMMU-map a device's BAR mmap (peer-to-peer style MMIO DMA
-//! mapping) in every mode (reference vfio-selftests.md §2.6). type1 maps VM_PFNMAP memory;
+//! mapping) in every mode (upstream `tools/testing/selftests/vfio/vfio_dma_mapping_mmio_test.c`). type1 maps VM_PFNMAP memory;
 //! the IOMMUFD modes refuse it (native IOMMUFD only maps MMIO through dma-buf), so there map
 //! and unmap must both fail ([`super::expectations::mmio_dma_map_succeeds`]).
 //!

@@ -1,7 +1,7 @@
 //! `vfio_dma_mapping_test`: DMA map/unmap of anonymous, hugetlb and memfd buffers in every IOMMU
 //! mode, with the IOMMU page-size check, and the limit tests at the top of the IOVA space.
 //!
-//! Fixtures (upstream names, reference vfio-selftests.md §2.3):
+//! Fixtures (upstream names, `tools/testing/selftests/vfio/vfio_dma_mapping_test.c`):
 //! * `vfio_dma_mapping_test`, variants `<mode>_<backing>` for the five modes ×
 //!   `anonymous`, `anonymous_hugetlb_2mb`, `anonymous_hugetlb_1gb`, plus `<mode>_memfd` (not
 //!   upstream: a shared memfd buffer), test `dma_map_unmap`;

@@ -1,5 +1,5 @@
 //! `vfio_iommufd_setup_test`: the VFIO cdev ↔ IOMMUFD binding uAPI, step by step, on the raw
-//! cdev (reference vfio-selftests.md §2.4). Fixture `vfio_cdev` opens the device's cdev and
+//! cdev (upstream `tools/testing/selftests/vfio/vfio_iommufd_setup_test.c`). Fixture `vfio_cdev` opens the device's cdev and
 //! `/dev/iommu`; teardown closes both.
 //!
 //! Unlike upstream (no skip logic: a missing cdev is a failure), a missing node, a device not
@@ -30,7 +30,7 @@ pub struct CdevState {
 fn setup(ctx: &Ctx) -> TestResult<CdevState> {
     let bdf = ctx.bdf()?;
     let sys = RealSys::shared();
-    let cdev = Cdev::open(sys.clone(), &bdf.to_string()).classify()?;
+    let cdev = Cdev::open(sys.clone(), bdf).classify()?;
     let iommufd = open_iommufd(sys.clone()).classify_ctx(&bdf.to_string())?;
     Ok(CdevState {
         bdf,

@@ -1,6 +1,6 @@
 //! `vfio_pci_device_init_perf_test`: open every given device in parallel, one thread per
 //! device, all attached to one shared IOMMU, and report how long `VfioPciDevice::open` took
-//! (reference vfio-selftests.md §2.5). Like upstream it asserts nothing about the numbers; it
+//! (upstream `tools/testing/selftests/vfio/vfio_pci_device_init_perf_test.c`). Like upstream it asserts nothing about the numbers; it
 //! fails if any open fails and skips if the environment lacks something.
 
 use std::sync::{Arc, Barrier};
@@ -64,7 +64,7 @@ fn init(ctx: &Ctx, mode: &IommuMode, iommu: &mut Arc<Iommu>) -> TestResult {
             std::thread::spawn(move || -> TestResult<Timing> {
                 start.wait();
                 let t0 = Instant::now();
-                let r = VfioPciDevice::open(&bdf.to_string(), &iommu);
+                let r = VfioPciDevice::open(bdf, &iommu);
                 let t1 = Instant::now();
                 // Every thread reaches the second barrier, even on failure, so none hangs.
                 opened.wait();

@@ -1,5 +1,5 @@
 //! `vfio_pci_device_test`: config space, BARs, reset, and MSI/MSI-X (plus INTx, not upstream)
-//! enable → trigger → disable (reference vfio-selftests.md §2.1).
+//! enable → trigger → disable (upstream `tools/testing/selftests/vfio/vfio_pci_device_test.c`).
 //!
 //! Fixtures: `vfio_pci_device_test` (default mode `iommufd`; tests `config_space_read_write`,
 //! `validate_bars`, `reset`) and `vfio_pci_irq_test` (variants `msi`, `msix`, and our `intx`;

@@ -1,4 +1,4 @@
-//! `vfio_pci_sriov_uapi_test`: the SR-IOV VF-token uAPI (reference vfio-selftests.md §2.7).
+//! `vfio_pci_sriov_uapi_test`: the SR-IOV VF-token uAPI (upstream `tools/testing/selftests/vfio/vfio_pci_sriov_uapi_test.c`).
 //!
 //! One-time setup (first test): the PF must be an SR-IOV physical function with no VFs
 //! enabled; the program writes `sriov_numvfs = 1`, finds VF 0 and checks vfio-pci bound it.
@@ -225,7 +225,7 @@ fn setup(_ctx: &Ctx, v: &SriovVariant) -> TestResult<SriovState> {
              the group-path modes cover the token uAPI on this kernel"
         );
     }
-    let pf = VfioPciDevice::open_with_token(&pf_bdf.to_string(), &iommu, Some(&token))
+    let pf = VfioPciDevice::open_with_token(pf_bdf, &iommu, Some(&token))
         .classify_ctx("open the PF with UUID_1")?;
     Ok(SriovState {
         iommu,
@@ -243,14 +243,14 @@ enum VfPath {
 }
 
 fn prepare_vf(st: &SriovState) -> TestResult<VfPath> {
-    let vf = st.vf.to_string();
+    let vf = st.vf;
     if st.iommu.mode().uses_container() {
         Ok(VfPath::Group(
-            group_setup(&st.iommu, &vf).classify_ctx("VF group setup")?,
+            group_setup(&st.iommu, vf).classify_ctx("VF group setup")?,
         ))
     } else {
         Ok(VfPath::Cdev(
-            Cdev::open(RealSys::shared(), &vf).classify_ctx("open the VF cdev")?,
+            Cdev::open(RealSys::shared(), vf).classify_ctx("open the VF cdev")?,
         ))
     }
 }
@@ -349,7 +349,7 @@ pub fn extra_names() -> Vec<String> {
 /// Runs the program with the process's arguments and environment, restores `sriov_numvfs`,
 /// and exits.
 pub fn main() -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = crate::harness::process_args(PROGRAM);
     let code = suite().run(
         &args,
         &DeviceSource::from_env(),

@@ -12,6 +12,7 @@
 
 pub mod kconfig;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod serial;
 
@@ -128,7 +129,7 @@ fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn vm_dir() -> PathBuf {
+pub(crate) fn vm_dir() -> PathBuf {
     crate_dir().join("vm")
 }
 
@@ -139,14 +140,14 @@ fn workspace_dir() -> PathBuf {
         .unwrap_or_else(crate_dir)
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_dir().join("target"))
 }
 
 /// Runs a command with stderr passed through; returns its stdout's last non-empty line.
-fn run_last_line(what: &str, cmd: &mut Command) -> Result<String, RigError> {
+pub(crate) fn run_last_line(what: &str, cmd: &mut Command) -> Result<String, RigError> {
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
@@ -268,7 +269,6 @@ fn kernels(opts: &RigOptions) -> Result<Vec<Kernel>, RigError> {
     Ok(out)
 }
 
-/// Builds every binary of the `passthru` crate statically (musl) and returns their paths.
 /// Host tools the rig runs, each with the Debian package that provides it.
 const HOST_TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86 (bookworm-backports)"),
@@ -283,7 +283,7 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("xz", "xz-utils"),
 ];
 
-fn on_path(tool: &str) -> bool {
+pub(crate) fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
@@ -299,8 +299,7 @@ fn preflight() -> Result<(), RigError> {
     let missing = missing_tools();
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|(t, _)| *t).collect();
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = nix::unistd::geteuid().is_root();
         if root {
             eprintln!(
                 "rig: missing {}; running tests/vm/install-deps.sh",
@@ -344,7 +343,9 @@ fn preflight() -> Result<(), RigError> {
     Ok(())
 }
 
-fn build_programs() -> Result<Vec<PathBuf>, RigError> {
+/// Builds every binary of the `passthru` crate statically (musl) and returns their paths (also
+/// used by `passthru lava run`).
+pub(crate) fn build_programs() -> Result<Vec<PathBuf>, RigError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace_dir())
@@ -449,12 +450,7 @@ fn boot(
     programs: &[PathBuf],
     built: &BTreeSet<String>,
 ) -> Result<(Vec<Verdict>, Vec<report::BenchRow>), RigError> {
-    let (mut entries, missing) = plan::matrix(built, boot);
-    if boot == Boot::Huge1G {
-        if let Some(sanity) = entries.iter_mut().find(|e| e.program == plan::SANITY) {
-            sanity.env.push("RIG_EXPECT_1G=1".into());
-        }
-    }
+    let (entries, missing) = plan::boot_matrix(built, boot);
     let dir = out_dir.join(format!("{}-{}", kernel.label, boot.variant()));
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let plan_path = dir.join("plan");
@@ -499,7 +495,11 @@ fn boot(
         log_path.display()
     );
     let t = Instant::now();
-    let status = Command::new(vm_dir().join("run-qemu.sh"))
+    let spawn_err = |e: std::io::Error| RigError::Command {
+        what: "run-qemu.sh".into(),
+        detail: e.to_string(),
+    };
+    let mut child = Command::new(vm_dir().join("run-qemu.sh"))
         .arg(&kernel.bzimage)
         .arg(&initrd)
         .arg(boot.variant())
@@ -507,11 +507,24 @@ fn boot(
         .stdin(Stdio::null())
         .stdout(log_file)
         .stderr(err_file)
-        .status()
-        .map_err(|e| RigError::Command {
-            what: "run-qemu.sh".into(),
-            detail: e.to_string(),
-        })?;
+        .spawn()
+        .map_err(spawn_err)?;
+    // Each program × device result as the guest reports it; periodic lines off a terminal.
+    let quiet = {
+        use std::io::IsTerminal;
+        (!std::io::stderr().is_terminal()).then_some(progress::QUIET_INTERVAL)
+    };
+    let status = progress::follow(
+        &mut child,
+        &log_path,
+        progress::Progress::new(
+            format!("{} ({})", kernel.label, boot.variant()),
+            entries.len(),
+        ),
+        quiet,
+        &mut |line| eprintln!("{line}"),
+    )
+    .map_err(spawn_err)?;
     let code = status.code();
     // run-qemu.sh runs QEMU under `timeout -k 10`: 124 (137 after the SIGKILL) means the limit
     // was hit; no exit code at all means a signal killed the wrapper itself.

@@ -249,15 +249,51 @@ pub fn table(rows: &[Row], batch: &BatchCost) -> String {
     s
 }
 
-/// `passthru bench models [--quick]`: print the table; exit 0, or 1 on an error or a bad
-/// argument. `--quick` copies less per measurement (for smoke tests).
+/// The verdict line under the table (how many rows miss [`TARGET_RATIO`]) and the exit code:
+/// with `check`, 1 if any row misses the target; without, 0 (report only).
+pub fn verdict(rows: &[Row], check: bool) -> (String, i32) {
+    let below: Vec<String> = rows
+        .iter()
+        .filter(|r| r.ratio() < TARGET_RATIO)
+        .map(|r| format!("{} {} {}", r.model, r.mode, human(r.size)))
+        .collect();
+    if below.is_empty() {
+        return (
+            format!(
+                "all {} rows meet the target ratio {TARGET_RATIO}",
+                rows.len()
+            ),
+            0,
+        );
+    }
+    let line = format!(
+        "{} of {} rows below the target ratio {TARGET_RATIO}: {}{}",
+        below.len(),
+        rows.len(),
+        below.join(", "),
+        if check {
+            ""
+        } else {
+            " (report only; --check fails on this)"
+        }
+    );
+    (line, i32::from(check))
+}
+
+/// `passthru bench models [--quick] [--check]`: print the table and a verdict line; exit 0, or
+/// 1 on an error, a bad argument or (with `--check`) a row below [`TARGET_RATIO`].
+/// `--quick` copies less per measurement (for smoke tests).
 pub fn bench_models(args: &[String]) -> i32 {
     let mut budget = 128u64 << 20;
+    let mut check = false;
     for a in args {
         match a.as_str() {
             "--quick" | "-q" => budget = 8 << 20,
+            "--check" => check = true,
             other => {
-                eprintln!("passthru bench models: unknown argument {other:?} (usage: [--quick])");
+                eprintln!(
+                    "passthru bench models: unknown argument {other:?} (usage: [--quick] [--check])"
+                );
                 return 1;
             }
         }
@@ -280,7 +316,9 @@ pub fn bench_models(args: &[String]) -> i32 {
         }
     };
     print!("{}", table(&rows, &batch));
-    0
+    let (line, code) = verdict(&rows, check);
+    println!("{line}");
+    code
 }
 
 #[cfg(test)]
@@ -298,5 +336,39 @@ mod tests {
         let t = table(&rows, &b);
         assert!(t.contains("dsa    threaded"), "{t}");
         assert!(t.contains("ns/descriptor"), "{t}");
+    }
+
+    #[test]
+    fn rows_below_target_say_so_and_fail_only_with_check() {
+        let row = |model_bps: f64| Row {
+            model: "dsa",
+            mode: "threaded",
+            size: 4096,
+            iterations: 1,
+            model_bps,
+            host_bps: 10.0,
+        };
+        let good = [row(9.0), row(5.0)];
+        assert_eq!(verdict(&good, true).1, 0);
+        let (line, code) = verdict(&good, false);
+        assert_eq!(
+            (line.as_str(), code),
+            ("all 2 rows meet the target ratio 0.5", 0)
+        );
+        let bad = [row(9.0), row(4.0)];
+        let (line, code) = verdict(&bad, false);
+        assert_eq!(code, 0, "report only by default");
+        assert!(
+            line.starts_with("1 of 2 rows below the target ratio 0.5: dsa threaded 4 KiB"),
+            "{line}"
+        );
+        assert_eq!(verdict(&bad, true).1, 1);
+        let batch = BatchCost {
+            copies: 1,
+            descriptors: 1,
+            start: Duration::ZERO,
+            execute: Duration::ZERO,
+        };
+        assert!(table(&bad, &batch).contains("0.40  < target 0.5"));
     }
 }

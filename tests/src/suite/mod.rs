@@ -1,6 +1,6 @@
 //! The upstream driver test suite (`vfio_pci_driver_test`), written once.
 //!
-//! The seven cases of upstream's `vfio_pci_driver_test` (reference: vfio-selftests.md §2.2) are
+//! The seven cases of upstream's `vfio_pci_driver_test` (`tools/testing/selftests/vfio/vfio_pci_driver_test.c`) are
 //! generic over an [`Env`] — a device bound to a passthru driver, DMA memory with IOVAs, an IOVA
 //! that is never mapped, and an MSI observer — and over the driver type. They run:
 //!
@@ -658,7 +658,24 @@ fn mix_and_match<E: Env>(env: &mut E, ctx: &Ctx, t: &mut Setup) -> TestResult {
     Ok(())
 }
 
-/// The storm total: `$PASSTHRU_STORM_BYTES` if set and valid, else `default`.
+/// Checks `$PASSTHRU_STORM_BYTES` before anything runs: unset is fine, anything
+/// [`parse_bytes`] rejects (or zero) is bad input, reported in one line (exit 1) rather than
+/// silently replaced by the default (on a device, upstream's 250 GiB).
+pub fn check_storm_env() -> Result<(), String> {
+    match std::env::var_os(ENV_STORM_BYTES) {
+        None => Ok(()),
+        Some(v) => match v.to_str().and_then(parse_bytes) {
+            Some(n) if n > 0 => Ok(()),
+            _ => Err(format!(
+                "${ENV_STORM_BYTES}={:?} is not a byte count > 0 (e.g. 4096, 64M, 250G; suffixes K/M/G/T)",
+                v.to_string_lossy()
+            )),
+        },
+    }
+}
+
+/// The storm total: `$PASSTHRU_STORM_BYTES` if set and valid, else `default` (programs call
+/// [`check_storm_env`] first, so an invalid value never gets here).
 pub fn storm_bytes(default: u64) -> u64 {
     std::env::var(ENV_STORM_BYTES)
         .ok()

@@ -1,6 +1,6 @@
 //! The suite on a real device through VFIO: the kselftest program `vfio_pci_driver_test`.
 //!
-//! As upstream (vfio-selftests.md §2.2): `main` opens the device in the default IOMMU mode
+//! As upstream (`tools/testing/selftests/vfio/vfio_pci_driver_test.c`): `main` opens the device in the default IOMMU mode
 //! (`iommufd`) and probes the drivers; with none it prints "No driver found for device" and exits
 //! with `KSFT_SKIP` (4). The fixture `vfio_pci_driver_test` has the five IOMMU modes as variants
 //! and the seven cases as tests, named exactly as upstream
@@ -159,6 +159,21 @@ fn os(what: &str, e: impl std::fmt::Display) -> TestError {
     TestError::fail(format!("{what}: {e}"))
 }
 
+/// The memcpy region for a device whose copies are at most `max_memcpy_size`: upstream's 1 GiB,
+/// or less where that changes nothing upstream would do. Upstream's copy sizes,
+/// `min(4 x max_memcpy_size, region / 2)` and `min(max_memcpy_size, region / 2)` (see
+/// [`super::copy_sizes`]), are the same in any region of at least `8 x max_memcpy_size`, so a
+/// device with small copies (edu: 4 KiB, igb: one frame) maps 2 MiB instead of pinning 1 GiB
+/// (about 5 s per test under an emulated IOMMU, for nothing). Devices with large copies (DSA,
+/// CBDMA) get upstream's 1 GiB.
+pub fn memcpy_region_bytes(max_memcpy_size: u64) -> u64 {
+    let same_sizes = max_memcpy_size
+        .saturating_mul(8)
+        .checked_next_power_of_two()
+        .unwrap_or(UPSTREAM_MEMCPY_REGION);
+    same_sizes.clamp(MIN_DRIVER_REGION, UPSTREAM_MEMCPY_REGION)
+}
+
 fn region_bytes(min: u64, want: u64) -> u64 {
     want.max(min).checked_next_power_of_two().unwrap_or(want)
 }
@@ -198,7 +213,12 @@ where
 
         // Upstream (7.3): a 1 GiB memcpy region whatever the limits, so ordinary copies of
         // min(4 x max_memcpy_size, 512 MiB) are split into max_memcpy_size chunks.
-        let memcpy_len = UPSTREAM_MEMCPY_REGION;
+        let memcpy_len = memcpy_region_bytes(
+            driver
+                .limits()
+                .map_err(|e| os("driver limits", e))?
+                .max_memcpy_size,
+        );
         let setup = (|| -> TestResult<(DmaRegion<'static>, u64)> {
             let buf =
                 DmaBuffer::anonymous_shared(memcpy_len).map_err(|e| os("memcpy region", e))?;
@@ -301,7 +321,7 @@ impl<D: Driver<'static, Function: Clone, Clock: Clone>> Env for VfioEnv<D> {
 pub fn env(bdf: Bdf, mode: IommuMode) -> TestResult<Box<dyn DynEnv>> {
     let name = bdf.to_string();
     let iommu = Iommu::open(mode).map_err(|e| os(mode.name(), e))?;
-    let device = Arc::new(VfioPciDevice::open(&name, &iommu).map_err(|e| os(&name, e))?);
+    let device = Arc::new(VfioPciDevice::open(bdf, &iommu).map_err(|e| os(&name, e))?);
     let Some((kind, matched)) = probe(&SharedDevice(Arc::clone(&device))) else {
         return Err(TestError::skip("No driver found for device"));
     };
@@ -334,9 +354,8 @@ pub fn selector() -> DeviceSelector {
 /// Upstream's `main` before the harness: open the device in the default mode and probe.
 /// `Ok(Some(name))` for a match, `Ok(None)` without one.
 fn probe_default(bdf: Bdf) -> Result<Option<&'static str>, passthru_linux::Error> {
-    let name = bdf.to_string();
     let iommu = Iommu::open(IommuMode::default())?;
-    let device = VfioPciDevice::open(&name, &iommu)?;
+    let device = VfioPciDevice::open(bdf, &iommu)?;
     Ok(probe(&SharedDevice(Arc::new(device))).map(|(_, m)| m.name))
 }
 
@@ -360,14 +379,16 @@ pub fn suite() -> Suite {
                 return Err(TestError::skip("no device given"));
             };
             match probe_default(bdf) {
-                Ok(Some(name)) => {
-                    println!("# {bdf}: Driver found: {name}");
-                    Ok(())
-                }
+                Ok(Some(name)) => Ok(Some(format!("{bdf}: Driver found: {name}"))),
                 Ok(None) => Err(TestError::skip(format!(
                     "{bdf}: No driver found for device"
                 ))),
-                Err(e) if e.is_skip() => Err(TestError::skip(format!("{bdf}: {e}"))),
+                Err(e)
+                    if crate::programs::util::outcome(&e)
+                        == crate::programs::util::Outcome::Skip =>
+                {
+                    Err(TestError::skip(format!("{bdf}: {e}")))
+                }
                 Err(e) => Err(TestError::fail(format!("{bdf}: {e}"))),
             }
         })
@@ -387,6 +408,36 @@ pub fn run(args: &[String], source: &DeviceSource) -> i32 {
 
 /// The program's `main`: process arguments and environment, exit with the kselftest code.
 pub fn main() -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = crate::harness::process_args(PROGRAM);
+    if let Err(e) = super::check_storm_env() {
+        eprintln!("{PROGRAM}: {e}");
+        std::process::exit(crate::harness::KSFT_FAIL);
+    }
     std::process::exit(run(&args, &DeviceSource::from_env()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memcpy_region_keeps_upstreams_copy_sizes_and_shrinks_only_for_small_copies() {
+        for shift in 0..=40 {
+            for max in [1u64 << shift, (1u64 << shift) + 1, (3u64 << shift) / 2] {
+                let region = memcpy_region_bytes(max);
+                assert!(
+                    (MIN_DRIVER_REGION..=UPSTREAM_MEMCPY_REGION).contains(&region),
+                    "{max:#x}: {region:#x}"
+                );
+                assert_eq!(
+                    super::super::copy_sizes(max, region),
+                    super::super::copy_sizes(max, UPSTREAM_MEMCPY_REGION),
+                    "max_memcpy_size {max:#x}, region {region:#x}"
+                );
+            }
+        }
+        assert_eq!(memcpy_region_bytes(4096), MIN_DRIVER_REGION);
+        assert_eq!(memcpy_region_bytes(1 << 31), UPSTREAM_MEMCPY_REGION);
+        assert_eq!(memcpy_region_bytes(u64::MAX), UPSTREAM_MEMCPY_REGION);
+    }
 }

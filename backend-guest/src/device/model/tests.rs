@@ -145,6 +145,16 @@ fn dsa_driver_copies_through_exits_with_scrambled_portal_pieces() {
     assert_eq!((p.torn_by_overlap, p.torn_by_read, p.bad_pieces), (0, 0, 0));
     assert_eq!(r.dev.mmio_stats(0).unwrap().bad_accesses, 0);
     assert_eq!(r.dev.model().stats().dropped, 0);
+    let summary = r.dev.exit_summary();
+    assert_eq!(summary.len(), 2);
+    assert!(
+        summary[1].starts_with("BAR2: ")
+            && summary[1].contains(&format!(
+                "portal: {} descriptors from {} pieces",
+                p.submitted, p.pieces
+            )),
+        "{summary:?}"
+    );
     d.remove().unwrap();
 }
 
