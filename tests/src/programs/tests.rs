@@ -272,3 +272,15 @@ fn sriov_program_takes_the_pf_from_the_pool() {
     let _ = std::fs::remove_dir_all(root);
     let _ = std::fs::remove_dir_all(pf_root);
 }
+
+#[test]
+fn irq_test_device_suite_runs_device_msi_and_hlt_in_every_iommu_mode() {
+    let names = super::irq_test_device_suite().names();
+    for mode in passthru_linux::IommuMode::ALL {
+        for test in ["device_msi", "device_msi_hlt"] {
+            let want = format!("irq_test.{}.{test}", mode.name());
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+    }
+    assert_eq!(names.len(), 2 * passthru_linux::IommuMode::ALL.len());
+}
