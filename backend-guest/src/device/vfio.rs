@@ -21,7 +21,7 @@
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-use passthru_core::mmio::{FunctionError, IrqKind, PciFunction};
+use passthru_core::mmio::{IrqKind, PciFunction};
 use passthru_linux::{DmaBuffer, Iommu, VfioBar, VfioPciDevice};
 
 use super::request::{DeviceRequest, MsiTarget, Reply, ReplyError};
@@ -104,42 +104,7 @@ unsafe impl SlotMemory for BarMemory {
 }
 
 /// A VFIO device shared between the backing and the rest of the program.
-#[derive(Debug, Clone)]
-pub struct VfioFunction(pub Arc<VfioPciDevice>);
-
-impl PciFunction for VfioFunction {
-    type Bar = VfioBar;
-    fn bar(&self, index: u8) -> Result<VfioBar, FunctionError> {
-        PciFunction::bar(&*self.0, index)
-    }
-    fn config_read8(&self, offset: u16) -> Result<u8, FunctionError> {
-        self.0.config_read8(offset)
-    }
-    fn config_read16(&self, offset: u16) -> Result<u16, FunctionError> {
-        self.0.config_read16(offset)
-    }
-    fn config_read32(&self, offset: u16) -> Result<u32, FunctionError> {
-        self.0.config_read32(offset)
-    }
-    fn config_write8(&self, offset: u16, value: u8) -> Result<(), FunctionError> {
-        self.0.config_write8(offset, value)
-    }
-    fn config_write16(&self, offset: u16, value: u16) -> Result<(), FunctionError> {
-        self.0.config_write16(offset, value)
-    }
-    fn config_write32(&self, offset: u16, value: u32) -> Result<(), FunctionError> {
-        self.0.config_write32(offset, value)
-    }
-    fn irq_enable(&self, kind: IrqKind, first: u32, count: u32) -> Result<(), FunctionError> {
-        PciFunction::irq_enable(&*self.0, kind, first, count)
-    }
-    fn irq_disable(&self, kind: IrqKind) -> Result<(), FunctionError> {
-        PciFunction::irq_disable(&*self.0, kind)
-    }
-    fn reset(&self) -> Result<(), FunctionError> {
-        PciFunction::reset(&*self.0)
-    }
-}
+pub use passthru_linux::SharedVfioDevice as VfioFunction;
 
 /// Duplicate a descriptor number with `F_DUPFD_CLOEXEC`.
 fn dup_raw(fd: RawFd) -> Option<OwnedFd> {
