@@ -34,7 +34,7 @@ use passthru_drivers::igb::Igb;
 use passthru_drivers::ioat::Ioat;
 use passthru_linux::{DmaBuffer, Iommu, IommuMode, MonotonicClock, VfioPciDevice};
 
-use super::{DynEnv, Env, FaultPolicy, CASES, UPSTREAM_STORM_BYTES};
+use super::{case_timeout, DynEnv, Env, FaultPolicy, CASES, UPSTREAM_STORM_BYTES};
 use crate::harness::{Bdf, DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult};
 
 /// The program name.
@@ -309,7 +309,7 @@ pub fn suite() -> Suite {
         f = f.variant(mode.name(), mode);
     }
     for case in CASES {
-        f = f.test_with_timeout(case.name(), case.timeout(), move |ctx, _, env| {
+        f = f.test_with_timeout(case.name(), case_timeout(case), move |ctx, _, env| {
             env.run_case(ctx, case)
         });
     }
