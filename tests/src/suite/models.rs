@@ -320,7 +320,7 @@ pub fn env(kind: ModelKind, mode: ExecMode) -> TestResult<Box<dyn DynEnv>> {
     env_waiting(kind, mode, WaitMode::Poll)
 }
 
-/// [`env`] whose copies wait as `wait` says.
+/// [`env()`] whose copies wait as `wait` says.
 pub fn env_waiting(kind: ModelKind, mode: ExecMode, wait: WaitMode) -> TestResult<Box<dyn DynEnv>> {
     fn with<D: Driver<'static>>(mut e: ModelEnv<D>, wait: WaitMode) -> ModelEnv<D> {
         e.set_wait_mode(wait);
