@@ -11,6 +11,8 @@ use x86_64::structures::paging::{PageTable, PageTableFlags as F};
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::{PhysAddr, PrivilegeLevel, VirtAddr};
 
+use std::sync::OnceLock;
+
 use crate::error::Result;
 use crate::memory::GuestMemory;
 
@@ -22,22 +24,30 @@ pub const MMIO_WINDOW_GPA: u64 = 0xc000_0000;
 /// first 2 MiB split into 4 KiB pages so that page 0 can be left not present. Pages at and
 /// above [`MMIO_WINDOW_GPA`] are uncached (PCD | PWT).
 pub fn write_page_tables(mem: &GuestMemory) -> Result<u64> {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    mem.write_bytes(PAGE_TABLES_GPA, BYTES.get_or_init(page_tables))?;
+    Ok(PAGE_TABLES_GPA)
+}
+
+/// The page tables' bytes (7 pages from [`PAGE_TABLES_GPA`]), as [`write_page_tables`] writes.
+pub fn page_tables() -> Vec<u8> {
     let pml4_gpa = PAGE_TABLES_GPA;
     let pdpt_gpa = pml4_gpa + 0x1000;
     let pd_gpa = pdpt_gpa + 0x1000;
     let nr_pds = IDENTITY_MAP_SIZE >> 30;
     let pt_gpa = pd_gpa + nr_pds * 0x1000;
     let rw = F::PRESENT | F::WRITABLE;
+    let mut out = Vec::with_capacity(7 * 4096);
 
     let mut pml4 = PageTable::new();
     pml4[0].set_addr(PhysAddr::new(pdpt_gpa), rw);
-    write_table(mem, pml4_gpa, &pml4)?;
+    push_table(&mut out, &pml4);
 
     let mut pdpt = PageTable::new();
     for i in 0..nr_pds {
         pdpt[i as usize].set_addr(PhysAddr::new(pd_gpa + i * 0x1000), rw);
     }
-    write_table(mem, pdpt_gpa, &pdpt)?;
+    push_table(&mut out, &pdpt);
 
     for i in 0..nr_pds {
         let mut pd = PageTable::new();
@@ -53,23 +63,21 @@ pub fn write_page_tables(mem: &GuestMemory) -> Result<u64> {
             }
             pd[j as usize].set_addr(PhysAddr::new(addr), flags);
         }
-        write_table(mem, pd_gpa + i * 0x1000, &pd)?;
+        push_table(&mut out, &pd);
     }
 
     let mut pt = PageTable::new();
     for k in 1..512u64 {
         pt[k as usize].set_addr(PhysAddr::new(k << 12), rw);
     }
-    write_table(mem, pt_gpa, &pt)?;
-    Ok(pml4_gpa)
+    push_table(&mut out, &pt);
+    out
 }
 
-fn write_table(mem: &GuestMemory, gpa: u64, table: &PageTable) -> Result<()> {
-    let mut raw = [0u64; 512];
-    for (r, e) in raw.iter_mut().zip(table.iter()) {
-        *r = e.addr().as_u64() | e.flags().bits();
+fn push_table(out: &mut Vec<u8>, table: &PageTable) {
+    for e in table.iter() {
+        out.extend_from_slice(&(e.addr().as_u64() | e.flags().bits()).to_le_bytes());
     }
-    mem.write(gpa, raw)
 }
 
 /// GDT entries: null, kernel code, kernel data, user data, user code, (reserved), then one
@@ -135,6 +143,11 @@ pub fn write_tss(mem: &GuestMemory, index: u32, stack_top: u64) -> Result<()> {
 /// Writes the IDT: exception stubs for 0–31 (NMI → the NMI stub), interrupt stubs for 32–255,
 /// all interrupt gates (IF cleared on entry) at CPL0, DPL0, no IST.
 pub fn write_idt(mem: &GuestMemory, header: &ImageHeader) -> Result<()> {
+    mem.write_bytes(IDT_GPA, &idt_bytes(header))
+}
+
+/// The IDT's bytes for an image with `header` (256 gates of 16 bytes).
+pub fn idt_bytes(header: &ImageHeader) -> Vec<u8> {
     let mut idt = [Entry::<HandlerFunc>::missing(); 256];
     for (v, e) in idt.iter_mut().enumerate() {
         let v = v as u64;
@@ -158,7 +171,7 @@ pub fn write_idt(mem: &GuestMemory, header: &ImageHeader) -> Result<()> {
     // SAFETY: `Entry<HandlerFunc>` is `repr(C)` of integers only (u16, u16+u16, u16, u32, u32;
     // the PhantomData is zero-sized) with no padding, 16 bytes each, so its bytes can be read.
     let bytes = unsafe { std::slice::from_raw_parts(idt.as_ptr().cast::<u8>(), 256 * 16) };
-    mem.write_bytes(IDT_GPA, bytes)
+    bytes.to_vec()
 }
 
 #[cfg(test)]

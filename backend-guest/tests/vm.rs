@@ -380,3 +380,172 @@ fn x2apic_id_above_255_is_reached_through_address_hi() {
     assert_eq!(vm.irq_count(0, 0x60).unwrap(), 0);
     finish(vm, 0x60);
 }
+
+#[test]
+fn run_until_done_times_out_on_a_guest_that_never_finishes() {
+    if !kvm() {
+        return;
+    }
+    // irq_wait spins until the host sets the done word, which nobody does here. One vCPU runs
+    // on the calling thread (watchdog), two on their own threads.
+    for n in [1, 2] {
+        let mut vm = Vm::new(VmConfig::new("irq_wait").vcpus(n).arg(0, 2)).unwrap();
+        let t = Instant::now();
+        match vm.run_until_done(Duration::from_millis(200)) {
+            Err(VmError::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(200)),
+            other => panic!("{n} vCPUs: expected a timeout, got {other:?}"),
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{n} vCPUs: {:?}",
+            t.elapsed()
+        );
+    }
+}
+
+#[test]
+fn guest_hlt_and_spin_waits_and_tsc_timeout() {
+    if !kvm() {
+        return;
+    }
+    let mut vm = Vm::new(VmConfig::new("waits")).unwrap();
+    vm.start().unwrap();
+    vm.wait_ready(T).unwrap();
+    // The guest blocks in HLT until 0x44 comes.
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        vm.user_var::<u64>(8).unwrap().read(),
+        0,
+        "HLT wait returned early"
+    );
+    vm.signal_msi(&MsiMessage::fixed(0, 0x44).unwrap()).unwrap();
+    vm.wait_until("the HLT wait to return", T, |vm| {
+        Ok(vm.user_var::<u64>(8)?.read() == 1)
+    })
+    .unwrap();
+    vm.signal_msi(&MsiMessage::fixed(0, 0x45).unwrap()).unwrap();
+    vm.run_until_done(T).unwrap();
+    assert_eq!(vm.user_var::<u64>(16).unwrap().read(), 1);
+    let waited = vm.user_var::<u64>(24).unwrap().read();
+    assert!((1_000_000..2_000_000_000).contains(&waited), "{waited} ns");
+}
+
+#[test]
+fn mmio_handler_serves_guest_accesses_and_unhandled_mmio_is_an_error() {
+    if !kvm() {
+        return;
+    }
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Log(Mutex<Vec<(bool, u64, Vec<u8>)>>);
+    impl passthru_guest::MmioHandler for Log {
+        fn read(
+            &self,
+            _vcpu: usize,
+            offset: u64,
+            data: &mut [u8],
+        ) -> Result<(), passthru_guest::HandlerError> {
+            let v: u64 = 0x1122_3344_5566_7788 ^ offset;
+            data.copy_from_slice(&v.to_le_bytes()[..data.len()]);
+            self.0.lock().unwrap().push((false, offset, data.to_vec()));
+            Ok(())
+        }
+        fn write(
+            &self,
+            _vcpu: usize,
+            offset: u64,
+            data: &[u8],
+        ) -> Result<(), passthru_guest::HandlerError> {
+            self.0.lock().unwrap().push((true, offset, data.to_vec()));
+            Ok(())
+        }
+    }
+    let bar = passthru_guest::tables::MMIO_WINDOW_GPA;
+    let log = Arc::new(Log::default());
+    let mut vm = Vm::new(VmConfig::new("mmio").arg(0, bar)).unwrap();
+    vm.add_mmio_handler(bar, 0x1000, log.clone()).unwrap();
+    assert!(
+        vm.add_mmio_handler(bar + 0x800, 0x1000, log.clone())
+            .is_err(),
+        "overlap"
+    );
+    assert!(
+        vm.add_mmio_handler(0x1000, 0x1000, log.clone()).is_err(),
+        "RAM"
+    );
+    vm.run_until_done(T).unwrap();
+    let got = log.0.lock().unwrap().clone();
+    let v = 0x1122_3344_5566_7788u64;
+    assert_eq!(
+        got,
+        vec![
+            (false, 0, v.to_le_bytes()[..4].to_vec()),
+            (true, 8, ((v as u32) as u64 + 1).to_le_bytes().to_vec()),
+            (true, 3, vec![0x5a]),
+            (false, 16, (v ^ 16).to_le_bytes()[..2].to_vec()),
+        ]
+    );
+    assert_eq!(vm.user_var::<u64>(0).unwrap().read(), v as u32 as u64);
+    assert_eq!(
+        vm.user_var::<u64>(8).unwrap().read(),
+        (v ^ 16) as u16 as u64
+    );
+
+    // No handler: the first access fails the run with the address.
+    let mut vm = Vm::new(VmConfig::new("mmio").arg(0, bar)).unwrap();
+    match vm.run_until_done(T).unwrap_err() {
+        VmError::Mmio {
+            gpa, len, write, ..
+        } => assert_eq!((gpa, len, write), (bar, 4, false)),
+        other => panic!("expected an MMIO error, got {other}"),
+    }
+}
+
+#[test]
+fn extra_memslot_is_guest_memory_the_host_sees() {
+    if !kvm() {
+        return;
+    }
+    let slot_gpa = 0xd000_0000;
+    let backing = passthru_guest::GuestMemory::new(0x2000).unwrap();
+    let host = backing.host_ptr();
+    let mut vm = Vm::new(
+        VmConfig::new("fill")
+            .arg(0, slot_gpa)
+            .arg(1, 0x200)
+            .arg(2, 0xfeed),
+    )
+    .unwrap();
+    // SAFETY: `backing` is a live 8 KiB mapping, moved into the VM as the keepalive.
+    let slot = unsafe { vm.add_memslot(slot_gpa, host, 0x2000, Box::new(backing)) }.unwrap();
+    assert!(slot >= 1);
+    vm.run_until_done(T).unwrap();
+    for i in [0usize, 0x1ff] {
+        // SAFETY: the mapping lives in the VM (keepalive) until `vm` drops, after this read.
+        let v = unsafe { (host.add(8 * i) as *const u64).read_volatile() };
+        assert_eq!(v, 0xfeed, "word {i}");
+    }
+    // SAFETY: as above; word 0x200 starts the second (last) page, which the guest left alone.
+    let untouched = unsafe { (host.add(8 * 0x200) as *const u64).read_volatile() };
+    assert_eq!(untouched, 0);
+}
+
+#[test]
+fn hlt_wait_with_timeout_wakes_on_the_apic_timer_or_the_interrupt() {
+    if !kvm() {
+        return;
+    }
+    for mode in [1u64, 2] {
+        let mut vm = Vm::new(VmConfig::new("hlt_timeout").arg(0, mode)).unwrap();
+        vm.start().unwrap();
+        vm.wait_ready(T).unwrap();
+        let waited = vm.user_var::<u64>(8).unwrap().read();
+        assert!(
+            (5_000_000..1_000_000_000).contains(&waited),
+            "mode {mode}: {waited} ns"
+        );
+        vm.signal_msi(&MsiMessage::fixed(0, 0x44).unwrap()).unwrap();
+        vm.run_until_done(T).unwrap();
+        assert_eq!(vm.user_var::<u64>(16).unwrap().read(), 1, "mode {mode}");
+    }
+}

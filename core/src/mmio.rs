@@ -23,8 +23,9 @@
 //!   and, for interrupt-driven waits, `irq_wait` (its documentation lists the contract: a
 //!   per-vector counter, block until it is non-zero or the timeout passes, swap it to zero,
 //!   `Ok(0)` on timeout). Implementations in this workspace: VFIO eventfds with poll(2)
-//!   (`passthru-linux`), the models' MSI sink (`passthru-models`). A KVM guest implements it by
-//!   halting until its interrupt handler's count for the vector moves.
+//!   (`passthru-linux`), the models' MSI sink (`passthru-models`), and the KVM guest runtime
+//!   (`passthru_guest_rt::device::GuestFunction`), which halts until its interrupt handler's
+//!   count for the vector moves.
 //! * A [`DmaRegion`] the driver may keep for the lifetime `'r` of its type: lend it from the type
 //!   that owns the memory (`fn region(&self) -> DmaRegion<'_>`, built with
 //!   [`DmaRegion::from_raw_parts`]), or put the range in a [`DmaMemory`] and lend its

@@ -3,6 +3,10 @@
 //! Drivers for Intel DSA ([`dsa`]), Intel CBDMA ([`ioat`]), QEMU's edu ([`edu`]) and the Intel
 //! 82576 / QEMU igb ([`igb`]), written once against the seam of `passthru-core` and run unchanged
 //! on VFIO, in a KVM guest, on the software models, or in firmware. No `std`, no allocation.
+//! The backends in this workspace: `passthru-linux` (VFIO/IOMMUFD from userspace),
+//! `passthru-models` (software DSA, CBDMA and edu), and `passthru-guest`, whose no_std runtime
+//! (`passthru_guest_rt::device`) implements the seam inside a tiny KVM guest, where
+//! `vfio_pci_guest_driver_test` runs these drivers unchanged.
 //!
 //! Use a driver through `passthru_core::driver::CheckedDriver`:
 //!

@@ -8,7 +8,8 @@
 //!   cleanup [BDF...]          restore what setup changed (all set-up devices without arguments)
 //!   run -- PROG [ARGS...]     run PROG with every set-up BDF appended (exit 4 if none)
 //!   test [--qemu] [OPTIONS] [BDF...]   run the test suites
-//!   bench models | map [BDF]   benchmarks (models vs host memcpy; map+unmap vs raw ioctls)
+//!   bench models | map [BDF] | guest   benchmarks (models vs host memcpy; map+unmap vs raw ioctls;
+//!                             KVM guest boot and irqfd latency vs raw kvm-ioctls)
 //! ```
 //!
 //! Exit codes follow kselftest: 0 success, 1 failure or bad input (one line on stderr), 4 skip
@@ -37,7 +38,9 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ... | --ver
                                run the test suites on devices (BDFs, $VFIO_SELFTESTS_BDF[S],
                                else the set-up devices)
   bench models                 software-model memcpy bandwidth vs host memcpy, DSA batch prep cost
-  bench map BDF [OPTIONS]      VFIO/IOMMUFD map+unmap and open+setup vs a raw-ioctl loop, per mode";
+  bench map BDF [OPTIONS]      VFIO/IOMMUFD map+unmap and open+setup vs a raw-ioctl loop, per mode
+  bench guest [--boots N] [--irqs N]
+                               KVM guest boot and eventfd->irqfd->guest ISR latency vs raw kvm-ioctls";
 
 /// A program `passthru test` runs: its name and the function building its suite.
 type Program = (&'static str, fn() -> Suite);
@@ -57,14 +60,15 @@ fn device_programs() -> Vec<Program> {
 }
 
 /// What runs when no device is given (the default of `passthru test`): the upstream driver test
-/// cases on the DSA, CBDMA and edu models, in this process and inside KVM guests (the guest
-/// program skips without `/dev/kvm`).
-const MODEL_PROGRAMS: [Program; 2] = [
+/// cases on the DSA, CBDMA and edu models, in this process and inside KVM guests, and `irq_test`
+/// in eventfd mode (the guest programs skip without `/dev/kvm`).
+const MODEL_PROGRAMS: [Program; 3] = [
     ("passthru models (dsa, ioat, edu)", suite::models::suite),
     (
         "vfio_pci_guest_driver_test (models in a KVM guest)",
         suite::guest::model_suite,
     ),
+    ("irq_test (eventfd mode)", programs::irq_test_suite),
 ];
 
 /// Global options and the roots everything works under.
@@ -555,7 +559,8 @@ fn cmd_test(env: &Env, args: &[String], out: &SharedOut, err: &mut dyn Write) ->
     if candidates.is_empty() {
         let _ = writeln!(
             err,
-            "passthru test: no device given: running the driver suites on the models"
+            "passthru test: no device given: running the driver suites on the models and \
+             irq_test in eventfd mode"
         );
     }
     run_programs(programs, &opts, &rest, &source, out, err)
@@ -565,14 +570,16 @@ fn cmd_bench(args: &[String], err: &mut dyn Write) -> i32 {
     match args.first().map(String::as_str) {
         Some("models") => suite::bench::bench_models(&args[1..]),
         Some("map") => passthru::bench::map::bench_map_main(&args[1..]),
+        Some("guest") => passthru::bench::guest::bench_guest_main(&args[1..]),
         Some(other) => one_line_error(
             err,
-            format!("bench: unknown benchmark `{other}` (available: models, map)"),
+            format!("bench: unknown benchmark `{other}` (available: models, map, guest)"),
         ),
         None => one_line_error(
             err,
-            "bench: name a benchmark: `bench models` (software models vs host memcpy) or \
-             `bench map BDF` (VFIO/IOMMUFD map+unmap vs raw ioctls)",
+            "bench: name a benchmark: `bench models` (software models vs host memcpy), \
+             `bench map BDF` (VFIO/IOMMUFD map+unmap vs raw ioctls) or `bench guest` (KVM \
+             guest boot and interrupt latency vs raw kvm-ioctls)",
         ),
     }
 }
@@ -1251,10 +1258,15 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("vfio_pci_device_test.config_space_read_write\n"));
-        // Without devices: the model programs as one stream, nothing before its version line.
+        // Without devices: one stream of the model programs, nothing before its version line;
+        // the filter selects only model tests.
         let (_, out, _) = t.cli(&["test", "-r", "dsa.memcpy_success"]);
         assert_one_tap_stream(&out, MODEL_PROGRAMS.len());
         assert!(out.contains("\n    TAP version 13\n    1..1\n"), "{out}");
+        assert!(
+            out.contains("ok 3 irq_test (eventfd mode) # SKIP no test selected by the filters"),
+            "{out}"
+        );
     }
 
     #[test]

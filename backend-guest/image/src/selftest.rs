@@ -87,3 +87,87 @@ extern "C" fn host_request(_vcpu: u32) {
         unsafe { p.write_volatile(r) };
     }
 }
+
+guest_main!(WAITS, "waits", waits);
+/// The runtime's waits: x2APIC on, interrupts on, ready; block in HLT until vector 0x44
+/// arrives (count → user word 1), spin until 0x45 arrives (count → user word 2), then a spin
+/// wait for 0x46 must time out after 1 ms of TSC time (elapsed ns → user word 3).
+extern "C" fn waits(_vcpu: u32) {
+    use passthru_guest_rt::{clock, irq};
+    apic::enable(apic::Mode::X2apic);
+    irq::enable();
+    percpu::set_ready();
+    let put = |word: usize, v: u64| {
+        if let Some(p) = user_area::<u64>(8 * word) {
+            // SAFETY: an aligned in-bounds user-area word.
+            unsafe { p.write_volatile(v) };
+        }
+    };
+    put(1, irq::wait_hlt(0x44, 0));
+    let got = irq::wait_spin(0x45, 0, 10_000_000_000);
+    guest_assert!(got.is_some(), "vector 0x45 did not arrive within 10 s");
+    put(2, got.unwrap_or(0));
+    let t = clock::now_ns();
+    let none = irq::wait_spin(0x46, 0, 1_000_000);
+    let waited = clock::now_ns() - t;
+    guest_assert!(none.is_none(), "vector 0x46 arrived: {:?}", none);
+    guest_assert!(waited >= 1_000_000, "timed out after only {} ns", waited);
+    put(3, waited);
+}
+
+guest_main!(MMIO, "mmio", mmio);
+/// MMIO at GPA `args[0]`: a 4-byte read at +0 (value → user word 0), an 8-byte write of
+/// `value + 1` at +8, a 1-byte write of 0x5a at +3, a 2-byte read at +16 (→ user word 1).
+extern "C" fn mmio(_vcpu: u32) {
+    let base = boot_info().args[0];
+    // SAFETY: `base` is an MMIO range the host serves (no memslot): each access exits.
+    unsafe {
+        let v = ((base) as *const u32).read_volatile();
+        ((base + 8) as *mut u64).write_volatile(v as u64 + 1);
+        ((base + 3) as *mut u8).write_volatile(0x5a);
+        let w = ((base + 16) as *const u16).read_volatile();
+        if let (Some(a), Some(b)) = (user_area::<u64>(0), user_area::<u64>(8)) {
+            a.write_volatile(v as u64);
+            b.write_volatile(w as u64);
+        }
+    }
+}
+
+guest_main!(FILL, "fill", fill);
+/// Writes `args[2]` to the `args[1]` u64 words from GPA `args[0]` (e.g. an extra memslot).
+extern "C" fn fill(_vcpu: u32) {
+    let args = boot_info().args;
+    for i in 0..args[1] {
+        // SAFETY: the host mapped `args[0]..+8*args[1]` for this test.
+        unsafe { ((args[0] + 8 * i) as *mut u64).write_volatile(args[2]) };
+    }
+}
+
+guest_main!(HLT_TIMEOUT, "hlt_timeout", hlt_timeout);
+/// APIC mode `args[0]` (1 xAPIC, 2 x2APIC); a HLT wait for 0x44 with a 5 ms timeout must time
+/// out (elapsed ns → user word 1); then ready, and a HLT wait with a 10 s timeout must see the
+/// host's 0x44 (count → user word 2).
+extern "C" fn hlt_timeout(_vcpu: u32) {
+    use passthru_guest_rt::{clock, irq};
+    apic::enable(if boot_info().args[0] == 1 {
+        apic::Mode::Xapic
+    } else {
+        apic::Mode::X2apic
+    });
+    irq::enable();
+    let put = |word: usize, v: u64| {
+        if let Some(p) = user_area::<u64>(8 * word) {
+            // SAFETY: an aligned in-bounds user-area word.
+            unsafe { p.write_volatile(v) };
+        }
+    };
+    let t = clock::now_ns();
+    let r = irq::wait_hlt_timeout(0x44, 0, 5_000_000);
+    let waited = clock::now_ns() - t;
+    guest_assert!(r.is_none(), "0x44 arrived early: {:?}", r);
+    guest_assert!(irq::count(apic::TIMER_VECTOR) >= 1, "the timer never fired");
+    put(1, waited);
+    percpu::set_ready();
+    let r = irq::wait_hlt_timeout(0x44, 0, 10_000_000_000);
+    put(2, r.unwrap_or(0));
+}

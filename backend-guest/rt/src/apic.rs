@@ -35,6 +35,26 @@ pub const SVR_ENABLE: u32 = 1 << 8;
 /// The spurious vector the runtime programs.
 pub const SPURIOUS_VECTOR: u32 = 0xff;
 
+/// x2APIC MSR of the LVT timer register.
+pub const X2APIC_LVT_TIMER: u32 = 0x832;
+/// x2APIC MSR of the timer initial-count register.
+pub const X2APIC_TIMER_INITIAL: u32 = 0x838;
+/// x2APIC MSR of the timer divide-configuration register.
+pub const X2APIC_TIMER_DIVIDE: u32 = 0x83e;
+/// xAPIC offset of the LVT timer register.
+pub const XAPIC_LVT_TIMER: u64 = 0x320;
+/// xAPIC offset of the timer initial-count register.
+pub const XAPIC_TIMER_INITIAL: u64 = 0x380;
+/// xAPIC offset of the timer divide-configuration register.
+pub const XAPIC_TIMER_DIVIDE: u64 = 0x3e0;
+/// Divide configuration "divide by 1" (Intel SDM Vol. 3A §11.5.4).
+pub const TIMER_DIVIDE_BY_1: u32 = 0b1011;
+/// The vector of the runtime's one-shot timer ([`arm_timer`]); its count is kept like any
+/// other vector's.
+pub const TIMER_VECTOR: u8 = 0xee;
+/// Largest one-shot timeout [`arm_timer`] takes, in timer ticks.
+pub const TIMER_MAX_TICKS: u32 = u32::MAX;
+
 /// APIC mode for [`enable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -105,4 +125,29 @@ pub fn eoi() {
     } else {
         xapic_write(XAPIC_EOI, 0);
     }
+}
+
+fn write_reg(x2: u32, x: u64, value: u32) {
+    // SAFETY: this vCPU's PerCpu block.
+    let mode = unsafe { core::ptr::addr_of!((*this_cpu()).apic_mode).read_volatile() };
+    if mode == APIC_MODE_X2APIC {
+        // SAFETY: x2APIC mode is on; `x2` is an architectural writable x2APIC register.
+        unsafe { Msr::new(x2).write(value as u64) };
+    } else {
+        xapic_write(x, value);
+    }
+}
+
+/// Arms the local APIC timer, one-shot, divide by 1, to raise [`TIMER_VECTOR`] after `ticks`
+/// timer ticks (KVM's emulated APIC timer ticks at 1 GHz: a tick is a nanosecond). The APIC
+/// must be enabled ([`enable`]).
+pub fn arm_timer(ticks: u32) {
+    write_reg(X2APIC_TIMER_DIVIDE, XAPIC_TIMER_DIVIDE, TIMER_DIVIDE_BY_1);
+    write_reg(X2APIC_LVT_TIMER, XAPIC_LVT_TIMER, TIMER_VECTOR as u32);
+    write_reg(X2APIC_TIMER_INITIAL, XAPIC_TIMER_INITIAL, ticks.max(1));
+}
+
+/// Stops the local APIC timer (initial count 0).
+pub fn disarm_timer() {
+    write_reg(X2APIC_TIMER_INITIAL, XAPIC_TIMER_INITIAL, 0);
 }

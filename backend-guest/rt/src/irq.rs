@@ -47,6 +47,27 @@ pub fn wait_hlt(vector: u8, seen: u64) -> u64 {
     }
 }
 
+/// Blocks in `HLT` until the count of `vector` differs from `seen` (returns the new count) or
+/// `timeout_ns` of TSC time pass (returns `None`). A one-shot local-APIC timer
+/// ([`crate::apic::arm_timer`], vector [`crate::apic::TIMER_VECTOR`]) wakes the halt at the
+/// deadline, so the APIC must be enabled.
+pub fn wait_hlt_timeout(vector: u8, seen: u64, timeout_ns: u64) -> Option<u64> {
+    let start = crate::clock::now_ns();
+    loop {
+        disable();
+        let c = count(vector);
+        let elapsed = crate::clock::now_ns().wrapping_sub(start);
+        if c != seen || elapsed >= timeout_ns {
+            crate::apic::disarm_timer();
+            enable();
+            return (c != seen).then_some(c);
+        }
+        let left = (timeout_ns - elapsed).min(crate::apic::TIMER_MAX_TICKS as u64);
+        crate::apic::arm_timer(left as u32);
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
 /// Spins (with `pause`) until the count of `vector` differs from `seen` or `timeout_ns` passes
 /// on [`crate::clock`]; returns the new count, or `None` on timeout.
 pub fn wait_spin(vector: u8, seen: u64, timeout_ns: u64) -> Option<u64> {

@@ -15,7 +15,8 @@
 //!   report file, line, expression and values to the host, which fails the test with them.
 //! * [`apic`]: enable x2APIC or xAPIC, read the APIC id, EOI.
 //! * [`irq`]: enable/disable interrupts, per-vector interrupt counts (kept by the stubs), waits
-//!   that spin or block in `HLT` until a count moves.
+//!   that spin or block in `HLT` until a count moves (with a TSC timeout, or a one-shot APIC
+//!   timer waking the `HLT`).
 //! * [`clock`]: a TSC clock implementing `passthru_core::mmio::Clock`.
 //! * [`device`]: PCI functions the VMM gives the guest — the request protocol shared with the
 //!   host ([`device::request`]) and the seam the drivers run on inside the guest
@@ -31,8 +32,12 @@
 //! ~65 µs, an irqfd round trip 19–52 µs against ~75 µs), `HLT` and the x2APIC MSRs are
 //! CPL0-only, and the runtime's own paths are a few instructions each. Test guests are dominated
 //! by exits (ucalls, device MMIO, interrupts), so CPL0 is the faster choice; bulk data checks
-//! belong on the host, which sees guest memory directly. The GDT carries user segments and each
-//! TSS an RSP0, so a CPL3 mode can be added without changing the layout.
+//! belong on the host, which sees guest memory directly. Tried here (2026-12, the PVM host): a
+//! main entered at CPL3 through `iretq` with RFLAGS.IOPL = 3 faults with #GP on its first ucall
+//! `out`, and the exception frame shows IOPL 0 — the host does not honour a guest IOPL, so
+//! every ucall from CPL3 would also need a trap into CPL0 first. The GDT carries user segments
+//! and each TSS an RSP0, so a CPL3 mode (ucalls through a DPL3 gate) can still be added
+//! without changing the layout.
 #![no_std]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]

@@ -127,7 +127,7 @@ fn clear_text() {
     unsafe { core::ptr::addr_of_mut!((*block()).text_len).write_volatile(0) };
 }
 
-/// Reports a failed assertion and stops this vCPU (used by [`guest_assert!`](crate::guest_assert!)).
+/// Reports a failed assertion and stops this vCPU (used by [`crate::guest_assert!`]).
 #[cold]
 pub fn assert_failed(
     file: &'static str,

@@ -1,3 +1,4 @@
 //! Benchmarks behind `passthru bench`.
 
+pub mod guest;
 pub mod map;

@@ -10,8 +10,14 @@
 //! | `vfio_pci_device_init_perf_test` | every device given |
 //! | `vfio_dma_mapping_mmio_test` | the first device with a mmap-able read/write BAR |
 //! | `vfio_pci_sriov_uapi_test` | the first SR-IOV physical function |
+//!
+//! `irq_test` (KVM's upstream interrupt test, in a passthru guest) is an upstream-format program
+//! rather than a harness suite: see [`irq_test`]; `passthru test` runs it through
+//! [`irq_test_suite`].
 
 pub mod expectations;
+pub mod irq_test;
+pub mod proc_interrupts;
 pub mod util;
 
 pub mod vfio_dma_mapping_mmio_test;
@@ -74,6 +80,43 @@ pub const PROGRAMS: [Program; 6] = [
         main: vfio_pci_sriov_uapi_test::main,
     },
 ];
+
+/// `irq_test` in eventfd mode (no device) as a harness suite for `passthru test`: upstream's
+/// option sets `-v 2 -n -e` and `-x` with 200 IRQs each (a spinning vCPU on a loaded 2-core
+/// host sees an interrupt only when it is scheduled, milliseconds apart), each one test, with
+/// the run's seed; SKIP without `/dev/kvm`.
+pub fn irq_test_suite() -> crate::harness::Suite {
+    use crate::harness::{Fixture, Suite, TestError};
+    let fixture = Fixture::with_setup("irq_test", |_, _: &&'static [&'static str]| Ok(()))
+        .variants([
+            ("v2_n_e", &["-v", "2", "-n", "-e", "-i", "200"][..]),
+            ("x", &["-x", "-i", "200"][..]),
+        ])
+        .test("eventfd", |ctx, args, _| {
+            passthru_guest::kvm_available().map_err(TestError::skip)?;
+            let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            argv.extend(["--seed".to_string(), ctx.seed().to_string()]);
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = irq_test::run(&argv, &mut out, &mut err);
+            for line in String::from_utf8_lossy(&out).lines() {
+                ctx.log(line);
+            }
+            match code {
+                crate::harness::KSFT_PASS => Ok(()),
+                crate::harness::KSFT_SKIP => Err(TestError::skip(
+                    String::from_utf8_lossy(&out).trim().to_string(),
+                )),
+                _ => Err(TestError::fail(format!(
+                    "irq_test {} exited {code}: {}",
+                    argv.join(" "),
+                    String::from_utf8_lossy(&err).trim()
+                ))),
+            }
+        });
+    Suite::new(irq_test::PROGRAM)
+        .devices(crate::harness::DeviceSelector::none())
+        .fixture(fixture)
+}
 
 /// Looks a program up by name.
 pub fn program(name: &str) -> Option<&'static Program> {
