@@ -290,10 +290,18 @@ impl Devices {
         Self::default()
     }
 
-    /// Add a device; returns its index (what the guest puts in requests).
-    pub fn push(&mut self, device: Arc<dyn GuestDevice>) -> u8 {
+    /// Add a device; returns its index (what the guest puts in requests). Requests carry an
+    /// 8-bit index, so a 257th device is refused ([`DeviceError::Layout`]).
+    pub fn push(&mut self, device: Arc<dyn GuestDevice>) -> Result<u8, DeviceError> {
+        let index = u8::try_from(self.devices.len()).map_err(|_| DeviceError::Layout {
+            device: device.name(),
+            reason: format!(
+                "{} devices already: guest requests name a device by an 8-bit index",
+                self.devices.len()
+            ),
+        })?;
         self.devices.push(device);
-        (self.devices.len() - 1) as u8
+        Ok(index)
     }
 
     /// Device `index`.
@@ -620,6 +628,21 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_257th_device_is_refused_not_aliased_to_index_0() {
+        let layout = DeviceLayout::standard(1 << 20);
+        let dev: Arc<dyn GuestDevice> = Arc::new(
+            model::ModelDevice::edu(passthru_models::exec::ExecMode::Immediate, layout).unwrap(),
+        );
+        let mut devices = Devices::new();
+        for i in 0..=255u8 {
+            assert_eq!(devices.push(Arc::clone(&dev)).unwrap(), i);
+        }
+        let e = devices.push(dev).unwrap_err();
+        assert!(e.to_string().contains("8-bit index"), "{e}");
+        assert!(devices.get(255).is_some());
+    }
 
     #[test]
     fn slot_access_is_bounds_checked() {

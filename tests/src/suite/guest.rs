@@ -289,7 +289,9 @@ fn run_built(
         e => fail("VM", e),
     })?;
     let mut devices = Devices::new();
-    devices.push(Arc::clone(&dev));
+    devices
+        .push(Arc::clone(&dev))
+        .map_err(|e| fail("device", e))?;
     let host = KvmDeviceHost::attach(&vm, devices, Some(handler as Arc<dyn HostRequestHandler>))
         .map_err(|e| fail("attach", e))?;
     let timeout = match case {
