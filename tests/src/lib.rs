@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod harness;
+pub mod lava;
 pub mod programs;
 pub mod rig;
 pub mod state;

@@ -10,6 +10,7 @@
 //!   test [--qemu] [OPTIONS] [BDF...]   run the test suites
 //!   bench models | map [BDF] | guest   benchmarks (models vs host memcpy; map+unmap vs raw ioctls;
 //!                             KVM guest boot and irqfd latency vs raw kvm-ioctls)
+//!   lava job|run|results|cases  LAVA jobs, a local lava-run of the rig job, result checks
 //! ```
 //!
 //! Exit codes follow kselftest: 0 success, 1 failure or bad input (one line on stderr), 4 skip
@@ -40,7 +41,9 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ... | --ver
   bench models                 software-model memcpy bandwidth vs host memcpy, DSA batch prep cost
   bench map BDF [OPTIONS]      VFIO/IOMMUFD map+unmap and open+setup vs a raw-ioctl loop, per mode
   bench guest [--boots N] [--irqs N]
-                               KVM guest boot and eventfd->irqfd->guest ISR latency vs raw kvm-ioctls";
+                               KVM guest boot and eventfd->irqfd->guest ISR latency vs raw kvm-ioctls
+  lava job|run|results|cases   LAVA: write jobs, run the rig job with lava-run, check results
+                               (`passthru lava --help`)";
 
 /// A program `passthru test` runs: its name and the function building its suite.
 type Program = (&'static str, fn() -> Suite);
@@ -635,6 +638,7 @@ fn run_cli(
         "run" => cmd_run(&env, rest, err),
         "test" => cmd_test(&env, rest, &out, err),
         "bench" => cmd_bench(rest, err),
+        "lava" => passthru::lava::lava_main(rest),
         "help" | "-h" | "--help" => {
             let _ = writeln!(o, "{USAGE}");
             KSFT_PASS

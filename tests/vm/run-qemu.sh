@@ -6,6 +6,9 @@
 #   run-qemu.sh BZIMAGE INITRD [normal|1g]
 #     normal: -m 2G                                  (everything except 1G hugetlb variants)
 #     1g:     -m 4G + hugepagesz=1G hugepages=1      (1G hugetlb variants)
+# PRINT_ARGS=1: print QEMU's arguments one per line (BZIMAGE and INITRD are printed as given)
+# and exit without booting; `passthru lava job` builds the LAVA device file and job from this
+# output, so this script stays the one source of the rig's QEMU command line.
 # Environment: TIMEOUT (wall-clock seconds, default 900; exit 124 when hit, 137 if QEMU
 # ignored SIGTERM), ACCEL (default: kvm with CPU=host when /dev/kvm is usable and the host CPU
 # has real VMX/SVM, else tcg with CPU=max; a paravirtual KVM such as PVM, which has neither flag
@@ -35,9 +38,7 @@ echo "run-qemu.sh: -accel $accel -cpu $cpu" >&2
 # edu's default DMA mask is 28 bits: wider IOVAs would be silently truncated.
 edu="edu,dma_mask=0xffffffffffffffff"
 
-# SIGTERM first (QEMU exits cleanly), SIGKILL 10 s later; exit status 124 on timeout.
-exec timeout -k 10 "${TIMEOUT:-900}" "${QEMU:-qemu-system-x86_64}" \
-    -accel "$accel" -cpu "$cpu" -smp 1 -m "$mem" \
+set -- -accel "$accel" -cpu "$cpu" -smp 1 -m "$mem" \
     -M q35,kernel-irqchip=split \
     -device intel-iommu,intremap=on,caching-mode=on \
     -device "$edu,addr=03.0" \
@@ -49,3 +50,9 @@ exec timeout -k 10 "${TIMEOUT:-900}" "${QEMU:-qemu-system-x86_64}" \
     -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 intel_iommu=on panic=-1 oops=panic vfio_pci.enable_sriov=1 $vappend ${APPEND:-}" \
     -nodefaults -display none -serial stdio -monitor none -no-reboot
+if [ "${PRINT_ARGS:-0}" = 1 ]; then
+    printf '%s\n' "$@"
+    exit 0
+fi
+# SIGTERM first (QEMU exits cleanly), SIGKILL 10 s later; exit status 124 on timeout.
+exec timeout -k 10 "${TIMEOUT:-900}" "${QEMU:-qemu-system-x86_64}" "$@"

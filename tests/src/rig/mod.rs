@@ -129,7 +129,7 @@ fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn vm_dir() -> PathBuf {
+pub(crate) fn vm_dir() -> PathBuf {
     crate_dir().join("vm")
 }
 
@@ -140,14 +140,14 @@ fn workspace_dir() -> PathBuf {
         .unwrap_or_else(crate_dir)
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_dir().join("target"))
 }
 
 /// Runs a command with stderr passed through; returns its stdout's last non-empty line.
-fn run_last_line(what: &str, cmd: &mut Command) -> Result<String, RigError> {
+pub(crate) fn run_last_line(what: &str, cmd: &mut Command) -> Result<String, RigError> {
     let out = cmd
         .stderr(Stdio::inherit())
         .output()
@@ -269,7 +269,6 @@ fn kernels(opts: &RigOptions) -> Result<Vec<Kernel>, RigError> {
     Ok(out)
 }
 
-/// Builds every binary of the `passthru` crate statically (musl) and returns their paths.
 /// Host tools the rig runs, each with the Debian package that provides it.
 const HOST_TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86 (bookworm-backports)"),
@@ -284,7 +283,7 @@ const HOST_TOOLS: &[(&str, &str)] = &[
     ("xz", "xz-utils"),
 ];
 
-fn on_path(tool: &str) -> bool {
+pub(crate) fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
@@ -340,7 +339,9 @@ fn preflight() -> Result<(), RigError> {
     Ok(())
 }
 
-fn build_programs() -> Result<Vec<PathBuf>, RigError> {
+/// Builds every binary of the `passthru` crate statically (musl) and returns their paths (also
+/// used by `passthru lava run`).
+pub(crate) fn build_programs() -> Result<Vec<PathBuf>, RigError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace_dir())
@@ -399,12 +400,7 @@ fn boot(
     programs: &[PathBuf],
     built: &BTreeSet<String>,
 ) -> Result<(Vec<Verdict>, Vec<report::BenchRow>), RigError> {
-    let (mut entries, missing) = plan::matrix(built, boot);
-    if boot == Boot::Huge1G {
-        if let Some(sanity) = entries.iter_mut().find(|e| e.program == plan::SANITY) {
-            sanity.env.push("RIG_EXPECT_1G=1".into());
-        }
-    }
+    let (entries, missing) = plan::boot_matrix(built, boot);
     let dir = out_dir.join(format!("{}-{}", kernel.label, boot.variant()));
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let plan_path = dir.join("plan");

@@ -242,6 +242,18 @@ pub fn matrix(built: &BTreeSet<String>, boot: Boot) -> (Vec<Entry>, Vec<String>)
     (entries, missing)
 }
 
+/// The matrix of one boot as the guest runs it: [`matrix`], with the sanity check told to
+/// expect a 1 GiB page in the 1G boot (`RIG_EXPECT_1G=1`). Used by the rig and by the LAVA job.
+pub fn boot_matrix(built: &BTreeSet<String>, boot: Boot) -> (Vec<Entry>, Vec<String>) {
+    let (mut entries, missing) = matrix(built, boot);
+    if boot == Boot::Huge1G {
+        if let Some(sanity) = entries.iter_mut().find(|e| e.program == SANITY) {
+            sanity.env.push("RIG_EXPECT_1G=1".into());
+        }
+    }
+    (entries, missing)
+}
+
 /// Renders the `/rig/plan` file for `tests/vm/init`. With `strict_setup` (the initramfs holds
 /// `passthru`), a failing `passthru setup` is a rig error instead of a fallback to plain sysfs
 /// writes.

@@ -121,6 +121,21 @@ fn os(what: &str, e: impl std::fmt::Display) -> TestError {
     TestError::fail(format!("{what}: {e}"))
 }
 
+/// The memcpy region for a device whose copies are at most `max_memcpy_size`: upstream's 1 GiB,
+/// or less where that changes nothing upstream would do. Upstream's copy sizes,
+/// `min(4 x max_memcpy_size, region / 2)` and `min(max_memcpy_size, region / 2)` (see
+/// [`super::copy_sizes`]), are the same in any region of at least `8 x max_memcpy_size`, so a
+/// device with small copies (edu: 4 KiB, igb: one frame) maps 2 MiB instead of pinning 1 GiB
+/// (about 5 s per test under an emulated IOMMU, for nothing). Devices with large copies (DSA,
+/// CBDMA) get upstream's 1 GiB.
+pub fn memcpy_region_bytes(max_memcpy_size: u64) -> u64 {
+    let same_sizes = max_memcpy_size
+        .saturating_mul(8)
+        .checked_next_power_of_two()
+        .unwrap_or(UPSTREAM_MEMCPY_REGION);
+    same_sizes.clamp(MIN_DRIVER_REGION, UPSTREAM_MEMCPY_REGION)
+}
+
 fn region_bytes(min: u64, want: u64) -> u64 {
     want.max(min).checked_next_power_of_two().unwrap_or(want)
 }
@@ -160,7 +175,12 @@ where
 
         // Upstream (7.3): a 1 GiB memcpy region whatever the limits, so ordinary copies of
         // min(4 x max_memcpy_size, 512 MiB) are split into max_memcpy_size chunks.
-        let memcpy_len = UPSTREAM_MEMCPY_REGION;
+        let memcpy_len = memcpy_region_bytes(
+            driver
+                .limits()
+                .map_err(|e| os("driver limits", e))?
+                .max_memcpy_size,
+        );
         let setup = (|| -> TestResult<(DmaRegion<'static>, u64)> {
             let buf =
                 DmaBuffer::anonymous_shared(memcpy_len).map_err(|e| os("memcpy region", e))?;
@@ -356,4 +376,30 @@ pub fn main() -> ! {
         std::process::exit(crate::harness::KSFT_FAIL);
     }
     std::process::exit(run(&args, &DeviceSource::from_env()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memcpy_region_keeps_upstreams_copy_sizes_and_shrinks_only_for_small_copies() {
+        for shift in 0..=40 {
+            for max in [1u64 << shift, (1u64 << shift) + 1, (3u64 << shift) / 2] {
+                let region = memcpy_region_bytes(max);
+                assert!(
+                    (MIN_DRIVER_REGION..=UPSTREAM_MEMCPY_REGION).contains(&region),
+                    "{max:#x}: {region:#x}"
+                );
+                assert_eq!(
+                    super::super::copy_sizes(max, region),
+                    super::super::copy_sizes(max, UPSTREAM_MEMCPY_REGION),
+                    "max_memcpy_size {max:#x}, region {region:#x}"
+                );
+            }
+        }
+        assert_eq!(memcpy_region_bytes(4096), MIN_DRIVER_REGION);
+        assert_eq!(memcpy_region_bytes(1 << 31), UPSTREAM_MEMCPY_REGION);
+        assert_eq!(memcpy_region_bytes(u64::MAX), UPSTREAM_MEMCPY_REGION);
+    }
 }
