@@ -40,7 +40,9 @@ fn model_msi_reaches_the_guest_handler_through_the_connected_irqfd() {
     let mut vm = Vm::new(VmConfig::new("irq_wait").arg(0, 2).arg(1, 0)).unwrap();
     let dev = Arc::new(ModelDevice::edu(ExecMode::Immediate, layout()).unwrap());
     let mut devices = Devices::new();
-    devices.push(Arc::clone(&dev) as Arc<dyn GuestDevice>);
+    devices
+        .push(Arc::clone(&dev) as Arc<dyn GuestDevice>)
+        .unwrap();
     let host = KvmDeviceHost::attach(&vm, devices, None).unwrap();
     vm.start().unwrap();
     vm.wait_ready(T).unwrap();
@@ -101,9 +103,11 @@ fn attach_refuses_bars_over_guest_ram_and_late_hooks_say_why() {
     bad.bar_base = 0x10_0000; // inside the default 16 MiB of RAM
     bad.bar_limit = 0x100_0000;
     let mut devices = Devices::new();
-    devices.push(Arc::new(
-        ModelDevice::edu(ExecMode::Immediate, bad).unwrap(),
-    ));
+    devices
+        .push(Arc::new(
+            ModelDevice::edu(ExecMode::Immediate, bad).unwrap(),
+        ))
+        .unwrap();
     let e = KvmDeviceHost::attach(&vm, devices, None).unwrap_err();
     assert!(e.to_string().contains("overlaps guest RAM"), "{e}");
 

@@ -932,6 +932,49 @@ impl PciFunction for VfioPciDevice {
     }
 }
 
+/// A shared handle to an open device that is itself a [`PciFunction`]: a driver can own "the
+/// function" while the rest of the program (a test environment, a VMM) still holds the device,
+/// e.g. to read its eventfds. Every method forwards to [`VfioPciDevice`]'s.
+#[derive(Debug, Clone)]
+pub struct SharedVfioDevice(pub Arc<VfioPciDevice>);
+
+impl PciFunction for SharedVfioDevice {
+    type Bar = VfioBar;
+    fn bar(&self, index: u8) -> Result<VfioBar, FunctionError> {
+        PciFunction::bar(&*self.0, index)
+    }
+    fn config_read8(&self, offset: u16) -> Result<u8, FunctionError> {
+        PciFunction::config_read8(&*self.0, offset)
+    }
+    fn config_read16(&self, offset: u16) -> Result<u16, FunctionError> {
+        PciFunction::config_read16(&*self.0, offset)
+    }
+    fn config_read32(&self, offset: u16) -> Result<u32, FunctionError> {
+        PciFunction::config_read32(&*self.0, offset)
+    }
+    fn config_write8(&self, offset: u16, value: u8) -> Result<(), FunctionError> {
+        PciFunction::config_write8(&*self.0, offset, value)
+    }
+    fn config_write16(&self, offset: u16, value: u16) -> Result<(), FunctionError> {
+        PciFunction::config_write16(&*self.0, offset, value)
+    }
+    fn config_write32(&self, offset: u16, value: u32) -> Result<(), FunctionError> {
+        PciFunction::config_write32(&*self.0, offset, value)
+    }
+    fn irq_enable(&self, kind: IrqKind, first: u32, count: u32) -> Result<(), FunctionError> {
+        PciFunction::irq_enable(&*self.0, kind, first, count)
+    }
+    fn irq_disable(&self, kind: IrqKind) -> Result<(), FunctionError> {
+        PciFunction::irq_disable(&*self.0, kind)
+    }
+    fn reset(&self) -> Result<(), FunctionError> {
+        PciFunction::reset(&*self.0)
+    }
+    fn irq_wait(&self, kind: IrqKind, vector: u32, timeout_ns: u64) -> Result<u64, FunctionError> {
+        PciFunction::irq_wait(&*self.0, kind, vector, timeout_ns)
+    }
+}
+
 fn cfg_err(offset: u16, e: Error) -> FunctionError {
     match e {
         Error::InvalidArgument { .. } => FunctionError::ConfigOutOfRange { offset },

@@ -68,7 +68,7 @@ mod fake;
 mod tests;
 
 pub use clock::MonotonicClock;
-pub use device::{Bar, DeviceCaps, DeviceInfo, VfioBar, VfioPciDevice};
+pub use device::{Bar, DeviceCaps, DeviceInfo, SharedVfioDevice, VfioBar, VfioPciDevice};
 pub use error::{Error, Result};
 pub use iommu::{DmaMapping, Iommu, IommuMode};
 pub use iova::{IovaAllocator, IovaRange};

@@ -49,8 +49,8 @@ usage: passthru [--sysfs DIR] [--proc DIR] [--state-dir DIR] COMMAND ... | --ver
 type Program = (&'static str, fn() -> Suite);
 
 /// The programs run on real devices: the six of `passthru::programs`, then
-/// `vfio_pci_driver_test` and `vfio_pci_guest_driver_test` from `passthru::suite` (the latter
-/// skips without `/dev/kvm`).
+/// `vfio_pci_driver_test` and `vfio_pci_guest_driver_test` from `passthru::suite`, and
+/// `irq_test -d` (the guest programs skip without `/dev/kvm`).
 fn device_programs() -> Vec<Program> {
     programs::PROGRAMS
         .iter()
@@ -58,6 +58,7 @@ fn device_programs() -> Vec<Program> {
         .chain([
             (suite::vfio::PROGRAM, suite::vfio::suite as fn() -> Suite),
             (suite::guest::PROGRAM, suite::guest::device_suite),
+            ("irq_test", programs::irq_test_device_suite),
         ])
         .collect()
 }

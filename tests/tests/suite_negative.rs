@@ -2,26 +2,10 @@
 //! without copying, a fault the device does not report, a lost or a spurious interrupt) must
 //! make the matching upstream case fail with a message saying why.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use passthru::harness::{DeviceSelector, DeviceSource, Fixture, Suite, TestResult, KSFT_FAIL};
 use passthru::suite::models::ModelEnv;
 use passthru::suite::{Case, DynEnv};
 use passthru_models::exec::ExecMode;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Run `case` once on the env built by `setup`; the case must fail with `why` in its output.
 fn must_fail(
@@ -35,15 +19,7 @@ fn must_fail(
     let suite = Suite::new("negative")
         .devices(DeviceSelector::none())
         .fixture(fixture);
-    let out = Capture::default();
-    let mut err = Vec::new();
-    let code = suite.run(
-        &[],
-        &DeviceSource::default(),
-        Box::new(out.clone()),
-        &mut err,
-    );
-    let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+    let (code, text, _) = suite.run_captured(&[], &DeviceSource::default());
     assert_eq!(
         code,
         KSFT_FAIL,

@@ -3,7 +3,6 @@
 //! `max_memcpy_size` chunks, the storm at `min(max_memcpy_size, region / 2)` per copy, and a
 //! driver without `send_msi` skipping `send_msi` and the stray-MSI checks.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use passthru::harness::{DeviceSelector, DeviceSource, Fixture, Suite, TestResult, KSFT_PASS};
@@ -16,19 +15,6 @@ use passthru_models::exec::ExecMode;
 use passthru_models::function::ModelFunction;
 use passthru_models::iommu::Iommu;
 use passthru_models::StdClock;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Run `cases` on envs built by `setup`; returns (exit code, KTAP).
 fn run(
@@ -43,15 +29,7 @@ fn run(
     let suite = Suite::new("t")
         .devices(DeviceSelector::none())
         .fixture(fixture);
-    let out = Capture::default();
-    let mut err = Vec::new();
-    let code = suite.run(
-        &[],
-        &DeviceSource::default(),
-        Box::new(out.clone()),
-        &mut err,
-    );
-    let text = String::from_utf8_lossy(&out.0.lock().unwrap()).into_owned();
+    let (code, text, _) = suite.run_captured(&[], &DeviceSource::default());
     (code, text)
 }
 

@@ -59,7 +59,7 @@ pub const REQ_FAULTS: u64 = 0x13;
 pub const SAME: u64 = u64::MAX;
 
 /// The seven upstream cases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u64)]
 pub enum Case {
     /// 10 × remove + init.

@@ -33,14 +33,15 @@ pub use passthru_guest_rt::device::request;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 
-use passthru_core::mmio::{PciFunction, RegisterIo};
+use passthru_core::mmio::{IrqKind, PciFunction, RegisterIo};
 
 pub use crate::irq::MsiMessage;
 pub use crate::vm::{HandlerError, MmioHandler};
 
 use portal::{PortalAssembler, PortalStats};
 use request::{
-    decode_reply, encode_reply, DeviceRequest, Reply, ReplyError, REPLY_WORDS, REQUEST_WORDS,
+    decode_reply, encode_reply, DeviceRequest, MsiTarget, Reply, ReplyError, REPLY_WORDS,
+    REQUEST_WORDS,
 };
 
 /// Host memory that can back guest-physical memory (a memory slot).
@@ -289,10 +290,18 @@ impl Devices {
         Self::default()
     }
 
-    /// Add a device; returns its index (what the guest puts in requests).
-    pub fn push(&mut self, device: Arc<dyn GuestDevice>) -> u8 {
+    /// Add a device; returns its index (what the guest puts in requests). Requests carry an
+    /// 8-bit index, so a 257th device is refused ([`DeviceError::Layout`]).
+    pub fn push(&mut self, device: Arc<dyn GuestDevice>) -> Result<u8, DeviceError> {
+        let index = u8::try_from(self.devices.len()).map_err(|_| DeviceError::Layout {
+            device: device.name(),
+            reason: format!(
+                "{} devices already: guest requests name a device by an 8-bit index",
+                self.devices.len()
+            ),
+        })?;
         self.devices.push(device);
-        (self.devices.len() - 1) as u8
+        Ok(index)
     }
 
     /// Device `index`.
@@ -494,6 +503,94 @@ impl<R: RegisterIo + Send + Sync> BarMmio<R> {
     }
 }
 
+/// What differs between the device backings ([`model::ModelDevice`],
+/// [`vfio::PassthroughDevice`]); [`serve_request`] does the rest alike.
+pub(crate) trait Backing {
+    /// The function configuration space and reset go to.
+    type Function: PciFunction;
+    /// The register access of the BARs served from exits.
+    type Bar: RegisterIo;
+    /// The function.
+    fn pci_function(&self) -> &Self::Function;
+    /// The BARs served from exits (reset with the function).
+    fn exit_bars(&self) -> &[Arc<BarMmio<Self::Bar>>];
+    /// Serve [`DeviceRequest::BarInfo`].
+    fn bar_info(&self, index: u8) -> Result<Reply, ReplyError>;
+    /// Serve [`DeviceRequest::IrqEnable`].
+    fn irq_enable(
+        &self,
+        vmm: &dyn Vmm,
+        kind: IrqKind,
+        first: u32,
+        count: u32,
+        target: MsiTarget,
+    ) -> Result<Reply, ReplyError>;
+    /// Serve [`DeviceRequest::IrqDisable`].
+    fn irq_disable(&self, vmm: &dyn Vmm, kind: IrqKind) -> Result<Reply, ReplyError>;
+}
+
+/// [`GuestDevice::request`] of a [`Backing`]: configuration space through the function, reset
+/// of the function and then of its exit-served BARs, the rest by the backing.
+pub(crate) fn serve_request<B: Backing>(
+    b: &B,
+    req: &DeviceRequest,
+    vmm: &dyn Vmm,
+) -> Result<Reply, ReplyError> {
+    match *req {
+        DeviceRequest::ConfigRead { offset, width, .. } => {
+            function_config_read(b.pci_function(), offset, width)
+        }
+        DeviceRequest::ConfigWrite {
+            offset,
+            width,
+            value,
+            ..
+        } => function_config_write(b.pci_function(), offset, width, value),
+        DeviceRequest::BarInfo { index, .. } => b.bar_info(index),
+        DeviceRequest::IrqEnable {
+            kind,
+            first,
+            count,
+            target,
+            ..
+        } => b.irq_enable(vmm, kind, first, count, target),
+        DeviceRequest::IrqDisable { kind, .. } => b.irq_disable(vmm, kind),
+        DeviceRequest::Reset { .. } => {
+            b.pci_function()
+                .reset()
+                .map_err(ReplyError::from_function_error)?;
+            for bar in b.exit_bars() {
+                bar.reset();
+            }
+            Ok(Reply::default())
+        }
+    }
+}
+
+/// [`GuestDevice::exit_summary`] of the BARs served from exits.
+pub(crate) fn exit_bars_summary<R: RegisterIo>(bars: &[Arc<BarMmio<R>>]) -> Vec<String> {
+    bars.iter()
+        .map(|b| bar_summary(b.index(), b.stats(), b.portal_stats()))
+        .collect()
+}
+
+/// The MSI messages of device vectors `first..end` aimed as `target` says; a vector the target
+/// cannot route is [`ReplyError::BadVector`].
+pub(crate) fn msi_messages(
+    first: u32,
+    end: u32,
+    target: MsiTarget,
+) -> Result<Vec<(u32, MsiMessage)>, ReplyError> {
+    (first..end)
+        .map(|v| {
+            let g = target.guest_vector(v).ok_or(ReplyError::BadVector(v))?;
+            let msg =
+                MsiMessage::fixed(target.dest_apic_id, g).map_err(|_| ReplyError::BadVector(v))?;
+            Ok((v, msg))
+        })
+        .collect()
+}
+
 /// Serve a config read request from a seam function.
 pub(crate) fn function_config_read<F: PciFunction>(
     f: &F,
@@ -531,6 +628,21 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_257th_device_is_refused_not_aliased_to_index_0() {
+        let layout = DeviceLayout::standard(1 << 20);
+        let dev: Arc<dyn GuestDevice> = Arc::new(
+            model::ModelDevice::edu(passthru_models::exec::ExecMode::Immediate, layout).unwrap(),
+        );
+        let mut devices = Devices::new();
+        for i in 0..=255u8 {
+            assert_eq!(devices.push(Arc::clone(&dev)).unwrap(), i);
+        }
+        let e = devices.push(dev).unwrap_err();
+        assert!(e.to_string().contains("8-bit index"), "{e}");
+        assert!(devices.get(255).is_some());
+    }
 
     #[test]
     fn slot_access_is_bounds_checked() {

@@ -27,8 +27,8 @@ use passthru_models::iommu::{HostMemory, Iommu};
 use super::portal::PortalStats;
 use super::request::{DeviceRequest, MsiTarget, Reply, ReplyError};
 use super::{
-    function_config_read, function_config_write, lock, place_bars, BarMmio, DeviceError,
-    DeviceLayout, GuestDevice, MmioStats, MsiMessage, SlotMemory, Vmm,
+    exit_bars_summary, lock, msi_messages, place_bars, serve_request, Backing, BarMmio,
+    DeviceError, DeviceLayout, GuestDevice, MmioStats, SlotMemory, Vmm,
 };
 
 /// [`HostMemory`] as guest RAM (page-aligned, a whole number of pages).
@@ -228,6 +228,28 @@ impl<M: DeviceModel> ModelDevice<M> {
         }
         st.kind = None;
     }
+}
+
+impl<M: DeviceModel> Backing for ModelDevice<M> {
+    type Function = ModelFunction<M>;
+    type Bar = ModelBar<M>;
+
+    fn pci_function(&self) -> &ModelFunction<M> {
+        &self.function
+    }
+
+    fn exit_bars(&self) -> &[Arc<BarMmio<ModelBar<M>>>] {
+        &self.bars
+    }
+
+    fn bar_info(&self, index: u8) -> Result<Reply, ReplyError> {
+        let gpa = self.bar_gpa(index).ok_or(ReplyError::NoSuchBar(index))?;
+        let len = self.function.model().bar_len(index).unwrap_or(0) as u64;
+        Ok(Reply {
+            value: gpa,
+            extra: len,
+        })
+    }
 
     fn irq_enable(
         &self,
@@ -244,13 +266,7 @@ impl<M: DeviceModel> ModelDevice<M> {
             .checked_add(count)
             .filter(|&e| count > 0 && e as usize <= self.eventfds.len())
             .ok_or(ReplyError::BadVector(first.saturating_add(count)))?;
-        let mut msgs = Vec::new();
-        for v in first..end {
-            let g = target.guest_vector(v).ok_or(ReplyError::BadVector(v))?;
-            let msg =
-                MsiMessage::fixed(target.dest_apic_id, g).map_err(|_| ReplyError::BadVector(v))?;
-            msgs.push((v, msg));
-        }
+        let msgs = msi_messages(first, end, target)?;
         let mut st = lock(&self.attached);
         self.disconnect(vmm, &mut st);
         for (v, msg) in msgs {
@@ -271,6 +287,17 @@ impl<M: DeviceModel> ModelDevice<M> {
             return Err(ReplyError::from_function_error(e));
         }
         st.kind = Some(kind);
+        Ok(Reply::default())
+    }
+
+    fn irq_disable(&self, vmm: &dyn Vmm, kind: IrqKind) -> Result<Reply, ReplyError> {
+        self.function
+            .irq_disable(kind)
+            .map_err(ReplyError::from_function_error)?;
+        let mut st = lock(&self.attached);
+        if st.kind == Some(kind) {
+            self.disconnect(vmm, &mut st);
+        }
         Ok(Reply::default())
     }
 }
@@ -309,51 +336,7 @@ impl<M: DeviceModel> GuestDevice for ModelDevice<M> {
     }
 
     fn request(&self, req: &DeviceRequest, vmm: &dyn Vmm) -> Result<Reply, ReplyError> {
-        match *req {
-            DeviceRequest::ConfigRead { offset, width, .. } => {
-                function_config_read(&self.function, offset, width)
-            }
-            DeviceRequest::ConfigWrite {
-                offset,
-                width,
-                value,
-                ..
-            } => function_config_write(&self.function, offset, width, value),
-            DeviceRequest::BarInfo { index, .. } => {
-                let gpa = self.bar_gpa(index).ok_or(ReplyError::NoSuchBar(index))?;
-                let len = self.function.model().bar_len(index).unwrap_or(0) as u64;
-                Ok(Reply {
-                    value: gpa,
-                    extra: len,
-                })
-            }
-            DeviceRequest::IrqEnable {
-                kind,
-                first,
-                count,
-                target,
-                ..
-            } => self.irq_enable(vmm, kind, first, count, target),
-            DeviceRequest::IrqDisable { kind, .. } => {
-                self.function
-                    .irq_disable(kind)
-                    .map_err(ReplyError::from_function_error)?;
-                let mut st = lock(&self.attached);
-                if st.kind == Some(kind) {
-                    self.disconnect(vmm, &mut st);
-                }
-                Ok(Reply::default())
-            }
-            DeviceRequest::Reset { .. } => {
-                self.function
-                    .reset()
-                    .map_err(ReplyError::from_function_error)?;
-                for b in &self.bars {
-                    b.reset();
-                }
-                Ok(Reply::default())
-            }
-        }
+        serve_request(self, req, vmm)
     }
 
     fn detach(&self, vmm: &dyn Vmm) {
@@ -376,10 +359,7 @@ impl<M: DeviceModel> GuestDevice for ModelDevice<M> {
     }
 
     fn exit_summary(&self) -> Vec<String> {
-        self.bars
-            .iter()
-            .map(|b| super::bar_summary(b.index(), b.stats(), b.portal_stats()))
-            .collect()
+        exit_bars_summary(&self.bars)
     }
 }
 

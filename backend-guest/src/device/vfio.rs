@@ -21,13 +21,13 @@
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 
-use passthru_core::mmio::{FunctionError, IrqKind, PciFunction};
+use passthru_core::mmio::{IrqKind, PciFunction};
 use passthru_linux::{DmaBuffer, Iommu, VfioBar, VfioPciDevice};
 
 use super::request::{DeviceRequest, MsiTarget, Reply, ReplyError};
 use super::{
-    function_config_read, function_config_write, lock, place_bars, BarMmio, DeviceError,
-    DeviceLayout, GuestDevice, MmioHandler, MmioStats, MsiMessage, SlotMemory, Vmm,
+    exit_bars_summary, lock, msi_messages, place_bars, serve_request, Backing, BarMmio,
+    DeviceError, DeviceLayout, GuestDevice, MmioHandler, MmioStats, SlotMemory, Vmm,
 };
 
 /// What [`PassthroughDevice`] needs from a passed-through function beyond [`PciFunction`].
@@ -104,42 +104,7 @@ unsafe impl SlotMemory for BarMemory {
 }
 
 /// A VFIO device shared between the backing and the rest of the program.
-#[derive(Debug, Clone)]
-pub struct VfioFunction(pub Arc<VfioPciDevice>);
-
-impl PciFunction for VfioFunction {
-    type Bar = VfioBar;
-    fn bar(&self, index: u8) -> Result<VfioBar, FunctionError> {
-        PciFunction::bar(&*self.0, index)
-    }
-    fn config_read8(&self, offset: u16) -> Result<u8, FunctionError> {
-        self.0.config_read8(offset)
-    }
-    fn config_read16(&self, offset: u16) -> Result<u16, FunctionError> {
-        self.0.config_read16(offset)
-    }
-    fn config_read32(&self, offset: u16) -> Result<u32, FunctionError> {
-        self.0.config_read32(offset)
-    }
-    fn config_write8(&self, offset: u16, value: u8) -> Result<(), FunctionError> {
-        self.0.config_write8(offset, value)
-    }
-    fn config_write16(&self, offset: u16, value: u16) -> Result<(), FunctionError> {
-        self.0.config_write16(offset, value)
-    }
-    fn config_write32(&self, offset: u16, value: u32) -> Result<(), FunctionError> {
-        self.0.config_write32(offset, value)
-    }
-    fn irq_enable(&self, kind: IrqKind, first: u32, count: u32) -> Result<(), FunctionError> {
-        PciFunction::irq_enable(&*self.0, kind, first, count)
-    }
-    fn irq_disable(&self, kind: IrqKind) -> Result<(), FunctionError> {
-        PciFunction::irq_disable(&*self.0, kind)
-    }
-    fn reset(&self) -> Result<(), FunctionError> {
-        PciFunction::reset(&*self.0)
-    }
-}
+pub use passthru_linux::SharedVfioDevice as VfioFunction;
 
 /// Duplicate a descriptor number with `F_DUPFD_CLOEXEC`.
 fn dup_raw(fd: RawFd) -> Option<OwnedFd> {
@@ -299,6 +264,37 @@ where
         st.kind = None;
     }
 
+    fn unmap_all(&self, st: &mut Attached) {
+        for (iova, len) in st.iommu.drain(..) {
+            let _ = self.mapper.unmap(iova, len);
+        }
+    }
+}
+
+impl<F> Backing for PassthroughDevice<F>
+where
+    F: PassthroughFunction,
+    F::Bar: Send + Sync + 'static,
+{
+    type Function = F;
+    type Bar = F::Bar;
+
+    fn pci_function(&self) -> &F {
+        &self.function
+    }
+
+    fn exit_bars(&self) -> &[Arc<BarMmio<F::Bar>>] {
+        &self.exits
+    }
+
+    fn bar_info(&self, index: u8) -> Result<Reply, ReplyError> {
+        let gpa = self.bar_gpa(index).ok_or(ReplyError::NoSuchBar(index))?;
+        Ok(Reply {
+            value: gpa,
+            extra: self.function.bar_size(index).unwrap_or(0),
+        })
+    }
+
     fn irq_enable(
         &self,
         vmm: &dyn Vmm,
@@ -314,13 +310,7 @@ where
             .checked_add(count)
             .filter(|_| count > 0)
             .ok_or(ReplyError::BadVector(first))?;
-        let mut msgs = Vec::new();
-        for v in first..end {
-            let g = target.guest_vector(v).ok_or(ReplyError::BadVector(v))?;
-            let msg =
-                MsiMessage::fixed(target.dest_apic_id, g).map_err(|_| ReplyError::BadVector(v))?;
-            msgs.push((v, msg));
-        }
+        let msgs = msi_messages(first, end, target)?;
         let mut st = lock(&self.attached);
         // VFIO adds vectors to those already enabled (and refuses ones that are): the new
         // routes join the existing ones of this kind.
@@ -351,10 +341,15 @@ where
         Ok(Reply::default())
     }
 
-    fn unmap_all(&self, st: &mut Attached) {
-        for (iova, len) in st.iommu.drain(..) {
-            let _ = self.mapper.unmap(iova, len);
+    fn irq_disable(&self, vmm: &dyn Vmm, kind: IrqKind) -> Result<Reply, ReplyError> {
+        let mut st = lock(&self.attached);
+        if st.kind == Some(kind) {
+            self.disconnect(vmm, &mut st);
         }
+        self.function
+            .irq_disable(kind)
+            .map_err(ReplyError::from_function_error)?;
+        Ok(Reply::default())
     }
 }
 
@@ -413,50 +408,7 @@ where
     }
 
     fn request(&self, req: &DeviceRequest, vmm: &dyn Vmm) -> Result<Reply, ReplyError> {
-        match *req {
-            DeviceRequest::ConfigRead { offset, width, .. } => {
-                function_config_read(&self.function, offset, width)
-            }
-            DeviceRequest::ConfigWrite {
-                offset,
-                width,
-                value,
-                ..
-            } => function_config_write(&self.function, offset, width, value),
-            DeviceRequest::BarInfo { index, .. } => {
-                let gpa = self.bar_gpa(index).ok_or(ReplyError::NoSuchBar(index))?;
-                Ok(Reply {
-                    value: gpa,
-                    extra: self.function.bar_size(index).unwrap_or(0),
-                })
-            }
-            DeviceRequest::IrqEnable {
-                kind,
-                first,
-                count,
-                target,
-                ..
-            } => self.irq_enable(vmm, kind, first, count, target),
-            DeviceRequest::IrqDisable { kind, .. } => {
-                let mut st = lock(&self.attached);
-                if st.kind == Some(kind) {
-                    self.disconnect(vmm, &mut st);
-                }
-                self.function
-                    .irq_disable(kind)
-                    .map_err(ReplyError::from_function_error)?;
-                Ok(Reply::default())
-            }
-            DeviceRequest::Reset { .. } => {
-                self.function
-                    .reset()
-                    .map_err(ReplyError::from_function_error)?;
-                for b in &self.exits {
-                    b.reset();
-                }
-                Ok(Reply::default())
-            }
-        }
+        serve_request(self, req, vmm)
     }
 
     fn detach(&self, vmm: &dyn Vmm) {
@@ -480,10 +432,7 @@ where
     }
 
     fn exit_summary(&self) -> Vec<String> {
-        self.exits
-            .iter()
-            .map(|b| super::bar_summary(b.index(), b.stats(), b.portal_stats()))
-            .collect()
+        exit_bars_summary(&self.exits)
     }
 }
 

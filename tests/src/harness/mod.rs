@@ -434,6 +434,41 @@ impl Suite {
     ) -> i32 {
         run::run_suite(self, args, source, out, err)
     }
+
+    /// [`Suite::run`] with the KTAP and error streams captured: returns the exit code, the
+    /// KTAP text and the error text (each decoded lossily as UTF-8). For programs and tests
+    /// that inspect a run's output rather than print it.
+    pub fn run_captured(&self, args: &[&str], source: &DeviceSource) -> (i32, String, String) {
+        let out = SharedBuf::default();
+        let mut err = Vec::new();
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let code = self.run(&args, source, Box::new(out.clone()), &mut err);
+        (code, out.text(), String::from_utf8_lossy(&err).into_owned())
+    }
+}
+
+/// A `Write` whose bytes stay readable after the writer is boxed away (each test of a run
+/// writes through its own clone).
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
 }
 
 /// The process's arguments (without the program name) as UTF-8; a non-UTF-8 argument is bad

@@ -1,6 +1,5 @@
 //! Tests of the harness as a whole: names, filtering, KTAP text, exit codes, timeouts.
 
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,32 +7,8 @@ use std::time::Duration;
 use super::*;
 use crate::{check, check_eq, check_err, check_ok, fail, skip};
 
-/// A `Write` whose bytes the test can read back.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl SharedBuf {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 fn run(suite: &Suite, args: &[&str], source: &DeviceSource) -> (i32, String, String) {
-    let out = SharedBuf::default();
-    let mut err = Vec::new();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let code = suite.run(&args, source, Box::new(out.clone()), &mut err);
-    (code, out.text(), String::from_utf8(err).unwrap())
+    suite.run_captured(args, source)
 }
 
 fn with_device() -> DeviceSource {

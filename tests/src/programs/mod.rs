@@ -86,36 +86,82 @@ pub const PROGRAMS: [Program; 6] = [
 /// host sees an interrupt only when it is scheduled, milliseconds apart), each one test, with
 /// the run's seed; SKIP without `/dev/kvm`.
 pub fn irq_test_suite() -> crate::harness::Suite {
-    use crate::harness::{Fixture, Suite, TestError};
+    use crate::harness::{Fixture, Suite};
     let fixture = Fixture::with_setup("irq_test", |_, _: &&'static [&'static str]| Ok(()))
         .variants([
             ("v2_n_e", &["-v", "2", "-n", "-e", "-i", "200"][..]),
             ("x", &["-x", "-i", "200"][..]),
         ])
         .test("eventfd", |ctx, args, _| {
-            passthru_guest::kvm_available().map_err(TestError::skip)?;
-            let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-            argv.extend(["--seed".to_string(), ctx.seed().to_string()]);
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let code = irq_test::run(&argv, &mut out, &mut err);
-            for line in String::from_utf8_lossy(&out).lines() {
-                ctx.log(line);
-            }
-            match code {
-                crate::harness::KSFT_PASS => Ok(()),
-                crate::harness::KSFT_SKIP => Err(TestError::skip(
-                    String::from_utf8_lossy(&out).trim().to_string(),
-                )),
-                _ => Err(TestError::fail(format!(
-                    "irq_test {} exited {code}: {}",
-                    argv.join(" "),
-                    String::from_utf8_lossy(&err).trim()
-                ))),
-            }
+            let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            run_irq_test(ctx, argv)
         });
     Suite::new(irq_test::PROGRAM)
         .devices(crate::harness::DeviceSelector::none())
         .fixture(fixture)
+}
+
+/// `irq_test -d BDF` as a harness suite for `passthru test` on devices: the device's own MSI
+/// (the passthru driver's `send_msi`) through its VFIO eventfd into a KVM irqfd, in each IOMMU
+/// mode (`irq_test.<mode>.device_msi`), and with the vCPU blocked in `HLT`
+/// (`irq_test.<mode>.device_msi_hlt`, the posted-interrupt wakeup path); 200 IRQs each, with
+/// the run's seed; SKIP without `/dev/kvm`.
+pub fn irq_test_device_suite() -> crate::harness::Suite {
+    use crate::harness::{Fixture, Suite};
+    use passthru_linux::IommuMode;
+    let mut fixture = Fixture::with_setup("irq_test", |ctx, mode: &IommuMode| {
+        Ok(vec![
+            "-d".to_string(),
+            ctx.bdf()?.to_string(),
+            "-t".to_string(),
+            mode.name().to_string(),
+            "-i".to_string(),
+            "200".to_string(),
+        ])
+    });
+    for mode in IommuMode::ALL {
+        fixture = fixture.variant(mode.name(), mode);
+    }
+    let fixture = fixture
+        .test("device_msi", |ctx, _, argv: &mut Vec<String>| {
+            run_irq_test(ctx, argv.clone())
+        })
+        .test("device_msi_hlt", |ctx, _, argv: &mut Vec<String>| {
+            let mut argv = argv.clone();
+            argv.push("-b".to_string());
+            run_irq_test(ctx, argv)
+        });
+    Suite::new(irq_test::PROGRAM)
+        .devices(crate::suite::vfio::selector())
+        .fixture(fixture)
+}
+
+/// Runs `irq_test` with `argv` and the run's seed in this process: its output lines become the
+/// test's log, exit 0 passes, 4 skips with its output as the reason, anything else fails with
+/// its stderr.
+fn run_irq_test(
+    ctx: &crate::harness::Ctx,
+    mut argv: Vec<String>,
+) -> crate::harness::TestResult<()> {
+    use crate::harness::TestError;
+    passthru_guest::kvm_available().map_err(TestError::skip)?;
+    argv.extend(["--seed".to_string(), ctx.seed().to_string()]);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = irq_test::run(&argv, &mut out, &mut err);
+    for line in String::from_utf8_lossy(&out).lines() {
+        ctx.log(line);
+    }
+    match code {
+        crate::harness::KSFT_PASS => Ok(()),
+        crate::harness::KSFT_SKIP => Err(TestError::skip(
+            String::from_utf8_lossy(&out).trim().to_string(),
+        )),
+        _ => Err(TestError::fail(format!(
+            "irq_test {} exited {code}: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&err).trim()
+        ))),
+    }
 }
 
 /// Looks a program up by name.

@@ -2,8 +2,6 @@
 //! reference/upstream-test-names.tsv in tests/data), the no-device exit code, usage.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use super::PROGRAMS;
 use crate::harness::{DeviceSource, KSFT_FAIL, KSFT_SKIP};
@@ -21,25 +19,6 @@ fn upstream_names(program: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 fn no_env() -> DeviceSource {
     DeviceSource {
         env_bdf: None,
@@ -49,11 +28,7 @@ fn no_env() -> DeviceSource {
 }
 
 fn run(p: &super::Program, args: &[&str]) -> (i32, String, String) {
-    let out = Capture::default();
-    let mut err = Vec::new();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let code = (p.suite)().run(&args, &no_env(), Box::new(out.clone()), &mut err);
-    (code, out.text(), String::from_utf8(err).unwrap())
+    (p.suite)().run_captured(args, &no_env())
 }
 
 #[test]
@@ -206,16 +181,12 @@ fn run_with_sysfs(
     root: &std::path::Path,
     args: &[&str],
 ) -> (i32, String, String) {
-    let out = Capture::default();
-    let mut err = Vec::new();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let src = DeviceSource {
         env_bdf: None,
         env_pool: None,
         sysfs: Sysfs::new(root),
     };
-    let code = (p.suite)().run(&args, &src, Box::new(out.clone()), &mut err);
-    (code, out.text(), String::from_utf8(err).unwrap())
+    (p.suite)().run_captured(args, &src)
 }
 
 #[test]
@@ -257,18 +228,26 @@ fn sriov_program_takes_the_pf_from_the_pool() {
     // -l does not select devices; a run of one test shows the selection (the test itself
     // cannot open VFIO on a fake sysfs; its verdict is not what this checks).
     let first = sel.names()[0].clone();
-    let out = Capture::default();
-    let mut err = Vec::new();
     let src = DeviceSource {
         env_bdf: None,
         env_pool: Some(format!("{vf_less},{pf}")),
         sysfs: Sysfs::new(&root),
     };
-    let args = vec!["-r".to_string(), first];
-    let _ = sel.run(&args, &src, Box::new(out.clone()), &mut err);
-    let text = out.text();
+    let (_, text, _) = sel.run_captured(&["-r", &first], &src);
     assert!(text.contains("1..1\n"), "{text}");
     assert!(text.contains(&format!("# devices: {pf}")), "{text}");
     let _ = std::fs::remove_dir_all(root);
     let _ = std::fs::remove_dir_all(pf_root);
+}
+
+#[test]
+fn irq_test_device_suite_runs_device_msi_and_hlt_in_every_iommu_mode() {
+    let names = super::irq_test_device_suite().names();
+    for mode in passthru_linux::IommuMode::ALL {
+        for test in ["device_msi", "device_msi_hlt"] {
+            let want = format!("irq_test.{}.{test}", mode.name());
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+    }
+    assert_eq!(names.len(), 2 * passthru_linux::IommuMode::ALL.len());
 }

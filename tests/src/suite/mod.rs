@@ -54,55 +54,17 @@ pub const MIX_AND_MATCH_ITERATIONS: u32 = 10;
 pub const MSI_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The seven cases, in upstream order; the names are upstream's test names.
-pub const CASES: [Case; 7] = [
-    Case::InitRemove,
-    Case::MemcpySuccess,
-    Case::MemcpyFromUnmappedIova,
-    Case::MemcpyToUnmappedIova,
-    Case::SendMsi,
-    Case::MixAndMatch,
-    Case::MemcpyStorm,
-];
+pub const CASES: [Case; 7] = Case::ALL;
 
-/// One upstream test case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Case {
-    /// 10 cycles of remove then init.
-    InitRemove,
-    /// One copy; src and dst compare equal; no MSI.
-    MemcpySuccess,
-    /// A copy whose source is an unmapped IOVA; no MSI; the device recovers.
-    MemcpyFromUnmappedIova,
-    /// A copy whose destination is an unmapped IOVA; no MSI; the device recovers.
-    MemcpyToUnmappedIova,
-    /// `send_msi` delivers exactly one interrupt.
-    SendMsi,
-    /// 10 × (good copy, faulting copy, MSI).
-    MixAndMatch,
-    /// As many copies as the limits allow in one `memcpy_start`, up to the storm total.
-    MemcpyStorm,
-}
+/// One upstream test case: the same type the guest program (`vfio_pci_guest_driver_test`)
+/// passes to its guest, so every suite names and numbers the cases alike.
+pub use passthru_guest::rt::driver_test::Case;
 
-impl Case {
-    /// The upstream test name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Case::InitRemove => "init_remove",
-            Case::MemcpySuccess => "memcpy_success",
-            Case::MemcpyFromUnmappedIova => "memcpy_from_unmapped_iova",
-            Case::MemcpyToUnmappedIova => "memcpy_to_unmapped_iova",
-            Case::SendMsi => "send_msi",
-            Case::MixAndMatch => "mix_and_match",
-            Case::MemcpyStorm => "memcpy_storm",
-        }
-    }
-
-    /// The per-test timeout (upstream: 30 s default, `memcpy_storm` 60 s).
-    pub const fn timeout(self) -> Duration {
-        match self {
-            Case::MemcpyStorm => Duration::from_secs(60),
-            _ => Duration::from_secs(30),
-        }
+/// The per-test timeout of `case` (upstream: 30 s default, `memcpy_storm` 60 s).
+pub const fn case_timeout(case: Case) -> Duration {
+    match case {
+        Case::MemcpyStorm => Duration::from_secs(60),
+        _ => Duration::from_secs(30),
     }
 }
 

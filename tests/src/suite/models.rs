@@ -37,7 +37,7 @@ use passthru_models::iommu::{HostMemory, Iommu, Perm};
 use passthru_models::irq::MsiSink;
 use passthru_models::StdClock;
 
-use super::{DynEnv, Env, FaultPolicy, IommuFault, CASES};
+use super::{case_timeout, DynEnv, Env, FaultPolicy, IommuFault, CASES};
 use crate::harness::{DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult};
 
 /// IOVA of the driver's region.
@@ -320,7 +320,7 @@ pub fn env(kind: ModelKind, mode: ExecMode) -> TestResult<Box<dyn DynEnv>> {
     env_waiting(kind, mode, WaitMode::Poll)
 }
 
-/// [`env`] whose copies wait as `wait` says.
+/// [`env()`] whose copies wait as `wait` says.
 pub fn env_waiting(kind: ModelKind, mode: ExecMode, wait: WaitMode) -> TestResult<Box<dyn DynEnv>> {
     fn with<D: Driver<'static>>(mut e: ModelEnv<D>, wait: WaitMode) -> ModelEnv<D> {
         e.set_wait_mode(wait);
@@ -337,7 +337,7 @@ fn with_cases<V: Send + Sync + 'static>(
     mut f: Fixture<V, Box<dyn DynEnv>>,
 ) -> Fixture<V, Box<dyn DynEnv>> {
     for case in CASES {
-        f = f.test_with_timeout(case.name(), case.timeout(), move |ctx, _, env| {
+        f = f.test_with_timeout(case.name(), case_timeout(case), move |ctx, _, env| {
             env.run_case(ctx, case)
         });
     }

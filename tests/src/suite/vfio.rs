@@ -27,14 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use passthru_core::driver::{CheckedDriver, Driver, DriverState, Match};
-use passthru_core::mmio::{DmaRegion, FunctionError, IrqKind, PciFunction};
+use passthru_core::mmio::{DmaRegion, IrqKind};
 use passthru_drivers::dsa::Dsa;
 use passthru_drivers::edu::Edu;
 use passthru_drivers::igb::Igb;
 use passthru_drivers::ioat::Ioat;
 use passthru_linux::{DmaBuffer, Iommu, IommuMode, MonotonicClock, VfioPciDevice};
 
-use super::{DynEnv, Env, FaultPolicy, CASES, UPSTREAM_STORM_BYTES};
+use super::{case_timeout, DynEnv, Env, FaultPolicy, CASES, UPSTREAM_STORM_BYTES};
 use crate::harness::{Bdf, DeviceSelector, DeviceSource, Fixture, Suite, TestError, TestResult};
 
 /// The program name.
@@ -49,45 +49,7 @@ pub const UNMAPPED_BLOCK: u64 = 1 << 30;
 
 /// A shared handle to an open VFIO device, so a driver can own "the function" while the
 /// environment still reads its eventfds.
-#[derive(Debug, Clone)]
-pub struct SharedDevice(pub Arc<VfioPciDevice>);
-
-impl PciFunction for SharedDevice {
-    type Bar = <VfioPciDevice as PciFunction>::Bar;
-    fn bar(&self, index: u8) -> Result<Self::Bar, FunctionError> {
-        PciFunction::bar(&*self.0, index)
-    }
-    fn config_read8(&self, offset: u16) -> Result<u8, FunctionError> {
-        self.0.config_read8(offset)
-    }
-    fn config_read16(&self, offset: u16) -> Result<u16, FunctionError> {
-        self.0.config_read16(offset)
-    }
-    fn config_read32(&self, offset: u16) -> Result<u32, FunctionError> {
-        self.0.config_read32(offset)
-    }
-    fn config_write8(&self, offset: u16, value: u8) -> Result<(), FunctionError> {
-        self.0.config_write8(offset, value)
-    }
-    fn config_write16(&self, offset: u16, value: u16) -> Result<(), FunctionError> {
-        self.0.config_write16(offset, value)
-    }
-    fn config_write32(&self, offset: u16, value: u32) -> Result<(), FunctionError> {
-        self.0.config_write32(offset, value)
-    }
-    fn irq_enable(&self, kind: IrqKind, first: u32, count: u32) -> Result<(), FunctionError> {
-        PciFunction::irq_enable(&*self.0, kind, first, count)
-    }
-    fn irq_disable(&self, kind: IrqKind) -> Result<(), FunctionError> {
-        PciFunction::irq_disable(&*self.0, kind)
-    }
-    fn reset(&self) -> Result<(), FunctionError> {
-        PciFunction::reset(&*self.0)
-    }
-    fn irq_wait(&self, kind: IrqKind, vector: u32, timeout_ns: u64) -> Result<u64, FunctionError> {
-        PciFunction::irq_wait(&*self.0, kind, vector, timeout_ns)
-    }
-}
+pub use passthru_linux::SharedVfioDevice as SharedDevice;
 
 /// The DSA driver over VFIO.
 pub type VfioDsa = Dsa<'static, SharedDevice, MonotonicClock>;
@@ -367,7 +329,7 @@ pub fn suite() -> Suite {
         f = f.variant(mode.name(), mode);
     }
     for case in CASES {
-        f = f.test_with_timeout(case.name(), case.timeout(), move |ctx, _, env| {
+        f = f.test_with_timeout(case.name(), case_timeout(case), move |ctx, _, env| {
             env.run_case(ctx, case)
         });
     }

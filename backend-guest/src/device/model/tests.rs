@@ -34,7 +34,9 @@ fn rig<M: DeviceModel>(dev: ModelDevice<M>) -> Rig<M> {
     let dev = Arc::new(dev);
     let vmm = Arc::new(FakeVmm::new());
     let mut devices = Devices::new();
-    let index = devices.push(Arc::clone(&dev) as Arc<dyn GuestDevice>);
+    let index = devices
+        .push(Arc::clone(&dev) as Arc<dyn GuestDevice>)
+        .unwrap();
     devices.attach_all(&*vmm).unwrap();
     let f = ExitFunction::new(Arc::new(devices), Arc::clone(&vmm), index);
     Rig { dev, vmm, f }

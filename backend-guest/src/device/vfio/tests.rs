@@ -252,7 +252,9 @@ fn rig_with(portal_bars: &[u8]) -> Rig {
         .unwrap(),
     );
     let mut devices = Devices::new();
-    devices.push(Arc::clone(&dev) as Arc<dyn GuestDevice>);
+    devices
+        .push(Arc::clone(&dev) as Arc<dyn GuestDevice>)
+        .unwrap();
     let vmm = FakeVmm::with_ram(vec![RAM]);
     devices.attach_all(&vmm).unwrap();
     Rig {
