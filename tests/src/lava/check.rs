@@ -237,10 +237,8 @@ pub fn notes(log: &LavaLog) -> Vec<String> {
 pub type CaseKey = (String, String, String, String);
 
 /// The rig's verdicts of one kernel, from its serial logs `<dir>/<kernel>-<boot>.serial.log`:
-/// test cases and per-program problems. Benchmarks, `passthru list`, boot-level problems and the
-/// KVM guest programs ([`crate::rig::plan::GUEST_PROGRAMS`], which need nested KVM and which the
-/// LAVA rig job does not run) are not LAVA cases. Returns `None` when no log of that kernel
-/// exists.
+/// test cases and per-program problems (benchmarks, `passthru list` and boot-level problems
+/// are not LAVA cases). Returns `None` when no log of that kernel exists.
 pub fn rig_cases(dir: &Path, kernel: &str) -> Option<BTreeMap<CaseKey, Outcome>> {
     let mut out = BTreeMap::new();
     let mut found = false;
@@ -256,10 +254,7 @@ pub fn rig_cases(dir: &Path, kernel: &str) -> Option<BTreeMap<CaseKey, Outcome>>
             qemu_status: Some(0),
         };
         for v in judge_boot(kernel, boot.variant(), &log, host) {
-            if v.program.starts_with('(')
-                || v.program == "passthru"
-                || crate::rig::plan::GUEST_PROGRAMS.contains(&v.program.as_str())
-            {
+            if v.program.starts_with('(') || v.program == "passthru" {
                 continue;
             }
             out.insert(
@@ -576,13 +571,6 @@ mod tests {
             ]
         );
         assert!(rig_cases(&dir, "7.3.4").is_none());
-        // The guest programs run in the rig only: a log of nothing else has no LAVA cases.
-        std::fs::write(
-            dir.join("6.12.118-normal.serial.log"),
-            include_str!("../rig/testdata/guest-programs-6.12-normal.log"),
-        )
-        .unwrap();
-        assert_eq!(rig_cases(&dir, "6.12.118"), Some(BTreeMap::new()));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -155,8 +155,7 @@ pub fn qemu_args(boot: Boot, accel: Option<&str>) -> Result<job::QemuArgs, Strin
     job::split_qemu_args(&String::from_utf8_lossy(&out.stdout)).map_err(|e| e.to_string())
 }
 
-/// Every program of the LAVA rig job, as if all were built (for jobs written without a build):
-/// the upstream programs; the KVM guest programs need nested KVM and run in the rig only.
+/// Every program the rig knows, as if all were built (for jobs written without a build).
 pub(crate) fn all_built() -> BTreeSet<String> {
     PROGRAMS
         .iter()
