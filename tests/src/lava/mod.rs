@@ -155,10 +155,12 @@ pub fn qemu_args(boot: Boot, accel: Option<&str>) -> Result<job::QemuArgs, Strin
     job::split_qemu_args(&String::from_utf8_lossy(&out.stdout)).map_err(|e| e.to_string())
 }
 
-/// Every program the rig knows, as if all were built (for jobs written without a build).
+/// Every program the rig knows, as if all were built (for jobs written without a build): the
+/// upstream programs and the KVM guest programs (which need nested KVM in the rig guest).
 pub(crate) fn all_built() -> BTreeSet<String> {
     PROGRAMS
         .iter()
+        .chain(crate::rig::plan::GUEST_PROGRAMS.iter())
         .map(|p| p.to_string())
         .chain(["passthru".to_string()])
         .collect()
